@@ -1,0 +1,193 @@
+"""Load and validate model and target configs.
+
+Every config is checked against the schema below when it is loaded, before any task runs:
+an unknown key, a wrong type or a missing model directory stops the build with one line that
+names the file, the key and the fix. Nothing here imports torch or tvm.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ROOT / "configs"
+
+COMPONENTS = ("text_encoder", "unet", "vae_decoder")
+
+
+class ConfigError(Exception):
+    """A config problem, worded as one line: file, key, what is wrong, and the fix."""
+
+
+# Each section maps its keys to the accepted type: int, float, str, bool, [int], [str],
+# dict, or a tuple of allowed values.
+_ARCH_TEXT = {
+    "vocab_size": int, "max_position_embeddings": int, "hidden_size": int,
+    "intermediate_size": int, "num_hidden_layers": int, "num_attention_heads": int,
+    "hidden_act": str, "projection_dim": int,
+}
+_ARCH_UNET = {
+    "in_channels": int, "out_channels": int, "block_out_channels": [int],
+    "layers_per_block": int, "down_block_types": [str], "up_block_types": [str],
+    "attention_head_dim": int, "norm_num_groups": int, "cross_attention_dim": int,
+}
+_ARCH_VAE = {
+    "in_channels": int, "out_channels": int, "latent_channels": int,
+    "block_out_channels": [int], "layers_per_block": int, "down_block_types": [str],
+    "up_block_types": [str], "norm_num_groups": int, "scaling_factor": float,
+}
+MODEL_SCHEMA = {
+    "model": {
+        "init": ("random", "pretrained"), "seed": int, "image_size": int,
+        "guidance_batch": int, "path": str,
+    },
+    "text_encoder": _ARCH_TEXT,
+    "unet": _ARCH_UNET,
+    "vae": _ARCH_VAE,
+    "scheduler": {
+        "class_name": ("PNDMScheduler", "DPMSolverMultistepScheduler", "EulerDiscreteScheduler",
+                       "DDIMScheduler"),
+        "num_train_timesteps": int, "beta_start": float, "beta_end": float,
+        "beta_schedule": str, "set_alpha_to_one": bool, "skip_prk_steps": bool,
+        "steps_offset": int,
+    },
+}
+TARGET_SCHEMA = {
+    "target": {"tvm": dict, "library": ("so", "wasm"), "dtype": ("float32", "float16")},
+    "verify": {"max_rel_l2": float, "seed": int},
+}
+
+
+def _type_name(spec) -> str:
+    if isinstance(spec, tuple):
+        return "one of " + ", ".join(repr(s) for s in spec)
+    if isinstance(spec, list):
+        return f"a list of {spec[0].__name__}"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+            dict: "a table"}[spec]
+
+
+def _matches(value, spec) -> bool:
+    if isinstance(spec, tuple):
+        return value in spec
+    if isinstance(spec, list):
+        return isinstance(value, list) and all(_matches(v, spec[0]) for v in value)
+    if spec is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if spec is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, spec)
+
+
+def _validate(data: dict, schema: dict, where: str) -> None:
+    for section, body in data.items():
+        if section not in schema:
+            raise ConfigError(f"{where}: unknown section [{section}]; "
+                              f"fix: use one of {', '.join('[' + s + ']' for s in schema)}")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{where}: [{section}] must be a table; fix: write it as [{section}]")
+        for key, value in body.items():
+            spec = schema[section].get(key)
+            if spec is None:
+                raise ConfigError(f"{where}: unknown key {section}.{key}; "
+                                  f"fix: remove it or use one of {', '.join(schema[section])}")
+            if not _matches(value, spec):
+                raise ConfigError(f"{where}: {section}.{key} = {value!r} is not "
+                                  f"{_type_name(spec)}; fix: set it to {_type_name(spec)}")
+    for section in schema:
+        if section not in data:
+            raise ConfigError(f"{where}: missing section [{section}]; fix: add it "
+                              f"(see configs/models/tiny.toml for an example)")
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{_rel(path)}: no such config; fix: pick one of "
+                          f"{', '.join(p.stem for p in sorted(path.parent.glob('*.toml')))}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{_rel(path)}: not valid TOML ({e}); fix: correct the syntax") from None
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated model + target pair, the only place stages read settings from."""
+
+    model_name: str
+    target_name: str
+    model: dict       # sections of configs/models/<model>.toml
+    target: dict      # sections of configs/targets/<target>.toml
+
+    @property
+    def pretrained_path(self) -> Path | None:
+        path = self.model["model"].get("path")
+        return Path(path) if path else None
+
+    def latent_size(self) -> int:
+        factor = 2 ** (len(self.model["vae"]["block_out_channels"]) - 1)
+        return self.model["model"]["image_size"] // factor
+
+    def input_specs(self, component: str) -> dict[str, tuple[tuple[int, ...], str]]:
+        """Name -> (shape, dtype) of each graph input: the export boundary of a component."""
+        m = self.model
+        batch = m["model"]["guidance_batch"]
+        seq = m["text_encoder"]["max_position_embeddings"]
+        lat, ch = self.latent_size(), m["vae"]["latent_channels"]
+        if component == "text_encoder":
+            return {"input_ids": ((batch, seq), "int32")}
+        if component == "unet":
+            return {"sample": ((batch, m["unet"]["in_channels"], lat, lat), "float32"),
+                    "timestep": ((), "float32"),
+                    "encoder_hidden_states": ((batch, seq, m["unet"]["cross_attention_dim"]),
+                                              "float32")}
+        if component == "vae_decoder":
+            return {"latents": ((1, ch, lat, lat), "float32")}
+        raise KeyError(component)
+
+    def arch(self, component: str) -> dict:
+        """The architecture section that builds a component's torch module."""
+        return dict(self.model[{"text_encoder": "text_encoder", "unet": "unet",
+                                "vae_decoder": "vae"}[component]])
+
+
+def load(model: str = "tiny", target: str = "llvm", path: str | None = None) -> Config:
+    """Read configs/models/<model>.toml and configs/targets/<target>.toml; raise ConfigError."""
+    model_file = CONFIGS / "models" / f"{model}.toml"
+    target_file = CONFIGS / "targets" / f"{target}.toml"
+    mdata = _read_toml(model_file)
+    tdata = _read_toml(target_file)
+    _validate(mdata, MODEL_SCHEMA, _rel(model_file))
+    _validate(tdata, TARGET_SCHEMA, _rel(target_file))
+    m = mdata["model"]
+    if path:
+        m["path"], m["init"] = path, "pretrained"
+    if m.get("init") == "pretrained":
+        if not m.get("path"):
+            raise ConfigError(f"{_rel(model_file)}: model.init = 'pretrained' needs model.path; "
+                              f"fix: set path = \"/dir/of/diffusers/model\" or pass path=... to doit")
+        model_dir = Path(m["path"])
+        if not (model_dir / "model_index.json").is_file():
+            raise ConfigError(f"{_rel(model_file)}: model.path = {m['path']!r} is not a diffusers "
+                              f"model directory (no model_index.json); fix: point it at a local "
+                              f"copy of the model, or set init = \"random\"")
+    required = {"model": ("init", "seed", "image_size", "guidance_batch")}
+    for section, keys in required.items():
+        for key in keys:
+            if key not in mdata[section]:
+                raise ConfigError(f"{_rel(model_file)}: missing key {section}.{key}; fix: add it "
+                                  f"(see configs/models/tiny.toml)")
+    for key in ("tvm", "library", "dtype"):
+        if key not in tdata["target"]:
+            raise ConfigError(f"{_rel(target_file)}: missing key target.{key}; fix: add it "
+                              f"(see configs/targets/llvm.toml)")
+    return Config(model, target, mdata, tdata)

@@ -1,0 +1,156 @@
+"""The build DAG as data: for each stage and component, its input files, its output files, the
+module that runs it, the repo sources it depends on, and its slice of the config.
+
+dodo.py turns this table into doit tasks and stages/runner.py executes one entry. Keeping it
+here, apart from both, means the doit wiring, the stage keys and the tests read one definition.
+Nothing here imports torch or tvm.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stages.config import COMPONENTS, ROOT, Config
+from stages.passes import pipeline
+
+BUILD = ROOT / "build"
+DIST = ROOT / "dist"
+TUNING = ROOT / "configs" / "tuning"
+
+# Stage name -> the module whose run(inputs, outputs, cfg) does the work, in DAG order.
+STAGES = {
+    "tokenizer": "stages.tokenizer",
+    "scheduler": "stages.scheduler",
+    "weights": "stages.weights",
+    "capture": "stages.capture",
+    "import": "stages.import_graph",
+    "passes": "stages.passes.apply",
+    "schedule": "stages.schedule",
+    "plan": "stages.plan",
+    "emit": "stages.emit",
+    "verify": "stages.verify",
+}
+MODEL_STAGES = ("tokenizer", "scheduler")          # once per model
+COMPONENT_STAGES = tuple(s for s in STAGES if s not in MODEL_STAGES)
+
+# The diffusers subfolder each component's weights come from in a local model directory.
+SUBFOLDER = {"text_encoder": "text_encoder", "unet": "unet", "vae_decoder": "vae"}
+
+
+@dataclass(frozen=True)
+class Spec:
+    stage: str
+    component: str
+    inputs: dict[str, Path]
+    outputs: dict[str, Path]
+    config: dict                      # the slice of the config this stage may read
+    modules: tuple[str, ...] = field(default=())   # repo sources in the key, besides imports
+
+    @property
+    def task(self) -> str:
+        return self.stage if self.component == "model" else f"{self.stage}:{self.component}"
+
+
+def _model_files(directory: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
+    return {p.name: p for p in sorted(directory.iterdir()) if p.suffix in suffixes}
+
+
+def clip_vocab() -> Path:
+    """The CLIP BPE vocabulary shipped inside the open-clip-torch wheel (read, never imported)."""
+    try:
+        dist = importlib.metadata.distribution("open-clip-torch")
+    except importlib.metadata.PackageNotFoundError:
+        raise FileNotFoundError("open-clip-torch is not installed; fix: pip install --no-deps "
+                                "open-clip-torch (it carries the CLIP BPE vocabulary)") from None
+    return Path(dist.locate_file("open_clip/bpe_simple_vocab_16e6.txt.gz"))
+
+
+def spec(cfg: Config, stage: str, component: str = "model") -> Spec:
+    """The inputs, outputs and config slice of one stage for one component."""
+    m, t = cfg.model_name, cfg.target_name
+    common = BUILD / m / component / stage           # target-independent stages
+    per_target = BUILD / m / t / component / stage   # stages whose output depends on the target
+    dist = DIST / m / t / component
+    model_dir = cfg.pretrained_path
+    mcfg = cfg.model["model"]
+    target = cfg.target["target"]
+
+    def out(stage_: str, name: str) -> Path:
+        return spec(cfg, stage_, component).outputs[name]
+
+    if stage == "tokenizer":
+        inputs = (_model_files(model_dir / "tokenizer", (".json", ".txt"))
+                  if model_dir else {"vocab": clip_vocab()})
+        names = ("tokenizer.json", "tokenizer_config.json")
+        return Spec(stage, component, inputs, {n: common / n for n in names},
+                    {"max_length": cfg.model["text_encoder"]["max_position_embeddings"],
+                     "pretrained": bool(model_dir)})
+    if stage == "scheduler":
+        inputs = (_model_files(model_dir / "scheduler", (".json",)) if model_dir else {})
+        return Spec(stage, component, inputs,
+                    {"scheduler_config.json": common / "scheduler_config.json"},
+                    {"scheduler": cfg.model["scheduler"], "pretrained": bool(model_dir)})
+    if stage == "weights":
+        inputs = (_model_files(model_dir / SUBFOLDER[component], (".json", ".safetensors", ".bin"))
+                  if model_dir else {})
+        return Spec(stage, component, inputs,
+                    {"config": common / "config.json", "weights": common / "model.safetensors"},
+                    {"component": component, "init": mcfg["init"], "seed": mcfg["seed"],
+                     "arch": cfg.arch(component)})
+    if stage == "capture":
+        return Spec(stage, component,
+                    {"config": out("weights", "config"), "weights": out("weights", "weights")},
+                    {"graph": common / "graph.pt2"},
+                    {"component": component, "inputs": cfg.input_specs(component)})
+    if stage == "import":
+        return Spec(stage, component, {"graph": out("capture", "graph")},
+                    {"module": common / "module.json", "params": common / "params.safetensors"},
+                    {"component": component})
+    if stage == "passes":
+        return Spec(stage, component, {"module": out("import", "module")},
+                    {"module": per_target / "module.json"},
+                    {"component": component, "target": target["tvm"],
+                     "passes": pipeline.steps(component, target["tvm"]["kind"])},
+                    modules=pipeline.modules(component, target["tvm"]["kind"]))
+    if stage == "schedule":
+        db = TUNING / m / t / component
+        inputs = {"module": out("passes", "module")}
+        inputs.update({p.name: p for p in sorted(db.glob("database_*.json"))} if db.is_dir()
+                      else {})
+        return Spec(stage, component, inputs, {"module": per_target / "module.json"},
+                    {"component": component, "target": target["tvm"]})
+    if stage == "plan":
+        return Spec(stage, component, {"module": out("schedule", "module")},
+                    {"module": per_target / "module.json", "plan": per_target / "plan.json"},
+                    {"component": component, "target": target["tvm"]})
+    if stage == "emit":
+        return Spec(stage, component,
+                    {"module": out("plan", "module"), "params": out("import", "params")},
+                    {"library": dist / f"{component}.{target['library']}",
+                     "params": dist / "params.safetensors",
+                     "manifest": dist / "manifest.json"},
+                    {"component": component, "target": target["tvm"], "dtype": target["dtype"]},
+                    modules=("stages.manifest",))   # the runner writes manifest.json
+    if stage == "verify":
+        return Spec(stage, component,
+                    {"library": out("emit", "library"), "params": out("emit", "params"),
+                     "config": out("weights", "config"), "weights": out("weights", "weights")},
+                    {"report": dist / "verify.json"},
+                    {"component": component, "target": target["tvm"],
+                     "inputs": cfg.input_specs(component), **cfg.target["verify"],
+                     "vocab_size": cfg.model["text_encoder"]["vocab_size"]})
+    raise KeyError(f"unknown stage {stage!r}")
+
+
+def all_specs(cfg: Config) -> list[Spec]:
+    """Every stage entry of a model + target build, in DAG order."""
+    specs = [spec(cfg, s) for s in MODEL_STAGES]
+    specs += [spec(cfg, s, c) for s in COMPONENT_STAGES for c in COMPONENTS]
+    return specs
+
+
+def report_path(cfg: Config) -> Path:
+    """Where the build's `stages: N built, ...` summary is written as JSON."""
+    return DIST / cfg.model_name / cfg.target_name / "build-report.json"

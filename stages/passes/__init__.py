@@ -1,0 +1,1 @@
+"""Compiler passes, one module per pass; `pipeline.py` holds the only ordered list of them."""

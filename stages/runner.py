@@ -1,0 +1,126 @@
+"""Execute one stage of the DAG through the store: restore it from cache/ or build it.
+
+    key = stage_key(static part, sha256 of every input file)
+    hit  -> copy the recorded blobs to the outputs (each re-hashed on the way): "restored"
+    miss -> run the stage into a temp dir, store the outputs as blobs, record the action,
+            then rename the outputs into place: "built"
+
+The action entry is recorded before the outputs are renamed into place, so a build killed in
+between is finished by the next one from the cache, and a build killed earlier leaves only its
+temp dir, which is removed. A per-key lock makes a concurrent build of the same stage wait and
+then restore instead of computing it twice.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from stages import config as config_mod
+from stages import dag, keys, manifest
+from stages.store import CorruptBlob, Store, sha256_file
+
+CACHE = config_mod.ROOT / "cache"
+
+
+def static_key(s: dag.Spec) -> str:
+    return keys.static_key(s.stage, s.component, (dag.STAGES[s.stage], *s.modules), s.config)
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(config_mod.ROOT))
+    except ValueError:
+        return path.name
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _work_dir(task: str) -> Path:
+    """A fresh temp dir for one run, named <task>.<pid>.<random>; dirs left behind by killed
+    builds (their pid is gone) are removed first, so an interrupted build leaves nothing."""
+    work = config_mod.ROOT / "build" / ".tmp"
+    work.mkdir(parents=True, exist_ok=True)
+    for stale in work.iterdir():
+        parts = stale.name.split(".")
+        if len(parts) == 3 and parts[1].isdigit() and not _pid_alive(int(parts[1])):
+            shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=work, prefix=f"{task.replace(':', '-')}.{os.getpid()}."))
+
+
+def _restore(store: Store, entry: dict, s: dag.Spec) -> bool:
+    try:
+        for name, path in s.outputs.items():
+            store.get_blob(entry["outputs"][name]["sha256"], path)
+        return True
+    except (KeyError, CorruptBlob) as e:
+        if isinstance(e, CorruptBlob):
+            print(f"    {s.task}: {e}", file=sys.stderr)
+        return False
+
+
+def execute(cfg: config_mod.Config, stage: str, component: str = "model",
+            store: Store | None = None) -> str:
+    """Bring one stage's outputs up to date; return "built" or "restored"."""
+    store = store or Store(CACHE)
+    s = dag.spec(cfg, stage, component)
+    for name, path in s.inputs.items():
+        if not path.is_file():
+            raise FileNotFoundError(f"{s.task}: input {name} ({_rel(path)}) is missing; "
+                                    f"fix: run `doit build` so the stage before it runs")
+    digests = {name: sha256_file(path) for name, path in s.inputs.items()}
+    key = keys.stage_key(static_key(s), digests)
+
+    with store.lock(key):
+        entry = store.get_action(key)
+        if entry and _restore(store, entry, s):
+            return "restored"
+
+        tmp = _work_dir(s.task)
+        try:
+            tmp_out = {name: tmp / path.name for name, path in s.outputs.items()}
+            start = time.monotonic()
+            module = importlib.import_module(dag.STAGES[stage])
+            module.run(dict(s.inputs), {k: v for k, v in tmp_out.items() if k != "manifest"},
+                       s.config)
+            if "manifest" in tmp_out:
+                inputs = {n: {"path": _rel(p), "sha256": digests[n]} for n, p in s.inputs.items()}
+                files = {n: p for n, p in tmp_out.items() if n != "manifest"}
+                tmp_out["manifest"].write_bytes(manifest.render(s.task, key, inputs, files))
+            missing = [name for name, p in tmp_out.items() if not p.is_file()]
+            if missing:
+                raise RuntimeError(f"{s.task}: the stage did not write {missing}")
+            outputs = {name: store.put_blob(p) for name, p in tmp_out.items()}
+            store.put_action(key, {
+                "outputs": outputs,
+                "provenance": {"stage": s.task, "model": cfg.model_name,
+                               "target": cfg.target_name, "inputs": digests,
+                               "config": s.config, "tools": keys.tool_versions(),
+                               "seconds": round(time.monotonic() - start, 3)},
+            })
+            for name, path in s.outputs.items():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp_out[name], path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return "built"
+
+
+def doit_action(model: str, target: str, path: str | None, stage: str, component: str) -> dict:
+    """The action of a stage task: the outcome goes to doit's task values for the reporter."""
+    cfg = config_mod.load(model, target, path)
+    return {"outcome": execute(cfg, stage, component)}
+

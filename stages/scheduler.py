@@ -1,0 +1,26 @@
+"""scheduler: the noise scheduler's config as diffusers writes it (scheduler_config.json).
+
+diffusers loads it here, so a bad value fails the build rather than the page; the page and the
+Python runner read their coefficients from this one file.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
+    import diffusers
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if cfg["pretrained"]:
+            source = next(iter(inputs.values())).parent
+            config = diffusers.SchedulerMixin.load_config(str(source))
+        else:
+            config = {k: v for k, v in cfg["scheduler"].items() if k != "class_name"}
+            config["_class_name"] = cfg["scheduler"]["class_name"]
+        scheduler = getattr(diffusers, config["_class_name"]).from_config(config)
+        scheduler.save_config(tmp)
+        shutil.copyfile(Path(tmp) / "scheduler_config.json", outputs["scheduler_config.json"])

@@ -1,0 +1,149 @@
+"""The content-addressed store in cache/: an action cache and blobs stored by their sha256.
+
+    cache/ac/<key[:2]>/<key>.json      stage key -> output digests + provenance
+    cache/cas/<sha[:2]>/<sha256>       file bytes, named by their own digest
+    cache/locks/<key>.lock             one builder per key at a time
+
+Writes go to a temp file in the same directory and are renamed into place, so a reader sees a
+whole file or none, and a killed build leaves no half-written entry. A blob is re-hashed when it
+is read; one whose bytes no longer match its name is deleted and reported as a miss, so the
+stage that made it runs again. Nothing here imports torch or tvm.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+CHUNK = 1 << 20
+FILE_MODE = 0o644  # mkstemp makes 0600 files; outputs are meant to be read by others too
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """An open temp file in path's directory (same filesystem, so os.replace is atomic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, FILE_MODE)
+    return fd, tmp
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = _temp_beside(path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_copy(src: Path, dst: Path) -> None:
+    """Copy src to dst so that dst is either the old file or the whole new one."""
+    fd, tmp = _temp_beside(dst)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class CorruptBlob(Exception):
+    """A blob whose bytes do not hash to its name; it has been removed from the store."""
+
+
+class Store:
+    """cache/ on disk. Safe for several processes at once: every write is an atomic rename."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def _ac(self, key: str) -> Path:
+        return self.root / "ac" / key[:2] / f"{key}.json"
+
+    def _cas(self, digest: str) -> Path:
+        return self.root / "cas" / digest[:2] / digest
+
+    @contextlib.contextmanager
+    def lock(self, key: str):
+        """Hold the builder lock for `key`: a second build of the same key waits, then hits."""
+        path = self.root / "locks" / f"{key}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    # -- blobs --------------------------------------------------------------------------------
+
+    def put_blob(self, src: Path) -> dict:
+        """Store a file's bytes; return {"sha256", "size"}. Already-present blobs are kept."""
+        digest = sha256_file(src)
+        dst = self._cas(digest)
+        if not dst.exists():
+            atomic_copy(src, dst)
+        return {"sha256": digest, "size": src.stat().st_size}
+
+    def get_blob(self, digest: str, dst: Path) -> None:
+        """Copy a blob to dst atomically, after checking its bytes; raise KeyError or CorruptBlob."""
+        src = self._cas(digest)
+        if not src.exists():
+            raise KeyError(digest)
+        fd, tmp = _temp_beside(dst)
+        try:
+            h = hashlib.sha256()
+            with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
+                while chunk := fin.read(CHUNK):
+                    h.update(chunk)
+                    fout.write(chunk)
+            if h.hexdigest() != digest:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(src)
+                raise CorruptBlob(f"cache/cas/{digest[:2]}/{digest}: bytes do not match their "
+                                  f"sha256; removed it, the stage will be rebuilt")
+            os.replace(tmp, dst)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    # -- action cache -------------------------------------------------------------------------
+
+    def get_action(self, key: str) -> dict | None:
+        path = self._ac(key)
+        try:
+            entry = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            path.unlink(missing_ok=True)
+            return None
+        if entry.get("key") != key or not isinstance(entry.get("outputs"), dict):
+            path.unlink(missing_ok=True)
+            return None
+        return entry
+
+    def put_action(self, key: str, entry: dict) -> None:
+        entry = {"key": key, **entry}
+        atomic_write_bytes(self._ac(key), json.dumps(entry, indent=1, sort_keys=True).encode())

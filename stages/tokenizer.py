@@ -1,0 +1,61 @@
+"""tokenizer: the CLIP tokenizer as tokenizer.json + tokenizer_config.json.
+
+For the embedded model it is made offline from the real CLIP BPE merges that ship inside the
+open-clip-torch wheel: the byte-level alphabet, its end-of-word forms and the merges, in the
+order CLIP assigns ids, then <|startoftext|> = 49406 and <|endoftext|> = 49407. For a local
+model it is that model's tokenizer. Both are saved by transformers, so Python (CLIPTokenizer)
+and the page (tokenizer.json) read one vocabulary.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import tempfile
+from pathlib import Path
+
+# CLIP's vocabulary: 256 byte symbols, their 256 end-of-word forms, 48,894 merges, 2 specials.
+NUM_MERGES = 49152 - 256 - 2
+BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+
+
+def byte_alphabet() -> list[str]:
+    """The 256 printable stand-ins for bytes used by byte-level BPE, in byte order of CLIP ids.
+
+    Printable Latin-1 bytes stand for themselves; the others are mapped, in order, to code
+    points from 256 upwards, so that no byte becomes whitespace or a control character.
+    """
+    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+                 + list(range(ord("®"), ord("ÿ") + 1)))
+    codes, extra = list(printable), 0
+    for b in range(256):
+        if b not in printable:
+            codes.append(256 + extra)
+            extra += 1
+    return [chr(c) for c in codes]
+
+
+def vocab_and_merges(bpe_gz: Path) -> tuple[dict[str, int], list[str]]:
+    lines = gzip.decompress(bpe_gz.read_bytes()).decode("utf-8").split("\n")
+    merges = lines[1:NUM_MERGES + 1]   # line 0 is a version header
+    symbols = byte_alphabet()
+    tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
+    tokens += [BOS, EOS]
+    return {tok: i for i, tok in enumerate(tokens)}, merges
+
+
+def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
+    from transformers import CLIPTokenizer
+
+    if cfg["pretrained"]:
+        source = next(iter(inputs.values())).parent
+        tokenizer = CLIPTokenizer.from_pretrained(str(source), local_files_only=True)
+    else:
+        vocab, merges = vocab_and_merges(inputs["vocab"])
+        tokenizer = CLIPTokenizer(vocab=vocab, merges=[tuple(m.split()) for m in merges],
+                                  bos_token=BOS, eos_token=EOS, unk_token=EOS, pad_token=EOS)
+    tokenizer.model_max_length = cfg["max_length"]
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        for name, dst in outputs.items():
+            shutil.copyfile(Path(tmp) / name, dst)

@@ -1,0 +1,58 @@
+"""verify: the compiled component against PyTorch on the same weights and the same inputs.
+
+Inputs are drawn from a fixed seed; the compiled library runs in TVM's VM with the emitted
+params; the check is the relative L2 error of the output. Above the target's threshold the
+build fails. verify.json records the error and the threshold (no timings: speed is measured in
+bench/, and this file must be the same bytes on every machine).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from stages import components
+
+
+def rel_l2(actual, expected) -> float:
+    import numpy as np
+
+    a, e = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    return float(np.linalg.norm(a - e) / max(np.linalg.norm(e), 1e-30))
+
+
+def load_params(path: Path, device) -> list:
+    """The params of an emitted component, as tvm tensors in the order `main` takes them."""
+    import tvm
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as f:
+        order = json.loads(f.metadata()["order"])
+        return [tvm.runtime.tensor(f.get_tensor(name), device) for name in order]
+
+
+def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
+    import torch
+    import tvm
+    from tvm import relax
+
+    component = cfg["component"]
+    example = components.example_inputs(cfg["inputs"], cfg["seed"], cfg["vocab_size"])
+    module = components.wrapper(component, components.load(component, inputs["weights"].parent))
+    with torch.no_grad():
+        expected = module(*(torch.from_numpy(example[n]) for n in cfg["inputs"])).numpy()
+
+    device = tvm.cpu()
+    vm = relax.VirtualMachine(tvm.runtime.load_module(str(inputs["library"])), device)
+    params = load_params(inputs["params"], device)
+    args = [tvm.runtime.tensor(example[n], device) for n in cfg["inputs"]]
+    actual = vm["main"](*args, *params).numpy()
+
+    error = rel_l2(actual, expected)
+    report = {"component": component, "rel_l2": error, "max_rel_l2": cfg["max_rel_l2"],
+              "passed": error <= cfg["max_rel_l2"], "shape": list(actual.shape)}
+    if not report["passed"]:
+        raise AssertionError(f"verify:{component}: rel-L2 {error:.3e} > {cfg['max_rel_l2']:.1e} "
+                             f"against PyTorch; fix: find the pass that broke it "
+                             f"(stages/passes/pipeline.py)")
+    outputs["report"].write_text(json.dumps(report, indent=1) + "\n")

@@ -1,0 +1,55 @@
+"""weights: one component's weights as safetensors plus its config.json.
+
+init = "random" draws them from the config's seed (the embedded tiny model and full-size scale
+runs); init = "pretrained" reads a local diffusers directory offline and checks that its
+architecture is the one the model config declares. Either way the output has one format, so
+every later stage reads the same files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from stages import components
+from stages.progress import Bar
+
+
+def _config_dict(module) -> dict:
+    cfg = module.config
+    return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+
+
+def _check_arch(module, arch: dict, where: str) -> None:
+    actual = _config_dict(module)
+    for key, want in arch.items():
+        have = actual.get(key)
+        if isinstance(have, tuple):
+            have = list(have)
+        if have != want:
+            raise ValueError(f"{where}: {key} = {have!r} but the model config says {want!r}; "
+                             f"fix: make configs/models/<model>.toml match the checkpoint")
+
+
+def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    component = cfg["component"]
+    if cfg["init"] == "random":
+        module = components.init_random(component, cfg["arch"], cfg["seed"])
+    else:
+        model_dir = next(iter(inputs.values())).parent
+        module = components.module_class(component).from_pretrained(
+            str(model_dir), local_files_only=True, torch_dtype=torch.float32).eval()
+        _check_arch(module, cfg["arch"], str(model_dir))
+
+    state = module.state_dict()
+    bar = Bar(f"weights:{component}", len(state), " tensors")
+    tensors = {}
+    for name, tensor in state.items():
+        tensors[name] = tensor.detach().to(torch.float32).contiguous().clone()
+        bar.update()
+    save_file(tensors, str(outputs["weights"]))
+    outputs["config"].write_text(json.dumps(_config_dict(module), indent=1, sort_keys=True,
+                                            default=list))

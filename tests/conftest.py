@@ -1,0 +1,88 @@
+"""Test helpers: throw-away checkouts of this repo, and `doit` run in them as a user would.
+
+Every test that builds works in its own copy under pytest's tmp dir, so tests can edit passes,
+configs and the cache without touching the repo or each other. One cold build of the tiny model
+is shared by the session; tests that change things start from a copy of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SUMMARY = re.compile(r"^stages: (\d+) built, (\d+) restored, (\d+) up-to-date$", re.M)
+COMPONENTS = ("text_encoder", "unet", "vae_decoder")
+STAGES_PER_COMPONENT = ("weights", "capture", "import", "passes", "schedule", "plan", "emit",
+                        "verify")
+ALL_TASKS = {"tokenizer", "scheduler"} | {f"{s}:{c}" for s in STAGES_PER_COMPONENT
+                                          for c in COMPONENTS}
+
+
+def source_files() -> list[str]:
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                         cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    return [f for f in out.splitlines() if (ROOT / f).is_file()]
+
+
+def checkout(dst: Path) -> Path:
+    """A fresh clone of the working tree: sources only, no build/, dist/ or cache/."""
+    for rel in source_files():
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, dst / rel)
+    return dst
+
+
+def doit(cwd: Path, *args: str, check: bool = True, python_flags: tuple = ()):
+    proc = subprocess.run([sys.executable, *python_flags, "-m", "doit", *args], cwd=cwd,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"doit {' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def summary(proc) -> tuple[int, int, int]:
+    found = SUMMARY.findall(proc.stdout)
+    assert len(found) == 1, f"expected one summary line, got {found}:\n{proc.stdout[-2000:]}"
+    return tuple(int(n) for n in found[0])
+
+
+def report(ws: Path, model: str = "tiny", target: str = "llvm") -> dict[str, set[str]]:
+    data = json.loads((ws / "dist" / model / target / "build-report.json").read_text())
+    return {k: set(v) for k, v in data["tasks"].items()}
+
+
+def tree_digests(ws: Path, *dirs: str) -> dict[str, str]:
+    """sha256 of every file under the given dirs, by relative path (doit's db left out)."""
+    import hashlib
+
+    out = {}
+    for d in dirs:
+        for p in sorted((ws / d).rglob("*")):
+            if p.is_file() and not p.name.startswith(".doit") and ".tmp" not in p.parts \
+                    and p.name != "build-report.json":
+                out[str(p.relative_to(ws))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    """A checkout with a cold `doit build` of the tiny model for llvm: (path, doit result)."""
+    ws = checkout(tmp_path_factory.mktemp("built"))
+    return ws, doit(ws, "build")
+
+
+@pytest.fixture
+def workspace(built, tmp_path):
+    """A private copy of the built checkout (sources, build/, dist/, cache/, doit db)."""
+    ws = tmp_path / "ws"
+    shutil.copytree(built[0], ws, symlinks=True)
+    return ws
