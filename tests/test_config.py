@@ -1,0 +1,60 @@
+"""Bad input stops the build with one line naming the file, the key and the fix."""
+
+from pathlib import Path
+
+import pytest
+
+from conftest import checkout, doit
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory) -> Path:
+    return checkout(tmp_path_factory.mktemp("clean"))
+
+
+def _files(ws: Path) -> list[Path]:
+    """Everything in the checkout but Python's bytecode caches."""
+    return sorted(p.relative_to(ws) for p in ws.rglob("*") if "__pycache__" not in p.parts)
+
+
+def _fails_in_one_line(ws: Path, *args: str) -> str:
+    before = _files(ws)
+    proc = doit(ws, *args, check=False)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert _files(ws) == before, "something was written"
+    return lines[0]
+
+
+def test_unknown_key(clean):
+    toml = clean / "configs/models/tiny.toml"
+    original = toml.read_text()
+    try:
+        toml.write_text(original.replace("hidden_size = 32", "hiden_size = 32"))
+        line = _fails_in_one_line(clean, "build")
+        assert "configs/models/tiny.toml" in line and "text_encoder.hiden_size" in line
+        assert "fix:" in line
+    finally:
+        toml.write_text(original)
+
+
+def test_wrong_type(clean):
+    toml = clean / "configs/models/tiny.toml"
+    original = toml.read_text()
+    try:
+        toml.write_text(original.replace("seed = 0", 'seed = "zero"'))
+        line = _fails_in_one_line(clean, "build")
+        assert "model.seed" in line and "an integer" in line and "fix:" in line
+    finally:
+        toml.write_text(original)
+
+
+def test_missing_model_directory(clean):
+    line = _fails_in_one_line(clean, "build", "model=sd-v1-5", "path=/nonexistent/sd15")
+    assert "/nonexistent/sd15" in line and "model_index.json" in line and "fix:" in line
+
+
+def test_unknown_model_and_target(clean):
+    assert "configs/models/nope.toml" in _fails_in_one_line(clean, "build", "model=nope")
+    assert "configs/targets/nope.toml" in _fails_in_one_line(clean, "build", "target=nope")

@@ -1,0 +1,48 @@
+"""Only what changed rebuilds: pass edits (real and comment-only) and config edits."""
+
+from conftest import ALL_TASKS, doit, report, summary
+
+UNET_FROM_PASSES = {f"{s}:unet" for s in ("passes", "schedule", "plan", "emit", "verify")}
+TEXT_ENCODER_ALL = {f"{s}:text_encoder" for s in ("weights", "capture", "import", "passes",
+                                                  "schedule", "plan", "emit", "verify")}
+
+
+def _edit(path, old, new):
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_real_unet_pass_edit_rebuilds_only_unet_from_passes(workspace):
+    # Keep the safe-softmax guard: a different module, still correct.
+    _edit(workspace / "stages/passes/safe_softmax.py",
+          "mod[gv] = rewrite_call(guarded, lambda _expr, m: m[probs], func)",
+          "mod[gv] = func")
+    proc = doit(workspace, "build")
+    built = report(workspace)["built"]
+    assert built == UNET_FROM_PASSES, built
+    assert summary(proc) == (len(UNET_FROM_PASSES), 0, len(ALL_TASKS) - len(UNET_FROM_PASSES))
+
+
+def test_comment_only_pass_edit_stops_after_passes(workspace):
+    _edit(workspace / "stages/passes/safe_softmax.py", "def make(target):",
+          "# a comment that changes the source, not the module it produces\ndef make(target):")
+    proc = doit(workspace, "build")
+    assert report(workspace)["built"] == {"passes:unet"}
+    assert summary(proc) == (1, 0, len(ALL_TASKS) - 1)
+
+
+def test_text_encoder_config_change_rebuilds_only_text_encoder(workspace):
+    _edit(workspace / "configs/models/tiny.toml", "intermediate_size = 64",
+          "intermediate_size = 48")
+    doit(workspace, "build")
+    assert report(workspace)["built"] == TEXT_ENCODER_ALL
+
+
+def test_shared_pass_edit_rebuilds_every_component_it_runs_on(workspace):
+    _edit(workspace / "stages/passes/fuse.py", "relax.transform.FuseTIR(),",
+          "relax.transform.FuseTIR(),\n        relax.transform.DeadCodeElimination(),")
+    doit(workspace, "build")
+    built = report(workspace)["built"]
+    assert {f"passes:{c}" for c in ("text_encoder", "unet", "vae_decoder")} <= built
+    assert not any(t.split(":")[0] in ("weights", "capture", "import") for t in built)
