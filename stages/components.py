@@ -38,6 +38,15 @@ def init_random(component: str, arch: dict, seed: int):
     return cls(**arch).eval()
 
 
+def read_config(component: str, model_dir: Path) -> dict:
+    """The architecture config of a component saved with save_pretrained, without its weights."""
+    if component == "text_encoder":
+        from transformers import CLIPTextConfig
+
+        return CLIPTextConfig.from_pretrained(str(model_dir), local_files_only=True).to_dict()
+    return dict(module_class(component).load_config(str(model_dir), local_files_only=True))
+
+
 def load(component: str, weights_dir: Path):
     """The component from a weights stage output (config.json + model.safetensors)."""
     import torch

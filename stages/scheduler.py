@@ -6,6 +6,7 @@ Python runner read their coefficients from this one file.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,8 +17,7 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         if cfg["pretrained"]:
-            source = next(iter(inputs.values())).parent
-            config = diffusers.SchedulerMixin.load_config(str(source))
+            config = json.loads(inputs["scheduler_config.json"].read_text())
         else:
             config = {k: v for k, v in cfg["scheduler"].items() if k != "class_name"}
             config["_class_name"] = cfg["scheduler"]["class_name"]

@@ -20,8 +20,7 @@ def _config_dict(module) -> dict:
     return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
 
 
-def _check_arch(module, arch: dict, where: str) -> None:
-    actual = _config_dict(module)
+def _check_arch(actual: dict, arch: dict, where: str) -> None:
     for key, want in arch.items():
         have = actual.get(key)
         if isinstance(have, tuple):
@@ -40,9 +39,10 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
         module = components.init_random(component, cfg["arch"], cfg["seed"])
     else:
         model_dir = next(iter(inputs.values())).parent
+        _check_arch(components.read_config(component, model_dir), cfg["arch"],
+                    f"{model_dir}/config.json")
         module = components.module_class(component).from_pretrained(
             str(model_dir), local_files_only=True, torch_dtype=torch.float32).eval()
-        _check_arch(module, cfg["arch"], str(model_dir))
 
     state = module.state_dict()
     bar = Bar(f"weights:{component}", len(state), " tensors")
