@@ -18,7 +18,7 @@ import sys
 from doit import get_var
 from doit.tools import config_changed
 
-from stages import config, dag, runner
+from stages import config, dag, runner, tune
 from stages.report import BuildReporter
 
 # --- settings: model and target, from the command line (`doit build model=... target=...`) --
@@ -119,6 +119,26 @@ def task_emit():
 def task_verify():
     """Compiled component vs PyTorch on the same weights and inputs -> verify.json."""
     yield from _per_component("verify")
+
+
+# --- commands outside the build ---------------------------------------------------------------
+
+def task_tune():
+    """MetaSchedule tuning into configs/tuning/<model>/<target>/<component>/ (--trials, --top)."""
+    for component in config.COMPONENTS:
+        yield {
+            "name": component,
+            "actions": [(tune.doit_action, [MODEL, TARGET, MODEL_PATH, component])],
+            "file_dep": [_rel(dag.spec(CFG, "passes", component).outputs["module"])],
+            "params": [
+                {"name": "trials", "long": "trials", "type": int, "default": -1,
+                 "help": "measurements in all (default: the target config's tune.trials)"},
+                {"name": "top", "long": "top", "type": int, "default": -1,
+                 "help": "tune the N costliest kernels, 0 = all (default: tune.top)"},
+            ],
+            "uptodate": [False],  # always look: the database itself says what is left to tune
+            "verbosity": 2,
+        }
 
 
 def task_build():

@@ -57,6 +57,8 @@ MODEL_SCHEMA = {
 TARGET_SCHEMA = {
     "target": {"tvm": dict, "library": ("so", "wasm"), "dtype": ("float32", "float16")},
     "verify": {"max_rel_l2": float, "seed": int},
+    "tune": {"trials": int, "top": int, "trials_per_iter": int, "builder_timeout_s": int,
+             "runner_timeout_s": int},
 }
 
 

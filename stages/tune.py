@@ -1,0 +1,86 @@
+"""`doit tune:<component>`: MetaSchedule tuning into the per-target database that builds apply.
+
+The database lives in configs/tuning/<model>/<target>/<component>/ (MetaSchedule's
+database_workload.json + database_tuning_record.json), committed with the repo so that CI and
+every clone reuse it; the `schedule` stage takes those files as inputs. Tuning is resumable:
+kernels that already have a record are skipped, and records are appended as they are measured,
+so Ctrl-C keeps them. Never run by `doit build`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from stages import dag
+from stages.config import Config
+
+
+def database_dir(cfg: Config, component: str) -> Path:
+    return dag.TUNING / cfg.model_name / cfg.target_name / component
+
+
+def _cost(task) -> float:
+    """Estimated FLOPs of one call of a task's kernel, times the calls per run."""
+    from tvm.s_tir.analysis import estimate_tir_flops
+
+    try:
+        return float(estimate_tir_flops(task.dispatched[0])) * task.weight
+    except Exception:  # kernels without a FLOP count (reshapes) go last
+        return 0.0
+
+
+def tune(cfg: Config, component: str, module_path: Path, trials: int, top: int) -> int:
+    """Tune the `top` costliest kernels of a component (0 = all) that have no record yet,
+    with at most `trials` measurements in all; return the number of kernels tuned."""
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    settings = cfg.target["tune"]
+    target_json = dict(cfg.target["target"]["tvm"])
+    if target_json["kind"] == "llvm":
+        target_json.setdefault("num-cores", os.cpu_count())
+    target = tvm.target.Target(target_json)
+    mod = tvm.ir.load_json(module_path.read_text())
+    tasks = sorted(ms.relax_integration.extract_tasks(mod, target), key=_cost, reverse=True)
+    tasks = [t for t in tasks if _cost(t) > 0]
+    chosen = tasks[:top] if top > 0 else tasks
+
+    out = database_dir(cfg, component)
+    out.mkdir(parents=True, exist_ok=True)
+    database = ms.database.JSONDatabase(
+        path_workload=str(out / "database_workload.json"),
+        path_tuning_record=str(out / "database_tuning_record.json"))
+    todo = [t for t in chosen
+            if database.query_tuning_record(t.dispatched[0], target, "main") is None]
+    print(f"tune:{component}: {len(tasks)} kernels with FLOPs, {len(chosen)} selected, "
+          f"{len(chosen) - len(todo)} already tuned, {len(todo)} to tune "
+          f"(budget {trials} trials)", file=sys.stderr)
+    if not todo or trials <= 0:
+        return 0
+
+    work_dir = dag.BUILD / cfg.model_name / cfg.target_name / component / "tune-logs"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+        todo, work_dir=str(work_dir), num_threads=target_json.get("num-cores", "physical"))
+    ms.tune.tune_tasks(
+        tasks=contexts, task_weights=weights, work_dir=str(work_dir),
+        max_trials_global=trials,
+        max_trials_per_task=max(settings["trials_per_iter"], trials // len(todo)),
+        num_trials_per_iter=settings["trials_per_iter"],
+        builder=ms.builder.LocalBuilder(timeout_sec=settings["builder_timeout_s"]),
+        runner=ms.runner.LocalRunner(timeout_sec=settings["runner_timeout_s"]),
+        database=database)
+    return len(todo)
+
+
+def doit_action(model: str, target: str, path: str | None, component: str, trials: int,
+                top: int) -> None:
+    from stages import config
+
+    cfg = config.load(model, target, path)
+    module = dag.spec(cfg, "passes", component).outputs["module"]
+    trials = cfg.target["tune"]["trials"] if trials < 0 else trials
+    top = cfg.target["tune"]["top"] if top < 0 else top
+    tune(cfg, component, module, trials, top)
