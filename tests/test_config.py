@@ -1,10 +1,11 @@
 """Bad input stops the build with one line naming the file, the key and the fix."""
 
+import contextlib
 from pathlib import Path
 
 import pytest
 
-from conftest import checkout, doit
+from conftest import checkout, doit, edit
 
 
 @pytest.fixture(scope="module")
@@ -27,27 +28,28 @@ def _fails_in_one_line(ws: Path, *args: str) -> str:
     return lines[0]
 
 
-def test_unknown_key(clean):
-    toml = clean / "configs/models/tiny.toml"
+@contextlib.contextmanager
+def _edited_tiny_toml(ws: Path, old: str, new: str):
+    toml = ws / "configs/models/tiny.toml"
     original = toml.read_text()
+    edit(toml, old, new)
     try:
-        toml.write_text(original.replace("hidden_size = 32", "hiden_size = 32"))
-        line = _fails_in_one_line(clean, "build")
-        assert "configs/models/tiny.toml" in line and "text_encoder.hiden_size" in line
-        assert "fix:" in line
+        yield
     finally:
         toml.write_text(original)
+
+
+def test_unknown_key(clean):
+    with _edited_tiny_toml(clean, "hidden_size = 32", "hiden_size = 32"):
+        line = _fails_in_one_line(clean, "build")
+    assert "configs/models/tiny.toml" in line and "text_encoder.hiden_size" in line
+    assert "fix:" in line
 
 
 def test_wrong_type(clean):
-    toml = clean / "configs/models/tiny.toml"
-    original = toml.read_text()
-    try:
-        toml.write_text(original.replace("seed = 0", 'seed = "zero"'))
+    with _edited_tiny_toml(clean, "seed = 0", 'seed = "zero"'):
         line = _fails_in_one_line(clean, "build")
-        assert "model.seed" in line and "an integer" in line and "fix:" in line
-    finally:
-        toml.write_text(original)
+    assert "model.seed" in line and "an integer" in line and "fix:" in line
 
 
 def test_missing_model_directory(clean):

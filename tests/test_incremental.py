@@ -1,23 +1,14 @@
 """Only what changed rebuilds: pass edits (real and comment-only) and config edits."""
 
-from conftest import ALL_TASKS, doit, report, summary
+from conftest import ALL_TASKS, doit, edit, keep_safe_softmax_guard, report, summary
 
 UNET_FROM_PASSES = {f"{s}:unet" for s in ("passes", "schedule", "plan", "emit", "verify")}
 TEXT_ENCODER_ALL = {f"{s}:text_encoder" for s in ("weights", "capture", "import", "passes",
                                                   "schedule", "plan", "emit", "verify")}
 
 
-def _edit(path, old, new):
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new, 1))
-
-
 def test_real_unet_pass_edit_rebuilds_only_unet_from_passes(workspace):
-    # Keep the safe-softmax guard: a different module, still correct.
-    _edit(workspace / "stages/passes/safe_softmax.py",
-          "mod[gv] = rewrite_call(guarded, lambda _expr, m: m[probs], func)",
-          "mod[gv] = func")
+    keep_safe_softmax_guard(workspace)  # a different module, still correct
     proc = doit(workspace, "build")
     built = report(workspace)["built"]
     assert built == UNET_FROM_PASSES, built
@@ -25,7 +16,7 @@ def test_real_unet_pass_edit_rebuilds_only_unet_from_passes(workspace):
 
 
 def test_comment_only_pass_edit_stops_after_passes(workspace):
-    _edit(workspace / "stages/passes/safe_softmax.py", "def make(target):",
+    edit(workspace / "stages/passes/safe_softmax.py", "def make(target):",
           "# a comment that changes the source, not the module it produces\ndef make(target):")
     proc = doit(workspace, "build")
     assert report(workspace)["built"] == {"passes:unet"}
@@ -33,14 +24,14 @@ def test_comment_only_pass_edit_stops_after_passes(workspace):
 
 
 def test_text_encoder_config_change_rebuilds_only_text_encoder(workspace):
-    _edit(workspace / "configs/models/tiny.toml", "intermediate_size = 64",
+    edit(workspace / "configs/models/tiny.toml", "intermediate_size = 64",
           "intermediate_size = 48")
     doit(workspace, "build")
     assert report(workspace)["built"] == TEXT_ENCODER_ALL
 
 
 def test_shared_pass_edit_rebuilds_every_component_it_runs_on(workspace):
-    _edit(workspace / "stages/passes/fuse.py", "relax.transform.FuseTIR(),",
+    edit(workspace / "stages/passes/fuse.py", "relax.transform.FuseTIR(),",
           "relax.transform.FuseTIR(),\n        relax.transform.DeadCodeElimination(),")
     doit(workspace, "build")
     built = report(workspace)["built"]
