@@ -12,7 +12,9 @@ def test_tuning_the_unet_rebuilds_only_the_unet_and_is_resumable(workspace):
     proc = doit(workspace, "tune:unet", "--trials", "8", "--top", "1")
     assert "1 to tune" in proc.stderr
     records = (db / "database_tuning_record.json").read_text().splitlines()
-    assert records and all(json.loads(r) for r in records)
+    # a record is [workload, [trace, run_secs, ...]]; failed candidates carry 1e10 s
+    seconds = [min(json.loads(r)[1][1]) for r in records]
+    assert records and min(seconds) < 1.0, seconds
 
     doit(workspace, "build")
     built = report(workspace)["built"]
