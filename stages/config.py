@@ -58,7 +58,7 @@ TARGET_SCHEMA = {
     "target": {"tvm": dict, "library": ("so", "wasm"), "dtype": ("float32", "float16")},
     "verify": {"max_rel_l2": float, "seed": int},
     "tune": {"trials": int, "top": int, "trials_per_iter": int, "builder_timeout_s": int,
-             "runner_timeout_s": int},
+             "runner_timeout_s": int, "rpc_tracker": str, "rpc_key": str},
 }
 
 
@@ -192,4 +192,13 @@ def load(model: str = "tiny", target: str = "llvm", path: str | None = None) -> 
         if key not in tdata["target"]:
             raise ConfigError(f"{_rel(target_file)}: missing key target.{key}; fix: add it "
                               f"(see configs/targets/llvm.toml)")
+    tune = tdata.get("tune", {})
+    if "rpc_tracker" in tune:
+        host, _, port = tune["rpc_tracker"].rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"{_rel(target_file)}: tune.rpc_tracker = {tune['rpc_tracker']!r} "
+                              f"is not host:port; fix: write it as \"127.0.0.1:9190\"")
+        if "rpc_key" not in tune:
+            raise ConfigError(f"{_rel(target_file)}: tune.rpc_tracker needs tune.rpc_key; fix: "
+                              f"set it to the key the RPC servers registered with")
     return Config(model, target, mdata, tdata)

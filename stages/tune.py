@@ -31,6 +31,53 @@ def _cost(task) -> float:
         return 0.0
 
 
+def _progress(component: str, tasks: list, total: int):
+    """A MeasureCallback printing trials done of total, tasks with a valid measurement, the best
+    GFLOP/s of each task so far and an estimate of the time left."""
+    import time
+
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.ir.utils import derived_object
+
+    flops = [_cost(t) / t.weight for t in tasks]
+    names = [t.task_name for t in tasks]
+
+    @derived_object
+    class Progress(ms.measure_callback.PyMeasureCallback):
+        def __init__(self):
+            self.done, self.start, self.best = 0, time.monotonic(), {}
+
+        def apply(self, task_scheduler, task_id, measure_candidates, builder_results,
+                  runner_results):
+            self.done += len(runner_results)
+            for result in runner_results:
+                if result.error_msg is None and result.run_secs:
+                    secs = sum(float(s) for s in result.run_secs) / len(result.run_secs)
+                    gflops = flops[task_id] / secs / 1e9
+                    self.best[task_id] = max(self.best.get(task_id, 0.0), gflops)
+            elapsed = time.monotonic() - self.start
+            left = elapsed / self.done * max(total - self.done, 0) if self.done else 0.0
+            best = ", ".join(f"{names[i]} {g:.1f}" for i, g in sorted(self.best.items()))
+            print(f"    tune:{component}: trials {self.done}/{total}, tasks measured "
+                  f"{len(self.best)}/{len(tasks)}, {elapsed:.0f} s, about {left:.0f} s left; "
+                  f"best GFLOP/s: {best or '-'}", file=sys.stderr, flush=True)
+
+    return Progress()
+
+
+def _runner(settings: dict):
+    """Measure locally, or on the devices registered with an RPC tracker under a key, so that a
+    fleet of machines shares one tuning run (`rpc_tracker = "host:port"`, `rpc_key`)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    if "rpc_tracker" not in settings:
+        return ms.runner.LocalRunner(timeout_sec=settings["runner_timeout_s"])
+    host, _, port = settings["rpc_tracker"].rpartition(":")  # checked by stages.config
+    return ms.runner.RPCRunner(ms.runner.RPCConfig(
+        tracker_host=host, tracker_port=int(port), tracker_key=settings["rpc_key"],
+        session_timeout_sec=settings["runner_timeout_s"]))
+
+
 def tune(cfg: Config, component: str, module_path: Path, trials: int, top: int) -> int:
     """Tune the `top` costliest kernels of a component (0 = all) that have no record yet,
     with at most `trials` measurements in all; return the number of kernels tuned."""
@@ -70,8 +117,10 @@ def tune(cfg: Config, component: str, module_path: Path, trials: int, top: int) 
         max_trials_per_task=max(settings["trials_per_iter"], trials // len(todo)),
         num_trials_per_iter=settings["trials_per_iter"],
         builder=ms.builder.LocalBuilder(timeout_sec=settings["builder_timeout_s"]),
-        runner=ms.runner.LocalRunner(timeout_sec=settings["runner_timeout_s"]),
-        database=database)
+        runner=_runner(settings),
+        database=database,
+        measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"),
+                           _progress(component, todo, trials)])
     return len(todo)
 
 

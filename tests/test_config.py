@@ -29,8 +29,8 @@ def _fails_in_one_line(ws: Path, *args: str) -> str:
 
 
 @contextlib.contextmanager
-def _edited_tiny_toml(ws: Path, old: str, new: str):
-    toml = ws / "configs/models/tiny.toml"
+def _edited(ws: Path, rel: str, old: str, new: str):
+    toml = ws / rel
     original = toml.read_text()
     edit(toml, old, new)
     try:
@@ -40,14 +40,14 @@ def _edited_tiny_toml(ws: Path, old: str, new: str):
 
 
 def test_unknown_key(clean):
-    with _edited_tiny_toml(clean, "hidden_size = 32", "hiden_size = 32"):
+    with _edited(clean, "configs/models/tiny.toml", "hidden_size = 32", "hiden_size = 32"):
         line = _fails_in_one_line(clean, "build")
     assert "configs/models/tiny.toml" in line and "text_encoder.hiden_size" in line
     assert "fix:" in line
 
 
 def test_wrong_type(clean):
-    with _edited_tiny_toml(clean, "seed = 0", 'seed = "zero"'):
+    with _edited(clean, "configs/models/tiny.toml", "seed = 0", 'seed = "zero"'):
         line = _fails_in_one_line(clean, "build")
     assert "model.seed" in line and "an integer" in line and "fix:" in line
 
@@ -60,3 +60,10 @@ def test_missing_model_directory(clean):
 def test_unknown_model_and_target(clean):
     assert "configs/models/nope.toml" in _fails_in_one_line(clean, "build", "model=nope")
     assert "configs/targets/nope.toml" in _fails_in_one_line(clean, "build", "target=nope")
+
+
+def test_rpc_tracker_without_port(clean):
+    with _edited(clean, "configs/targets/llvm.toml", "runner_timeout_s = 30",
+                 'runner_timeout_s = 30\nrpc_tracker = "localhost"\nrpc_key = "k"'):
+        line = _fails_in_one_line(clean, "build")
+    assert "configs/targets/llvm.toml" in line and "tune.rpc_tracker" in line and "fix:" in line

@@ -28,3 +28,59 @@ def test_tuning_the_unet_rebuilds_only_the_unet_and_is_resumable(workspace):
     assert "1 already tuned, 0 to tune" in again.stderr
     assert (db / "database_tuning_record.json").read_text().splitlines() == records
     assert not (workspace / "configs/tuning/tiny/llvm/text_encoder").exists()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_key(port: int, key: str, seconds: float = 60) -> None:
+    import time
+
+    from tvm import rpc
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if key in str(rpc.connect_tracker("127.0.0.1", port).text_summary()):
+                return
+        except Exception:  # noqa: BLE001  (tracker still starting)
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"no server registered under {key!r} at the tracker on port {port}")
+
+
+def test_tuning_measures_through_an_rpc_tracker(workspace, tmp_path):
+    import subprocess
+    import sys
+
+    tracker_port, server_port = _free_port(), _free_port()
+    server_log = tmp_path / "rpc_server.log"
+    procs = [subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host",
+                               "127.0.0.1", "--port", str(tracker_port),
+                               "--port-end", str(tracker_port + 1)])]
+    try:
+        with open(server_log, "w") as log:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1",
+                 "--port", str(server_port), "--port-end", str(server_port + 1),
+                 "--tracker", f"127.0.0.1:{tracker_port}", "--key", "websd-test"],
+                stdout=log, stderr=subprocess.STDOUT))
+        _wait_for_key(tracker_port, "websd-test")
+        toml = workspace / "configs/targets/llvm.toml"
+        toml.write_text(toml.read_text() + f'rpc_tracker = "127.0.0.1:{tracker_port}"\n'
+                                           f'rpc_key = "websd-test"\n')
+        proc = doit(workspace, "tune:unet", "--trials", "8", "--top", "1")
+        assert "1 to tune" in proc.stderr
+        records = (workspace / "configs/tuning/tiny/llvm/unet/database_tuning_record.json")
+        seconds = [min(json.loads(r)[1][1]) for r in records.read_text().splitlines()]
+        assert seconds and min(seconds) < 1.0, seconds
+        assert "load_module" in server_log.read_text()  # candidates ran on the RPC server
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=30)
