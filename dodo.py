@@ -18,7 +18,7 @@ import sys
 from doit import get_var
 from doit.tools import config_changed
 
-from stages import config, dag, runner, tune
+from stages import cache_admin, config, dag, remote, runner, tune
 from stages.report import BuildReporter
 
 # --- settings: model and target, from the command line (`doit build model=... target=...`) --
@@ -28,12 +28,15 @@ MODEL_PATH = get_var("path", None)
 
 try:
     CFG = config.load(MODEL, TARGET, MODEL_PATH)
-except config.ConfigError as error:
+    # the remote tier of cache/: configs/cache.toml, WEBSD_CACHE_* in the environment
+    REMOTE = remote.RemoteSettings.load(config.CONFIGS / "cache.toml")
+except (config.ConfigError, remote.RemoteConfigError) as error:
     sys.exit(f"error: {error}")
 
 SPECS = dag.all_specs(CFG)
 BuildReporter.stage_tasks = frozenset(s.task for s in SPECS)
 BuildReporter.report_path = dag.report_path(CFG)
+BuildReporter.history_path = runner.CACHE / "history.jsonl"
 
 os.makedirs("build", exist_ok=True)
 DOIT_CONFIG = {
@@ -53,7 +56,8 @@ def _rel(path) -> str:
 
 def _task(s: dag.Spec) -> dict:
     return {
-        "actions": [(runner.doit_action, [MODEL, TARGET, MODEL_PATH, s.stage, s.component])],
+        "actions": [(runner.doit_action, [MODEL, TARGET, MODEL_PATH, REMOTE, s.stage,
+                                          s.component])],
         "file_dep": [_rel(p) for p in s.inputs.values()],
         "targets": [_rel(p) for p in s.outputs.values()],
         "uptodate": [config_changed(runner.static_key(s))],
@@ -139,6 +143,19 @@ def task_tune():
             "uptodate": [False],  # always look: the database itself says what is left to tune
             "verbosity": 2,
         }
+
+
+def task_cache():
+    """Look after cache/: stats (size, hit rates), gc --max-size SIZE (LRU), verify (re-hash)."""
+    yield {"name": "stats", "actions": [(cache_admin.stats, [runner.CACHE])],
+           "uptodate": [False], "verbosity": 2}
+    yield {"name": "verify", "actions": [(cache_admin.verify, [runner.CACHE])],
+           "uptodate": [False], "verbosity": 2}
+    yield {"name": "gc", "uptodate": [False], "verbosity": 2,
+           "actions": [lambda max_size: cache_admin.gc(runner.CACHE,
+                                                       cache_admin.parse_size(max_size))],
+           "params": [{"name": "max_size", "long": "max-size", "type": str, "default": "10G",
+                       "help": "size to bring cache/ under, e.g. 500M, 20G (default 10G)"}]}
 
 
 def task_build():

@@ -4,12 +4,15 @@
 
 built = the stage ran, restored = its outputs came from cache/, up-to-date = doit skipped it
 (inputs, config slice and sources unchanged). The same counts go to
-dist/<model>/<target>/build-report.json, with the task names in each group.
+dist/<model>/<target>/build-report.json, with the task names in each group, and a line per
+build is appended to cache/history.jsonl for `doit cache:stats`. Stages restored from the
+remote tier count as restored; the report also says how many of them were downloaded.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 from doit.reporter import ConsoleReporter
 
@@ -21,15 +24,19 @@ class BuildReporter(ConsoleReporter):
 
     stage_tasks: frozenset[str] = frozenset()
     report_path = None
+    history_path = None   # cache/history.jsonl: what `doit cache:stats` reads hit rates from
 
     def __init__(self, outstream, options):
         super().__init__(outstream, options)
         self.groups = {"built": [], "restored": [], "up-to-date": []}
+        self.downloaded = 0  # restored stages whose bytes came from the remote tier
 
     def add_success(self, task):
         super().add_success(task)
         if task.name in self.stage_tasks:
-            self.groups[task.values.get("outcome", "built")].append(task.name)
+            outcome = task.values.get("outcome", "built")
+            self.downloaded += outcome == "downloaded"
+            self.groups["restored" if outcome == "downloaded" else outcome].append(task.name)
 
     def skip_uptodate(self, task):
         super().skip_uptodate(task)
@@ -45,4 +52,11 @@ class BuildReporter(ConsoleReporter):
                    f"{counts['up-to-date']} up-to-date\n")
         if self.report_path is not None and not self.failures:
             atomic_write_bytes(self.report_path, json.dumps(
-                {"counts": counts, "tasks": self.groups}, indent=1).encode() + b"\n")
+                {"counts": counts, "downloaded": self.downloaded, "tasks": self.groups},
+                indent=1).encode() + b"\n")
+        if self.history_path is not None:
+            self.history_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.history_path, "a") as f:  # one short line: an append is atomic
+                f.write(json.dumps({"time": int(time.time()), **counts,
+                                    "downloaded": self.downloaded,
+                                    "failed": len(self.failures)}) + "\n")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from stages import config as config_mod
 from stages import dag, keys, manifest
+from stages.remote import RemoteCache, RemoteSettings
 from stages.store import CorruptBlob, Store, sha256_file
 
 CACHE = config_mod.ROOT / "cache"
@@ -72,9 +73,23 @@ def _restore(store: Store, entry: dict, s: dag.Spec) -> bool:
         return False
 
 
+def _from_remote(remote: RemoteCache, store: Store, key: str) -> dict | None:
+    """Copy an action and its blobs from the remote tier into cache/; None on any miss."""
+    entry = remote.get_action(key)
+    if entry is None:
+        return None
+    for output in entry["outputs"].values():
+        digest = output["sha256"]
+        if not store.has_blob(digest) and not remote.fetch_blob(digest, store.blob_path(digest)):
+            return None
+    store.put_action(key, {k: v for k, v in entry.items() if k != "key"})
+    return entry
+
+
 def execute(cfg: config_mod.Config, stage: str, component: str = "model",
-            store: Store | None = None) -> str:
-    """Bring one stage's outputs up to date; return "built" or "restored"."""
+            store: Store | None = None, remote: RemoteCache | None = None) -> str:
+    """Bring one stage's outputs up to date; return "built", "restored" (from cache/) or
+    "downloaded" (from the remote tier, through cache/)."""
     store = store or Store(CACHE)
     s = dag.spec(cfg, stage, component)
     for name, path in s.inputs.items():
@@ -88,6 +103,10 @@ def execute(cfg: config_mod.Config, stage: str, component: str = "model",
         entry = store.get_action(key)
         if entry and _restore(store, entry, s):
             return "restored"
+        if remote is not None:
+            entry = _from_remote(remote, store, key)
+            if entry and _restore(store, entry, s):
+                return "downloaded"
 
         tmp = _work_dir(s.task)
         try:
@@ -104,23 +123,29 @@ def execute(cfg: config_mod.Config, stage: str, component: str = "model",
             if missing:
                 raise RuntimeError(f"{s.task}: the stage did not write {missing}")
             outputs = {name: store.put_blob(p) for name, p in tmp_out.items()}
-            store.put_action(key, {
+            entry = {
                 "outputs": outputs,
                 "provenance": {"stage": s.task, "model": cfg.model_name,
                                "target": cfg.target_name, "inputs": digests,
                                "config": s.config, "tools": keys.tool_versions(),
                                "seconds": round(time.monotonic() - start, 3)},
-            })
+            }
+            store.put_action(key, entry)
             for name, path in s.outputs.items():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp_out[name], path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    if remote is not None:
+        remote.upload(key, entry, {o["sha256"]: store.blob_path(o["sha256"])
+                                   for o in outputs.values()})
     return "built"
 
 
-def doit_action(model: str, target: str, path: str | None, stage: str, component: str) -> dict:
+def doit_action(model: str, target: str, path: str | None, remote: RemoteSettings,
+                stage: str, component: str) -> dict:
     """The action of a stage task: the outcome goes to doit's task values for the reporter."""
     cfg = config_mod.load(model, target, path)
-    return {"outcome": execute(cfg, stage, component)}
+    tier = RemoteCache(remote) if remote.mode != "off" else None
+    return {"outcome": execute(cfg, stage, component, remote=tier)}
 

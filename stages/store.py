@@ -84,6 +84,19 @@ class Store:
     def _cas(self, digest: str) -> Path:
         return self.root / "cas" / digest[:2] / digest
 
+    def blob_path(self, digest: str) -> Path:
+        """Where a blob lives (the remote tier downloads straight into it, verified)."""
+        return self._cas(digest)
+
+    def has_blob(self, digest: str) -> bool:
+        return self._cas(digest).is_file()
+
+    @staticmethod
+    def _touch(path: Path) -> None:
+        """Mark an entry as used now: `doit cache:gc` drops the least recently used first."""
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(path)
+
     @contextlib.contextmanager
     def lock(self, key: str):
         """Hold the builder lock for `key`: a second build of the same key waits, then hits."""
@@ -124,6 +137,7 @@ class Store:
                 raise CorruptBlob(f"cache/cas/{digest[:2]}/{digest}: bytes do not match their "
                                   f"sha256; removed it, the stage will be rebuilt")
             os.replace(tmp, dst)
+            self._touch(src)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -142,6 +156,7 @@ class Store:
         if entry.get("key") != key or not isinstance(entry.get("outputs"), dict):
             path.unlink(missing_ok=True)
             return None
+        self._touch(path)
         return entry
 
     def put_action(self, key: str, entry: dict) -> None:

@@ -52,9 +52,11 @@ def keep_safe_softmax_guard(ws: Path) -> None:
          "mod[gv] = rewrite_call(guarded, lambda _expr, m: m[probs], func)", "mod[gv] = func")
 
 
-def doit(cwd: Path, *args: str, check: bool = True, python_flags: tuple = ()):
+def doit(cwd: Path, *args: str, check: bool = True, python_flags: tuple = (),
+         env: dict | None = None):
     proc = subprocess.run([sys.executable, *python_flags, "-m", "doit", *args], cwd=cwd,
-                          capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+                          capture_output=True, text=True,
+                          env={**os.environ, "PYTHONHASHSEED": "0", **(env or {})})
     if check and proc.returncode != 0:
         raise AssertionError(f"doit {' '.join(args)} failed ({proc.returncode}):\n"
                              f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")

@@ -1,0 +1,116 @@
+"""CPU speed per component: compiled-untuned vs compiled-tuned (MetaSchedule) vs torch eager.
+
+In a fresh checkout under a temp dir: `doit build` (untuned libraries are kept aside), then
+`doit tune:<component>` with the given budget for every component, then `doit build` again.
+All three variants of each component then run in this one process, on the same inputs, with
+the same number of threads (torch.set_num_threads and TVM_NUM_THREADS), after a warm-up; the
+figure is the median of --repeat runs. Prints a table and writes bench/results/tune_bench.json.
+
+    .venv/bin/python bench/tune_bench.py [--model tiny] [--trials 64] [--top 4] [--repeat 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+from conftest import COMPONENTS, checkout  # noqa: E402
+
+
+def doit(ws: Path, *args: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "doit", *args], cwd=ws, capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        sys.exit(f"doit {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+def median_ms(fn, repeat: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="tiny")
+    ap.add_argument("--trials", type=int, default=64)
+    ap.add_argument("--top", type=int, default=4)
+    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    args = ap.parse_args()
+    os.environ["TVM_NUM_THREADS"] = str(args.threads)  # before the TVM runtime starts
+
+    import torch
+    import tvm
+    from tvm import relax
+
+    from stages import components, config
+    from stages.verify import load_params
+
+    torch.set_num_threads(args.threads)
+    cfg = config.load(args.model, "llvm")
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = checkout(Path(tmp) / "ws")
+        doit(ws, "build", f"model={args.model}")
+        dist = ws / "dist" / args.model / "llvm"
+        untuned = Path(tmp) / "untuned"
+        shutil.copytree(dist, untuned)
+        for c in COMPONENTS:
+            doit(ws, f"tune:{c}", f"model={args.model}", "--trials", str(args.trials),
+                 "--top", str(args.top))
+        doit(ws, "build", f"model={args.model}")
+
+        device = tvm.cpu()
+        for c in COMPONENTS:
+            specs = cfg.input_specs(c)
+            example = components.example_inputs(specs, 0, cfg.model["text_encoder"]["vocab_size"])
+            module = components.wrapper(c, components.load(c, ws / "build" / args.model / c
+                                                           / "weights"))
+            torch_args = [torch.from_numpy(example[n]) for n in specs]
+            tvm_args = [tvm.runtime.tensor(example[n], device) for n in specs]
+
+            def torch_run():
+                with torch.no_grad():
+                    module(*torch_args)
+
+            timings = {"torch_eager_ms": median_ms(torch_run, args.repeat)}
+            for name, lib_dir in (("untuned_ms", untuned / c), ("tuned_ms", dist / c)):
+                vm = relax.VirtualMachine(tvm.runtime.load_module(str(lib_dir / f"{c}.so")),
+                                          device)
+                params = load_params(lib_dir / "params.safetensors", device)
+                timings[name] = median_ms(lambda: vm["main"](*tvm_args, *params), args.repeat)
+            rows[c] = timings
+
+    print(f"{'component':<14} {'torch ms':>9} {'untuned ms':>11} {'tuned ms':>9} "
+          f"{'tuned/untuned':>14} {'torch/tuned':>12}")
+    for c, t in rows.items():
+        t["speedup_tuned_vs_untuned"] = t["untuned_ms"] / t["tuned_ms"]
+        t["speedup_tuned_vs_torch"] = t["torch_eager_ms"] / t["tuned_ms"]
+        print(f"{c:<14} {t['torch_eager_ms']:9.2f} {t['untuned_ms']:11.2f} {t['tuned_ms']:9.2f} "
+              f"{t['speedup_tuned_vs_untuned']:13.2f}x {t['speedup_tuned_vs_torch']:11.2f}x")
+    out = ROOT / "bench" / "results" / f"tune_bench_{args.model}.json"
+    out.write_text(json.dumps({
+        "model": args.model, "threads": args.threads, "trials": args.trials, "top": args.top,
+        "repeat": args.repeat, "machine": platform.machine(), "components": rows,
+    }, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
