@@ -203,3 +203,19 @@ def test_gc_brings_cache_under_the_limit_and_the_next_build_works(workspace):
     built, restored, _ = summary(proc)
     assert built > 0 and built + restored == len(ALL_TASKS)
     assert '"passed": true' in (workspace / "dist/tiny/llvm/unet/verify.json").read_text()
+
+
+def test_upload_skips_blobs_the_server_has(server, machine_a, tmp_path):
+    ws = tmp_path / "a_copy"
+    shutil.copytree(machine_a, ws)
+    path = ws / "stages/passes/safe_softmax.py"
+    path.write_text("# same passes, new source: a new key, the same output bytes\n"
+                    + path.read_text())
+    before = server.access_log().count("PUT /cas/")
+    doit(ws, "build", env=_env(server, "read-write"))
+    log = server.access_log()
+    assert report(ws)["built"] == {"passes:unet"}
+    assert log.count("PUT /cas/") == before        # the module blob was there already
+    assert log.count("PUT /ac/") >= 1 and "HEAD /cas/" in log
+    stats = doit(ws, "cache:stats")
+    assert "hit rate of the last" in stats.stdout and "action entries" in stats.stdout
