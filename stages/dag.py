@@ -112,15 +112,17 @@ def spec(cfg: Config, stage: str, component: str = "model") -> Spec:
         return Spec(stage, component, {"module": out("import", "module")},
                     {"module": per_target / "module.json"},
                     {"component": component, "target": target["tvm"],
-                     "passes": pipeline.steps(component, target["tvm"]["kind"])},
-                    modules=pipeline.modules(component, target["tvm"]["kind"]))
+                     "passes": pipeline.steps(stage, component, target["tvm"]["kind"])},
+                    modules=pipeline.modules(stage, component, target["tvm"]["kind"]))
     if stage == "schedule":
         db = TUNING / m / t / component
         inputs = {"module": out("passes", "module")}
         inputs.update({p.name: p for p in sorted(db.glob("database_*.json"))} if db.is_dir()
                       else {})
         return Spec(stage, component, inputs, {"module": per_target / "module.json"},
-                    {"component": component, "target": target["tvm"]})
+                    {"component": component, "target": target["tvm"],
+                     "passes": pipeline.steps(stage, component, target["tvm"]["kind"])},
+                    modules=pipeline.modules(stage, component, target["tvm"]["kind"]))
     if stage == "plan":
         return Spec(stage, component, {"module": out("schedule", "module")},
                     {"module": per_target / "module.json", "plan": per_target / "plan.json"},

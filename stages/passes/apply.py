@@ -1,4 +1,4 @@
-"""passes: run a component's Relax module through the pass pipeline (stages/passes/pipeline.py)."""
+"""passes: run a component's Relax module through pipeline.PASSES (stages/passes/pipeline.py)."""
 
 from __future__ import annotations
 
@@ -15,5 +15,5 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
     target = tvm.target.Target(cfg["target"])
     phase(f"passes:{cfg['component']}", " -> ".join(cfg["passes"]))
     with target:
-        mod = pipeline.build(cfg["component"], target)(mod)
+        mod = pipeline.build("passes", cfg["component"], target)(mod)
     outputs["module"].write_text(tvm.ir.save_json(mod))

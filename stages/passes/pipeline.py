@@ -1,9 +1,12 @@
-"""The one ordered list of Relax passes that every component goes through, phase by phase.
+"""The ordered lists of passes every component goes through: the only place they are listed.
 
+PASSES runs in the `passes` stage (graph rewrites, lowering, fusion); SCHEDULES runs in the
+`schedule` stage after the tuning database is applied (default schedules for what has no
+record, then checks against the target's limits), so tuned kernels keep their records.
 Each step names a module in stages/passes/ whose `make(target)` returns a tvm Pass. A step may
-be limited to some components or target kinds; a component's `passes` stage key covers only
-the modules of the steps it runs, so editing a UNet-only pass rebuilds only the UNet.
-To disable a step, keep its line and set `components=()`.
+be limited to some components or target kinds; a stage's key covers only the modules of the
+steps it runs, so editing a UNet-only pass rebuilds only the UNet, and a webgpu-only pass only
+webgpu builds. To disable a step, keep its line and set `components=()`.
 This module is read by dodo.py at load time: it imports no tvm.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ALL = ("text_encoder", "unet", "vae_decoder")
+GPU = ("webgpu", "cuda", "vulkan", "metal")
 
 
 @dataclass(frozen=True)
@@ -21,7 +25,7 @@ class Step:
     targets: tuple[str, ...] | None = None     # target kinds; None = every target
 
 
-PIPELINE = (
+PASSES = (
     # phase 1: graph rewrites on high-level Relax ops
     Step("safe_softmax", components=("unet",)),
     # phase 2: lower every op to TensorIR
@@ -33,28 +37,31 @@ PIPELINE = (
     Step("dead_code"),
 )
 
+SCHEDULES = (
+    # phase 5 (after the tuning records): thread bindings for every kernel without a record
+    Step("gpu_default_schedule", targets=GPU),
+)
 
-def _selected(component: str, target_kind: str) -> list[Step]:
-    return [s for s in PIPELINE if component in s.components
+STAGES = {"passes": PASSES, "schedule": SCHEDULES}
+
+
+def steps(stage: str, component: str, target_kind: str) -> list[str]:
+    """Names of the steps a component runs in a stage ("passes" or "schedule"), in order."""
+    return [s.module for s in STAGES[stage] if component in s.components
             and (s.targets is None or target_kind in s.targets)]
 
 
-def steps(component: str, target_kind: str) -> list[str]:
-    """Names of the steps a component runs, in order."""
-    return [s.module for s in _selected(component, target_kind)]
+def modules(stage: str, component: str, target_kind: str) -> tuple[str, ...]:
+    """Repo modules of those steps: part of that stage's key."""
+    return tuple(f"stages.passes.{name}" for name in steps(stage, component, target_kind))
 
 
-def modules(component: str, target_kind: str) -> tuple[str, ...]:
-    """Repo modules of those steps: part of the passes stage key."""
-    return tuple(f"stages.passes.{name}" for name in steps(component, target_kind))
-
-
-def build(component: str, target):
-    """The tvm Sequential of a component's steps for a tvm Target."""
+def build(stage: str, component: str, target):
+    """The tvm Sequential of a component's steps in a stage, for a tvm Target."""
     import importlib
 
     import tvm
 
     passes = [importlib.import_module(f"stages.passes.{name}").make(target)
-              for name in steps(component, target.kind.name)]
-    return tvm.transform.Sequential(passes, name=f"websd_{component}")
+              for name in steps(stage, component, target.kind.name)]
+    return tvm.transform.Sequential(passes, name=f"websd_{stage}_{component}")
