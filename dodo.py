@@ -73,6 +73,13 @@ def _per_component(stage: str):
 
 # --- model-level stages ---------------------------------------------------------------------
 
+def task_toolchain():
+    """TVM's wasm runtime objects, compiled by emscripten (targets whose library is wasm)."""
+    if CFG.target["target"]["library"] == "wasm":
+        return _task(dag.spec(CFG, "toolchain"))
+    return {"actions": None, "doc": "not needed for this target"}
+
+
 def task_tokenizer():
     """CLIP tokenizer as tokenizer.json (real BPE vocabulary, or the local model's)."""
     return _task(dag.spec(CFG, "tokenizer"))
@@ -162,5 +169,6 @@ def task_build():
     """Build and verify every component of the model for the target (the default task)."""
     return {
         "actions": None,
-        "task_dep": ["tokenizer", "scheduler"] + [f"verify:{c}" for c in config.COMPONENTS],
+        "task_dep": ["toolchain", "tokenizer", "scheduler"]
+                    + [f"verify:{c}" for c in config.COMPONENTS],
     }

@@ -18,9 +18,11 @@ from stages.passes import pipeline
 BUILD = ROOT / "build"
 DIST = ROOT / "dist"
 TUNING = ROOT / "configs" / "tuning"
+WEB = ROOT / "web"
 
 # Stage name -> the module whose run(inputs, outputs, cfg) does the work, in DAG order.
 STAGES = {
+    "toolchain": "stages.toolchain.runtime_objects",
     "tokenizer": "stages.tokenizer",
     "scheduler": "stages.scheduler",
     "weights": "stages.weights",
@@ -32,7 +34,8 @@ STAGES = {
     "emit": "stages.emit",
     "verify": "stages.verify",
 }
-MODEL_STAGES = ("tokenizer", "scheduler")          # once per model
+MODEL_STAGES = ("toolchain", "tokenizer", "scheduler")   # once per model (toolchain: per target)
+RUNTIME_OBJECTS = ("wasm_runtime.o", "tvmjs_support.o", "webgpu_runtime.o")
 COMPONENT_STAGES = tuple(s for s in STAGES if s not in MODEL_STAGES)
 
 # The diffusers subfolder each component's weights come from in a local model directory.
@@ -80,6 +83,13 @@ def spec(cfg: Config, stage: str, component: str = "model") -> Spec:
     def out(stage_: str, name: str) -> Path:
         return spec(cfg, stage_, component).outputs[name]
 
+    if stage == "toolchain":
+        from stages import toolchain
+
+        # NOTE: independent of the model, so every model shares one build through cache/
+        return Spec(stage, component, toolchain.header_files(),
+                    {name: BUILD / "_toolchain" / t / name for name in RUNTIME_OBJECTS},
+                    {"emcc": toolchain.emcc_version()})
     if stage == "tokenizer":
         inputs = (_model_files(model_dir / "tokenizer", (".json", ".txt"))
                   if model_dir else {"vocab": clip_vocab()})
@@ -128,17 +138,22 @@ def spec(cfg: Config, stage: str, component: str = "model") -> Spec:
                     {"module": per_target / "module.json", "plan": per_target / "plan.json"},
                     {"component": component, "target": target["tvm"]})
     if stage == "emit":
-        return Spec(stage, component,
-                    {"module": out("plan", "module"), "params": out("import", "params")},
+        inputs = {"module": out("plan", "module"), "params": out("import", "params")}
+        if target["library"] == "wasm":
+            inputs.update(spec(cfg, "toolchain").outputs)
+        return Spec(stage, component, inputs,
                     {"library": dist / f"{component}.{target['library']}",
                      "params": dist / "params.safetensors",
                      "manifest": dist / "manifest.json"},
                     {"component": component, "target": target["tvm"], "dtype": target["dtype"]},
                     modules=("stages.manifest",))   # the runner writes manifest.json
     if stage == "verify":
-        return Spec(stage, component,
-                    {"library": out("emit", "library"), "params": out("emit", "params"),
-                     "config": out("weights", "config"), "weights": out("weights", "weights")},
+        inputs = {"library": out("emit", "library"), "params": out("emit", "params"),
+                  "config": out("weights", "config"), "weights": out("weights", "weights")}
+        if target["library"] == "wasm":   # the Node + Dawn harness and its pinned packages
+            inputs.update({"harness": WEB / "verify" / "run_component.mjs",
+                           "package-lock": WEB / "package-lock.json"})
+        return Spec(stage, component, inputs,
                     {"report": dist / "verify.json"},
                     {"component": component, "target": target["tvm"],
                      "inputs": cfg.input_specs(component), **cfg.target["verify"],
@@ -148,7 +163,8 @@ def spec(cfg: Config, stage: str, component: str = "model") -> Spec:
 
 def all_specs(cfg: Config) -> list[Spec]:
     """Every stage entry of a model + target build, in DAG order."""
-    specs = [spec(cfg, s) for s in MODEL_STAGES]
+    specs = [spec(cfg, s) for s in MODEL_STAGES
+             if s != "toolchain" or cfg.target["target"]["library"] == "wasm"]
     specs += [spec(cfg, s, c) for s in COMPONENT_STAGES for c in COMPONENTS]
     return specs
 

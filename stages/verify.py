@@ -31,6 +31,35 @@ def load_params(path: Path, device) -> list:
         return [tvm.runtime.tensor(f.get_tensor(name), device) for name in order]
 
 
+def run_webgpu(inputs: dict[str, Path], example: dict, specs: dict, shape) -> "np.ndarray":
+    """Run a wasm component under WebGPU (Dawn) in Node through web/verify/run_component.mjs."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    import numpy as np
+
+    harness = inputs["harness"]
+    if not (harness.parent.parent / "node_modules" / "webgpu").is_dir():
+        raise RuntimeError("verify: web/node_modules is missing; fix: (cd web && npm ci)")
+    if shutil.which("node") is None:
+        raise RuntimeError("verify: node not found; fix: install Node.js 20")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        job = {"wasm": str(inputs["library"]), "params": str(inputs["params"]),
+               "output": str(tmp / "output.bin"), "inputs": []}
+        for name, (in_shape, dtype) in specs.items():
+            (tmp / name).write_bytes(np.ascontiguousarray(example[name]).tobytes())
+            job["inputs"].append({"path": str(tmp / name), "shape": list(in_shape),
+                                  "dtype": dtype})
+        (tmp / "job.json").write_text(json.dumps(job))
+        proc = subprocess.run(["node", str(harness), str(tmp / "job.json")],
+                              capture_output=True, text=True, timeout=1800)
+        if proc.returncode != 0:
+            raise RuntimeError(f"verify: the WebGPU run failed: {proc.stderr.strip()[-2000:]}")
+        return np.fromfile(tmp / "output.bin", dtype=np.float32).reshape(shape)
+
+
 def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
     import torch
     import tvm
@@ -42,11 +71,14 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
     with torch.no_grad():
         expected = module(*(torch.from_numpy(example[n]) for n in cfg["inputs"])).numpy()
 
-    device = tvm.cpu()
-    vm = relax.VirtualMachine(tvm.runtime.load_module(str(inputs["library"])), device)
-    params = load_params(inputs["params"], device)
-    args = [tvm.runtime.tensor(example[n], device) for n in cfg["inputs"]]
-    actual = vm["main"](*args, *params).numpy()
+    if inputs["library"].suffix == ".wasm":
+        actual = run_webgpu(inputs, example, cfg["inputs"], expected.shape)
+    else:
+        device = tvm.cpu()
+        vm = relax.VirtualMachine(tvm.runtime.load_module(str(inputs["library"])), device)
+        params = load_params(inputs["params"], device)
+        args = [tvm.runtime.tensor(example[n], device) for n in cfg["inputs"]]
+        actual = vm["main"](*args, *params).numpy()
 
     error = rel_l2(actual, expected)
     report = {"component": component, "rel_l2": error, "max_rel_l2": cfg["max_rel_l2"],

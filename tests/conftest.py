@@ -33,10 +33,16 @@ def source_files() -> list[str]:
 
 
 def checkout(dst: Path) -> Path:
-    """A fresh clone of the working tree: sources only, no build/, dist/ or cache/."""
+    """A fresh clone of the working tree: sources only, no build/, dist/ or cache/.
+
+    web/node_modules (what `npm ci` installed from the committed lock file) is linked in, as a
+    user's clone would have run `npm ci` too.
+    """
     for rel in source_files():
         (dst / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, dst / rel)
+    if (ROOT / "web" / "node_modules").is_dir():
+        (dst / "web" / "node_modules").symlink_to(ROOT / "web" / "node_modules")
     return dst
 
 

@@ -28,6 +28,7 @@ class Step:
 PASSES = (
     # phase 1: graph rewrites on high-level Relax ops
     Step("safe_softmax", components=("unet",)),
+    Step("wgsl_literals", targets=("webgpu",)),
     # phase 2: lower every op to TensorIR
     Step("legalize"),
     # phase 3: constant folding and operator fusion
