@@ -4,7 +4,9 @@ In a fresh checkout under a temp dir: `doit build` (untuned libraries are kept a
 `doit tune:<component>` with the given budget for every component, then `doit build` again.
 All three variants of each component then run in this one process, on the same inputs, with
 the same number of threads (torch.set_num_threads and TVM_NUM_THREADS), after a warm-up; the
-figure is the median of --repeat runs. Prints a table and writes bench/results/tune_bench.json.
+figure is the median of --repeat runs. torch runs first for every component: TVM's thread pool
+keeps spinning after a call and would steal the cores from torch. Prints a table and writes
+bench/results/tune_bench_<model>.json.
 
     .venv/bin/python bench/tune_bench.py [--model tiny] [--trials 64] [--top 4] [--repeat 20]
 """
@@ -78,25 +80,27 @@ def main() -> None:
         doit(ws, "build", f"model={args.model}")
 
         device = tvm.cpu()
-        for c in COMPONENTS:
-            specs = cfg.input_specs(c)
-            example = components.example_inputs(specs, 0, cfg.model["text_encoder"]["vocab_size"])
+        examples = {c: components.example_inputs(cfg.input_specs(c), 0,
+                                                 cfg.model["text_encoder"]["vocab_size"])
+                    for c in COMPONENTS}
+        for c in COMPONENTS:  # NOTE: all torch runs before the first TVM call (see above)
             module = components.wrapper(c, components.load(c, ws / "build" / args.model / c
                                                            / "weights"))
-            torch_args = [torch.from_numpy(example[n]) for n in specs]
-            tvm_args = [tvm.runtime.tensor(example[n], device) for n in specs]
+            torch_args = [torch.from_numpy(examples[c][n]) for n in cfg.input_specs(c)]
 
             def torch_run():
                 with torch.no_grad():
                     module(*torch_args)
 
-            timings = {"torch_eager_ms": median_ms(torch_run, args.repeat)}
+            rows[c] = {"torch_eager_ms": median_ms(torch_run, args.repeat)}
+        for c in COMPONENTS:
+            tvm_args = [tvm.runtime.tensor(examples[c][n], device) for n in cfg.input_specs(c)]
+            timings = rows[c]
             for name, lib_dir in (("untuned_ms", untuned / c), ("tuned_ms", dist / c)):
                 vm = relax.VirtualMachine(tvm.runtime.load_module(str(lib_dir / f"{c}.so")),
                                           device)
                 params = load_params(lib_dir / "params.safetensors", device)
                 timings[name] = median_ms(lambda: vm["main"](*tvm_args, *params), args.repeat)
-            rows[c] = timings
 
     print(f"{'component':<14} {'torch ms':>9} {'untuned ms':>11} {'tuned ms':>9} "
           f"{'tuned/untuned':>14} {'torch/tuned':>12}")
