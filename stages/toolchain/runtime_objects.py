@@ -21,8 +21,7 @@ layout ``web/Makefile`` expects (``TVM_ROOT`` = the tree root)::
 
 and runs ``emcc -c`` with the Makefile's include and compile flags.
 
-Usage: ``python stages/toolchain/runtime_objects.py OUT_DIR [--link]``
-(``--link`` additionally links ``OUT_DIR/tvmjs_runtime.{js,wasm}`` as a check).
+Run it as the `toolchain` stage: ``doit toolchain target=webgpu``.
 """
 
 from __future__ import annotations
@@ -37,25 +36,13 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-SUPPORT_DIR = pathlib.Path(__file__).resolve().parent / "support"
+from stages.toolchain import SUPPORT as SUPPORT_DIR
 
 # Translation units of the web runtime (``web/Makefile``), in link order.
 UNITS = ("wasm_runtime", "tvmjs_support", "webgpu_runtime")
 
 # ``EMCC_CFLAGS`` of web/Makefile minus the include flags (added per tree).
 COMPILE_FLAGS = ("-O3", "-std=c++17", "-Wno-ignored-attributes")
-
-# ``EMCC_LDFLAGS`` of web/Makefile (``--pre-js`` is resolved against the tree).
-LINK_FLAGS = (
-    "--no-entry",
-    "-s", "WASM_BIGINT=1",
-    "-s", "ALLOW_MEMORY_GROWTH=1",
-    "-s", "STANDALONE_WASM=1",
-    "-s", "ERROR_ON_UNDEFINED_SYMBOLS=0",
-    "--pre-js", "emcc/preload.js",
-    "-s", "ASYNCIFY=1",
-)
-
 
 def _package_dir(name: str) -> pathlib.Path:
     """Directory of an installed package, located without importing it."""
@@ -148,13 +135,6 @@ def compile_command(root: pathlib.Path, unit: str, out: pathlib.Path, emcc: str 
     return [emcc, *include_flags(root), *COMPILE_FLAGS, "-c", str(src), "-o", str(out)]
 
 
-def link_command(root: pathlib.Path, objects: list[pathlib.Path], out_js: pathlib.Path,
-                 emcc: str = "emcc") -> list[str]:
-    """The Makefile's link step (run it with cwd = ``root / 'web'``)."""
-    return [emcc, *include_flags(root), *COMPILE_FLAGS, "-o", str(out_js),
-            *map(str, objects), *LINK_FLAGS]
-
-
 def build(out_dir: pathlib.Path, jobs: int = 2, emcc: str = "emcc") -> dict[str, pathlib.Path]:
     """Compile the web runtime units into ``out_dir/<unit>.o``; return unit -> path."""
     out_dir = pathlib.Path(out_dir).resolve()
@@ -163,7 +143,7 @@ def build(out_dir: pathlib.Path, jobs: int = 2, emcc: str = "emcc") -> dict[str,
     with tempfile.TemporaryDirectory(prefix="tvmweb-") as tmp:
         root = assemble_tree(pathlib.Path(tmp) / "tvm")
 
-        def run(unit: str) -> tuple[str, pathlib.Path, float]:
+        def compile_unit(unit: str) -> tuple[str, pathlib.Path, float]:
             obj = out_dir / f"{unit}.o"
             cmd = compile_command(root, unit, obj, emcc)
             start = time.monotonic()
@@ -176,54 +156,10 @@ def build(out_dir: pathlib.Path, jobs: int = 2, emcc: str = "emcc") -> dict[str,
             return unit, obj, time.monotonic() - start
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            results = list(pool.map(run, UNITS))
+            results = list(pool.map(compile_unit, UNITS))
     for unit, _, secs in results:
         print(f"[runtime_objects] {unit}.o compiled in {secs:.1f}s", file=sys.stderr)
     return {unit: obj for unit, obj, _ in results}
-
-
-def link(objects: dict[str, pathlib.Path] | list[pathlib.Path], out_js: pathlib.Path,
-         emcc: str = "emcc") -> pathlib.Path:
-    """Link the objects like web/Makefile does (``out_js`` + sibling ``.wasm``).
-
-    Only a smoke test of the objects: undefined symbols are warnings
-    (``ERROR_ON_UNDEFINED_SYMBOLS=0``); TVMFFIWasmSafeCall and
-    TVMFFIWasmFunctionDeleter are expected to stay undefined (tvmjs supplies
-    them as JS imports).
-    """
-    objs = [pathlib.Path(p).resolve() for p in
-            (objects.values() if isinstance(objects, dict) else objects)]
-    out_js = pathlib.Path(out_js).resolve()
-    out_js.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="tvmweb-") as tmp:
-        root = assemble_tree(pathlib.Path(tmp) / "tvm")
-        cmd = link_command(root, objs, out_js, emcc)
-        proc = subprocess.run(cmd, cwd=root / "web", env=emcc_env(),
-                              capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"emcc link failed (rc={proc.returncode}):\n{' '.join(cmd)}\n"
-                           f"{proc.stderr[-20000:]}")
-    if proc.stderr.strip():
-        print(proc.stderr.strip(), file=sys.stderr)
-    return out_js
-
-
-def main(argv: list[str]) -> int:
-    args = [a for a in argv if a != "--link"]
-    if len(args) != 1:
-        print(f"usage: {sys.argv[0]} OUT_DIR [--link]", file=sys.stderr)
-        return 2
-    out_dir = pathlib.Path(args[0])
-    objects = build(out_dir)
-    for unit, path in objects.items():
-        print(f"{unit}: {path}")
-    if "--link" in argv:
-        print(f"linked: {link(objects, out_dir / 'tvmjs_runtime.js')}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
 
 
 def run(inputs: dict[str, pathlib.Path], outputs: dict[str, pathlib.Path], cfg: dict) -> None:
@@ -238,3 +174,4 @@ def run(inputs: dict[str, pathlib.Path], outputs: dict[str, pathlib.Path], cfg: 
         objects = build(pathlib.Path(tmp))
         for unit, path in objects.items():
             shutil.copyfile(path, outputs[f"{unit}.o"])
+
