@@ -49,7 +49,6 @@ def read_config(component: str, model_dir: Path) -> dict:
 
 def load(component: str, weights_dir: Path):
     """The component from a weights stage output (config.json + model.safetensors)."""
-    import torch
     from safetensors.torch import load_file
 
     config = json.loads((weights_dir / "config.json").read_text())

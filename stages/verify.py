@@ -31,8 +31,9 @@ def load_params(path: Path, device) -> list:
         return [tvm.runtime.tensor(f.get_tensor(name), device) for name in order]
 
 
-def run_webgpu(inputs: dict[str, Path], example: dict, specs: dict, shape) -> "np.ndarray":
-    """Run a wasm component under WebGPU (Dawn) in Node through web/verify/run_component.mjs."""
+def run_webgpu(inputs: dict[str, Path], example: dict, specs: dict, shape):
+    """Run a wasm component under WebGPU (Dawn) in Node through web/verify/run_component.mjs;
+    return its output as a float32 numpy array of `shape`."""
     import shutil
     import subprocess
     import tempfile
