@@ -46,9 +46,15 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
 
     state = module.state_dict()
     bar = Bar(f"weights:{component}", len(state), " tensors")
-    tensors = {}
+    tensors, seen = {}, set()
     for name, tensor in state.items():
-        tensors[name] = tensor.detach().to(torch.float32).contiguous().clone()
+        t = tensor.detach().to(torch.float32).contiguous()
+        # safetensors refuses tensors that share memory (tied weights): copy only those, so the
+        # full-size UNet is not held twice (3.4 GB more peak RSS with a copy of everything)
+        if t.untyped_storage().data_ptr() in seen:
+            t = t.clone()
+        seen.add(t.untyped_storage().data_ptr())
+        tensors[name] = t
         bar.update()
     save_file(tensors, str(outputs["weights"]))
     outputs["config"].write_text(json.dumps(_config_dict(module), indent=1, sort_keys=True,
