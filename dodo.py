@@ -58,8 +58,8 @@ def _task(s: dag.Spec) -> dict:
     return {
         "actions": [(runner.doit_action, [MODEL, TARGET, MODEL_PATH, REMOTE, s.stage,
                                           s.component])],
-        "file_dep": [_rel(p) for p in s.inputs.values()],
-        "targets": [_rel(p) for p in s.outputs.values()],
+        "file_dep": [_rel(p) for p in s.file_inputs.values()],
+        "targets": [_rel(p) for p in s.file_outputs.values()],
         "uptodate": [config_changed(runner.static_key(s))],
         "verbosity": 2,
         "clean": True,
@@ -67,8 +67,11 @@ def _task(s: dag.Spec) -> dict:
 
 
 def _per_component(stage: str):
-    for component in config.COMPONENTS:
-        yield {"name": component, **_task(dag.spec(CFG, stage, component))}
+    """One subtask per component and precision: `emit:unet`, `emit:unet-fp16` (webgpu)."""
+    for variant in CFG.variants:
+        s = dag.spec(CFG, stage, variant)
+        if s.component == variant:   # weights: one per component, shared by its precisions
+            yield {"name": variant, **_task(s)}
 
 
 # --- model-level stages ---------------------------------------------------------------------
@@ -88,6 +91,11 @@ def task_tokenizer():
 def task_scheduler():
     """Noise scheduler config, written by diffusers."""
     return _task(dag.spec(CFG, "scheduler"))
+
+
+def task_schedules():
+    """Per-step scheduler coefficients from diffusers, for the page's step math (JSON)."""
+    return _task(dag.spec(CFG, "schedules"))
 
 
 # --- per-component stages, in DAG order -----------------------------------------------------
@@ -132,11 +140,23 @@ def task_verify():
     yield from _per_component("verify")
 
 
+def task_package():
+    """dist/<model>/<target>/: tokenizer, scheduler config and manifest.json of every file."""
+    return _task(dag.spec(CFG, "package"))
+
+
+def task_bundle():
+    """The page: web/ bundled by esbuild into dist/<model>/<target>/ (wasm targets)."""
+    if CFG.target["target"]["library"] == "wasm":
+        return _task(dag.spec(CFG, "bundle"))
+    return {"actions": None, "doc": "not needed for this target"}
+
+
 # --- commands outside the build ---------------------------------------------------------------
 
 def task_tune():
     """MetaSchedule tuning into configs/tuning/<model>/<target>/<component>/ (--trials, --top)."""
-    for component in config.COMPONENTS:
+    for component in CFG.variants:
         yield {
             "name": component,
             "actions": [(tune.doit_action, [MODEL, TARGET, MODEL_PATH, component])],
@@ -165,10 +185,53 @@ def task_cache():
                        "help": "size to bring cache/ under, e.g. 500M, 20G (default 10G)"}]}
 
 
+def task_serve():
+    """Serve dist/<model>/<target>/ on http://127.0.0.1:PORT/ (--port, default 8000)."""
+    from stages import serve
+
+    return {
+        "actions": [lambda port: serve.serve(dag.DIST / MODEL / TARGET, port)],
+        "params": [{"name": "port", "long": "port", "type": int, "default": 8000,
+                    "help": "TCP port on 127.0.0.1 (0 picks a free one)"}],
+        "uptodate": [False], "verbosity": 2,
+    }
+
+
+def task_generate():
+    """Text -> PNG with the compiled pipeline, natively (llvm): --prompt, --seed, --steps, ..."""
+
+    def action(prompt, negative_prompt, seed, steps, guidance, scheduler, output, compare):
+        from stages import generate  # numpy and up: only when it runs
+
+        argv = ["--model", MODEL, "--prompt", prompt, "--negative-prompt", negative_prompt,
+                "--seed", str(seed), "--steps", str(steps), "--guidance", str(guidance),
+                "--scheduler", scheduler, *(["--output", output] if output else []),
+                *(["--compare"] if compare else [])]
+        if generate.main(argv) != 0:
+            return False
+
+    params = [("prompt", str, "", "the text"), ("negative_prompt", str, "", "the negative text"),
+              ("seed", int, 0, "uint32 seed of the initial latents"),
+              ("steps", int, 20, "denoising steps, 1..50"),
+              ("guidance", float, 7.5, "classifier-free guidance scale, 0..30"),
+              ("scheduler", str, "dpm++2m", "dpm++2m, pndm or euler"),
+              ("output", str, "", "PNG path (default out/<model>-<seed>.png)")]
+    return {
+        "actions": [action],
+        # the llvm build of the model (on another target this only runs the llvm-built one)
+        "task_dep": ["build"] if TARGET == "llvm" else [],
+        "params": [{"name": n, "long": n.replace("_", "-"), "type": t, "default": d, "help": h}
+                   for n, t, d, h in params]
+                  + [{"name": "compare", "long": "compare", "type": bool, "default": False,
+                      "help": "also run diffusers on the same weights and latents (PSNR)"}],
+        "uptodate": [False], "verbosity": 2,
+    }
+
+
 def task_build():
     """Build and verify every component of the model for the target (the default task)."""
     return {
         "actions": None,
-        "task_dep": ["toolchain", "tokenizer", "scheduler"]
-                    + [f"verify:{c}" for c in config.COMPONENTS],
+        "task_dep": ["toolchain", "tokenizer", "scheduler", "schedules", "bundle", "package"]
+                    + [f"verify:{c}" for c in CFG.variants],
     }

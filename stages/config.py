@@ -15,6 +15,21 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
 
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")
+# A component is built once per precision its target lists. The float32 variant keeps the
+# component's name; the others add a suffix: `emit:unet` (float32), `emit:unet-fp16`.
+PRECISIONS = {"float32": "", "float16": "-fp16"}
+
+
+def variant_name(component: str, precision: str) -> str:
+    return component + PRECISIONS[precision]
+
+
+def split_variant(variant: str) -> tuple[str, str]:
+    """`unet-fp16` -> ("unet", "float16"); `unet` -> ("unet", "float32")."""
+    for precision, suffix in PRECISIONS.items():
+        if suffix and variant.endswith(suffix):
+            return variant[:-len(suffix)], precision
+    return variant, "float32"
 
 
 class ConfigError(Exception):
@@ -55,8 +70,9 @@ MODEL_SCHEMA = {
     },
 }
 TARGET_SCHEMA = {
-    "target": {"tvm": dict, "library": ("so", "wasm"), "dtype": ("float32", "float16")},
-    "verify": {"max_rel_l2": float, "seed": int},
+    "target": {"tvm": dict, "library": ("so", "wasm"), "precisions": [tuple(PRECISIONS)],
+               "shard_mb": int, "max_storage_buffer_binding_size": int},
+    "verify": {"max_rel_l2": float, "max_rel_l2_fp16": float, "seed": int},
     "tune": {"trials": int, "top": int, "trials_per_iter": int, "builder_timeout_s": int,
              "runner_timeout_s": int, "rpc_tracker": str, "rpc_key": str},
 }
@@ -66,7 +82,7 @@ def _type_name(spec) -> str:
     if isinstance(spec, tuple):
         return "one of " + ", ".join(repr(s) for s in spec)
     if isinstance(spec, list):
-        return f"a list of {spec[0].__name__}"
+        return f"a list of {_type_name(spec[0]) if isinstance(spec[0], tuple) else spec[0].__name__}"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
             dict: "a table"}[spec]
 
@@ -156,6 +172,12 @@ class Config:
             return {"latents": ((1, ch, lat, lat), "float32")}
         raise KeyError(component)
 
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """Every component at every precision of the target, float32 first: the subtasks."""
+        return tuple(variant_name(c, p) for p in self.target["target"]["precisions"]
+                     for c in COMPONENTS)
+
     def arch(self, component: str) -> dict:
         """The architecture section that builds a component's torch module."""
         return dict(self.model[{"text_encoder": "text_encoder", "unet": "unet",
@@ -188,10 +210,14 @@ def load(model: str = "tiny", target: str = "llvm", path: str | None = None) -> 
             if key not in mdata[section]:
                 raise ConfigError(f"{_rel(model_file)}: missing key {section}.{key}; fix: add it "
                                   f"(see configs/models/tiny.toml)")
-    for key in ("tvm", "library", "dtype"):
+    for key in ("tvm", "library", "precisions", "shard_mb"):
         if key not in tdata["target"]:
             raise ConfigError(f"{_rel(target_file)}: missing key target.{key}; fix: add it "
                               f"(see configs/targets/llvm.toml)")
+    precisions = tdata["target"]["precisions"]
+    if not precisions or precisions[0] != "float32" or len(set(precisions)) != len(precisions):
+        raise ConfigError(f"{_rel(target_file)}: target.precisions = {precisions!r}; fix: list "
+                          f"\"float32\" first (the reference), then \"float16\" if wanted")
     tune = tdata.get("tune", {})
     if "rpc_tracker" in tune:
         host, _, port = tune["rpc_tracker"].rpartition(":")

@@ -1,13 +1,18 @@
 """emit: compile a planned component for its target and export the library and its params.
 
 relax.build runs the finishing lowering (memory planning already happened in `plan`) and the
-TIR pipeline; the library is exported for the target (a shared object for llvm). The params
-file is the import stage's, cast to the target dtype. The runner adds manifest.json.
+TIR pipeline; the library is exported for the target (a shared object for llvm, a wasm module
+with its WGSL for webgpu). The params become a tvmjs tensor cache (params/tensor-cache.json +
+params_shard_N.bin, raw bytes in the dtype `main` takes, `shard_mb` per shard): the format the
+page downloads shard by shard. The runner adds manifest.json with the sha256 of every file,
+which is what loaders check the shards against.
 """
 
 from __future__ import annotations
 
-import shutil
+import contextlib
+import io
+import json
 from pathlib import Path
 
 from stages.progress import phase
@@ -56,6 +61,31 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
         executable.export_library(str(outputs["library"]), fcompile=wasm_linker(runtime))
     else:
         executable.export_library(str(outputs["library"]))
-    if cfg["dtype"] != "float32":
-        raise NotImplementedError(f"emit: dtype {cfg['dtype']} params are not supported yet")
-    shutil.copyfile(inputs["params"], outputs["params"])
+    write_params(mod, inputs["params"], outputs["params"], cfg["shard_mb"])
+
+
+def write_params(mod, params_file: Path, out_dir: Path, shard_mb: int) -> None:
+    """The import stage's params as a tensor cache, each in the dtype `main` declares for it.
+
+    metadata.params lists the names in the order `main` takes them (shards may hold them in
+    another order: a tensor over half a shard gets a shard of its own).
+    """
+    import numpy as np
+    from safetensors import safe_open
+    from tvm.contrib import tvmjs
+
+    main = mod["main"]
+    declared = [str(p.ty.dtype) for p in main.params[int(main.attrs["num_input"]):]]
+    with safe_open(str(params_file), framework="numpy") as f:
+        order = json.loads(f.metadata()["order"])
+        if len(order) != len(declared):
+            raise ValueError(f"emit: {len(order)} params for {len(declared)} in main's signature")
+
+        def tensors():
+            for name, dtype in zip(order, declared):
+                yield name, np.ascontiguousarray(f.get_tensor(name).astype(dtype, copy=False))
+
+        with contextlib.redirect_stdout(io.StringIO()):   # its per-tensor progress lines
+            tvmjs.dump_tensor_cache(tensors(), str(out_dir), encode_format="raw",
+                                    meta_data={"params": order}, shard_cap_mb=shard_mb,
+                                    show_progress=False)

@@ -23,8 +23,9 @@ from pathlib import Path
 
 from stages import config as config_mod
 from stages import dag, keys, manifest
+from stages.errors import BuildError
 from stages.remote import RemoteCache, RemoteSettings
-from stages.store import CorruptBlob, Store, sha256_file
+from stages.store import CorruptBlob, Store, blob_digests, digest_path, replace_tree
 
 CACHE = config_mod.ROOT / "cache"
 
@@ -65,7 +66,7 @@ def _work_dir(task: str) -> Path:
 def _restore(store: Store, entry: dict, s: dag.Spec) -> bool:
     try:
         for name, path in s.outputs.items():
-            store.get_blob(entry["outputs"][name]["sha256"], path)
+            store.get_output(entry["outputs"][name], path)
         return True
     except (KeyError, CorruptBlob) as e:
         if isinstance(e, CorruptBlob):
@@ -79,9 +80,10 @@ def _from_remote(remote: RemoteCache, store: Store, key: str) -> dict | None:
     if entry is None:
         return None
     for output in entry["outputs"].values():
-        digest = output["sha256"]
-        if not store.has_blob(digest) and not remote.fetch_blob(digest, store.blob_path(digest)):
-            return None
+        for digest in blob_digests(output):
+            if not store.has_blob(digest) and not remote.fetch_blob(digest,
+                                                                    store.blob_path(digest)):
+                return None
     store.put_action(key, {k: v for k, v in entry.items() if k != "key"})
     return entry
 
@@ -93,10 +95,10 @@ def execute(cfg: config_mod.Config, stage: str, component: str = "model",
     store = store or Store(CACHE)
     s = dag.spec(cfg, stage, component)
     for name, path in s.inputs.items():
-        if not path.is_file():
+        if not (path.is_file() or path.is_dir()):
             raise FileNotFoundError(f"{s.task}: input {name} ({_rel(path)}) is missing; "
                                     f"fix: run `doit build` so the stage before it runs")
-    digests = {name: sha256_file(path) for name, path in s.inputs.items()}
+    digests = {name: digest_path(path) for name, path in s.inputs.items()}
     key = keys.stage_key(static_key(s), digests)
 
     with store.lock(key):
@@ -111,6 +113,8 @@ def execute(cfg: config_mod.Config, stage: str, component: str = "model",
         tmp = _work_dir(s.task)
         try:
             tmp_out = {name: tmp / path.name for name, path in s.outputs.items()}
+            for name in s.trees:
+                tmp_out[name].mkdir()
             start = time.monotonic()
             module = importlib.import_module(dag.STAGES[stage])
             module.run(dict(s.inputs), {k: v for k, v in tmp_out.items() if k != "manifest"},
@@ -119,10 +123,13 @@ def execute(cfg: config_mod.Config, stage: str, component: str = "model",
                 inputs = {n: {"path": _rel(p), "sha256": digests[n]} for n, p in s.inputs.items()}
                 files = {n: p for n, p in tmp_out.items() if n != "manifest"}
                 tmp_out["manifest"].write_bytes(manifest.render(s.task, key, inputs, files))
-            missing = [name for name, p in tmp_out.items() if not p.is_file()]
+            missing = [name for name, p in tmp_out.items()
+                       if not (p.is_dir() and any(p.iterdir()) if name in s.trees
+                               else p.is_file())]
             if missing:
                 raise RuntimeError(f"{s.task}: the stage did not write {missing}")
-            outputs = {name: store.put_blob(p) for name, p in tmp_out.items()}
+            outputs = {name: store.put_tree(p) if name in s.trees else store.put_blob(p)
+                       for name, p in tmp_out.items()}
             entry = {
                 "outputs": outputs,
                 "provenance": {"stage": s.task, "model": cfg.model_name,
@@ -133,19 +140,27 @@ def execute(cfg: config_mod.Config, stage: str, component: str = "model",
             store.put_action(key, entry)
             for name, path in s.outputs.items():
                 path.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp_out[name], path)
+                if name in s.trees:
+                    replace_tree(tmp_out[name], path)
+                else:
+                    os.replace(tmp_out[name], path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     if remote is not None:
-        remote.upload(key, entry, {o["sha256"]: store.blob_path(o["sha256"])
-                                   for o in outputs.values()})
+        remote.upload(key, entry, {d: store.blob_path(d) for o in outputs.values()
+                                   for d in blob_digests(o)})
     return "built"
 
 
 def doit_action(model: str, target: str, path: str | None, remote: RemoteSettings,
                 stage: str, component: str) -> dict:
     """The action of a stage task: the outcome goes to doit's task values for the reporter."""
+    from doit.exceptions import TaskFailed
+
     cfg = config_mod.load(model, target, path)
     tier = RemoteCache(remote) if remote.mode != "off" else None
-    return {"outcome": execute(cfg, stage, component, remote=tier)}
+    try:
+        return {"outcome": execute(cfg, stage, component, remote=tier)}
+    except BuildError as e:
+        return TaskFailed(f"error: {e}")
 

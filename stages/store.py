@@ -41,6 +41,39 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def tree_files(root: Path) -> dict[str, Path]:
+    """The files under a directory output, by relative POSIX path, sorted."""
+    return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def tree_digest(listing: dict[str, str]) -> str:
+    """One digest for a directory: sha256 over its sorted (relative path, file sha256) pairs."""
+    h = hashlib.sha256()
+    for rel in sorted(listing):
+        h.update(f"{rel}\0{listing[rel]}\n".encode())
+    return h.hexdigest()
+
+
+def digest_path(path: Path) -> str:
+    """sha256 of a file, or the tree digest of a directory (a stage input of either kind)."""
+    if path.is_dir():
+        return tree_digest({rel: sha256_file(p) for rel, p in tree_files(path).items()})
+    return sha256_file(path)
+
+
+def replace_tree(src: Path, dst: Path) -> None:
+    """Put directory src at dst. A reader sees the old tree or the new one; the old one is
+    moved aside first (a rename), then removed."""
+    old = None
+    if dst.exists():
+        old = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".old"))
+        os.replace(dst, old / dst.name)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(src, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     fd, tmp = _temp_beside(path)
     try:
@@ -66,6 +99,13 @@ def atomic_copy(src: Path, dst: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def blob_digests(output: dict) -> list[str]:
+    """The blobs a recorded output is made of: itself, or each file of a directory."""
+    if "tree" in output:
+        return [t["sha256"] for t in output["tree"].values()]
+    return [output["sha256"]]
 
 
 class CorruptBlob(Exception):
@@ -118,6 +158,32 @@ class Store:
         if not dst.exists():
             atomic_copy(src, dst)
         return {"sha256": digest, "size": src.stat().st_size}
+
+    def put_tree(self, src: Path) -> dict:
+        """Store every file of a directory; return {"sha256": tree digest, "size", "tree"}."""
+        tree = {rel: self.put_blob(p) for rel, p in tree_files(src).items()}
+        return {"sha256": tree_digest({rel: t["sha256"] for rel, t in tree.items()}),
+                "size": sum(t["size"] for t in tree.values()), "tree": tree}
+
+    def get_tree(self, output: dict, dst: Path) -> None:
+        """Rebuild a directory output from its blobs beside dst, then swap it in whole."""
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp"))
+        try:
+            for rel, blob in output["tree"].items():
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                self.get_blob(blob["sha256"], tmp / rel)
+            os.chmod(tmp, 0o755)
+            replace_tree(tmp, dst)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def get_output(self, output: dict, dst: Path) -> None:
+        """Restore one recorded output, a file or a directory."""
+        if "tree" in output:
+            self.get_tree(output, dst)
+        else:
+            self.get_blob(output["sha256"], dst)
 
     def get_blob(self, digest: str, dst: Path) -> None:
         """Copy a blob to dst atomically, after checking its bytes; raise KeyError or CorruptBlob."""

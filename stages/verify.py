@@ -1,8 +1,10 @@
 """verify: the compiled component against PyTorch on the same weights and the same inputs.
 
-Inputs are drawn from a fixed seed; the compiled library runs in TVM's VM with the emitted
-params; the check is the relative L2 error of the output. Above the target's threshold the
-build fails. verify.json records the error and the threshold (no timings: speed is measured in
+Inputs are drawn from a fixed seed; the compiled library runs in TVM's VM (llvm) or under
+WebGPU in Node (webgpu) with the emitted params, loaded through the loader that checks every
+shard against manifest.json; the check is the relative L2 error of the output against float32
+PyTorch, whatever the variant's precision. Above the threshold (per precision) the build
+fails. verify.json records the error and the threshold (no timings: speed is measured in
 bench/, and this file must be the same bytes on every machine).
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stages import components
+from stages import components, params
 
 
 def rel_l2(actual, expected) -> float:
@@ -19,16 +21,6 @@ def rel_l2(actual, expected) -> float:
 
     a, e = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
     return float(np.linalg.norm(a - e) / max(np.linalg.norm(e), 1e-30))
-
-
-def load_params(path: Path, device) -> list:
-    """The params of an emitted component, as tvm tensors in the order `main` takes them."""
-    import tvm
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="numpy") as f:
-        order = json.loads(f.metadata()["order"])
-        return [tvm.runtime.tensor(f.get_tensor(name), device) for name in order]
 
 
 def run_webgpu(inputs: dict[str, Path], example: dict, specs: dict, shape):
@@ -48,7 +40,8 @@ def run_webgpu(inputs: dict[str, Path], example: dict, specs: dict, shape):
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         job = {"wasm": str(inputs["library"]), "params": str(inputs["params"]),
-               "output": str(tmp / "output.bin"), "inputs": []}
+               "manifest": str(inputs["manifest"]), "output": str(tmp / "output.bin"),
+               "inputs": []}
         for name, (in_shape, dtype) in specs.items():
             (tmp / name).write_bytes(np.ascontiguousarray(example[name]).tobytes())
             job["inputs"].append({"path": str(tmp / name), "shape": list(in_shape),
@@ -77,15 +70,16 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
     else:
         device = tvm.cpu()
         vm = relax.VirtualMachine(tvm.runtime.load_module(str(inputs["library"])), device)
-        params = load_params(inputs["params"], device)
+        weights = [tvm.runtime.tensor(a, device)
+                   for a in params.load(inputs["params"], inputs["manifest"])]
         args = [tvm.runtime.tensor(example[n], device) for n in cfg["inputs"]]
-        actual = vm["main"](*args, *params).numpy()
+        actual = vm["main"](*args, *weights).numpy()
 
     error = rel_l2(actual, expected)
-    report = {"component": component, "rel_l2": error, "max_rel_l2": cfg["max_rel_l2"],
+    report = {"component": component, "precision": cfg["precision"], "rel_l2": error, "max_rel_l2": cfg["max_rel_l2"],
               "passed": error <= cfg["max_rel_l2"], "shape": list(actual.shape)}
     if not report["passed"]:
-        raise AssertionError(f"verify:{component}: rel-L2 {error:.3e} > {cfg['max_rel_l2']:.1e} "
+        raise AssertionError(f"verify:{component} ({cfg['precision']}): rel-L2 {error:.3e} > {cfg['max_rel_l2']:.1e} "
                              f"against PyTorch; fix: find the pass that broke it "
                              f"(stages/passes/pipeline.py)")
     outputs["report"].write_text(json.dumps(report, indent=1) + "\n")

@@ -22,8 +22,12 @@ SUMMARY = re.compile(r"^stages: (\d+) built, (\d+) restored, (\d+) up-to-date$",
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")
 STAGES_PER_COMPONENT = ("weights", "capture", "import", "passes", "schedule", "plan", "emit",
                         "verify")
-ALL_TASKS = {"tokenizer", "scheduler"} | {f"{s}:{c}" for s in STAGES_PER_COMPONENT
-                                          for c in COMPONENTS}
+ALL_TASKS = {"tokenizer", "scheduler", "schedules", "package"} | {
+    f"{s}:{c}" for s in STAGES_PER_COMPONENT for c in COMPONENTS}
+# webgpu adds the toolchain, the page bundle, and a float16 variant of every component from
+# `passes` on
+FP16_TASKS = {f"{s}:{c}-fp16" for s in STAGES_PER_COMPONENT[3:] for c in COMPONENTS}
+WEBGPU_TASKS = ALL_TASKS | {"toolchain", "bundle"} | FP16_TASKS
 
 
 def source_files() -> list[str]:
@@ -98,6 +102,16 @@ def built(tmp_path_factory):
     """A checkout with a cold `doit build` of the tiny model for llvm: (path, doit result)."""
     ws = checkout(tmp_path_factory.mktemp("built"))
     return ws, doit(ws, "build")
+
+
+@pytest.fixture(scope="session")
+def built_webgpu(tmp_path_factory):
+    """A checkout with a cold `doit build target=webgpu` of the tiny model: (path, result).
+
+    Shared by the webgpu target's tests and the page's; tests that change files copy it first.
+    """
+    ws = checkout(tmp_path_factory.mktemp("webgpu"))
+    return ws, doit(ws, "build", "target=webgpu")
 
 
 @pytest.fixture

@@ -67,3 +67,17 @@ def test_rpc_tracker_without_port(clean):
                  'runner_timeout_s = 30\nrpc_tracker = "localhost"\nrpc_key = "k"'):
         line = _fails_in_one_line(clean, "build")
     assert "configs/targets/llvm.toml" in line and "tune.rpc_tracker" in line and "fix:" in line
+
+
+def test_unknown_precision(clean):
+    with _edited(clean, "configs/targets/webgpu.toml", 'precisions = ["float32", "float16"]',
+                 'precisions = ["float32", "bfloat16"]'):
+        line = _fails_in_one_line(clean, "build", "target=webgpu")
+    assert "target.precisions" in line and "'float16'" in line and "fix:" in line
+
+
+def test_precisions_must_start_with_the_float32_reference(clean):
+    with _edited(clean, "configs/targets/webgpu.toml", 'precisions = ["float32", "float16"]',
+                 'precisions = ["float16"]'):
+        line = _fails_in_one_line(clean, "build", "target=webgpu")
+    assert "target.precisions" in line and "float32" in line and "fix:" in line

@@ -188,7 +188,7 @@ def test_server_killed_mid_build_still_builds_locally(tmp_path):
     text = "".join(output)
     assert proc.returncode == 0, text[-3000:]
     assert "remote cache:" in text and "building locally" in text
-    assert "stages: 26 built, 0 restored, 0 up-to-date" in text
+    assert f"stages: {len(ALL_TASKS)} built, 0 restored, 0 up-to-date" in text
     assert '"passed": true' in (ws / "dist/tiny/llvm/unet/verify.json").read_text()
 
 

@@ -4,7 +4,7 @@ import json
 
 from conftest import doit, report
 
-UNET_FROM_SCHEDULE = {f"{s}:unet" for s in ("schedule", "plan", "emit", "verify")}
+UNET_FROM_SCHEDULE = {f"{s}:unet" for s in ("schedule", "plan", "emit", "verify")} | {"package"}
 
 
 def test_tuning_the_unet_rebuilds_only_the_unet_and_is_resumable(workspace):

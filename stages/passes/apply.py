@@ -15,5 +15,5 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
     target = tvm.target.Target(cfg["target"])
     phase(f"passes:{cfg['component']}", " -> ".join(cfg["passes"]))
     with target:
-        mod = pipeline.build("passes", cfg["component"], target)(mod)
+        mod = pipeline.build("passes", cfg["component"], target, cfg["precision"])(mod)
     outputs["module"].write_text(tvm.ir.save_json(mod))

@@ -4,9 +4,10 @@ PASSES runs in the `passes` stage (graph rewrites, lowering, fusion); SCHEDULES 
 `schedule` stage after the tuning database is applied (default schedules for what has no
 record, then checks against the target's limits), so tuned kernels keep their records.
 Each step names a module in stages/passes/ whose `make(target)` returns a tvm Pass. A step may
-be limited to some components or target kinds; a stage's key covers only the modules of the
-steps it runs, so editing a UNet-only pass rebuilds only the UNet, and a webgpu-only pass only
-webgpu builds. To disable a step, keep its line and set `components=()`.
+be limited to some components, target kinds or precisions; a stage's key covers only the
+modules of the steps it runs, so editing a UNet-only pass rebuilds only the UNet, a
+webgpu-only pass only webgpu builds, and a float16-only pass only float16 variants. To disable
+a step, keep its line and set `components=()`.
 This module is read by dodo.py at load time: it imports no tvm.
 """
 
@@ -23,11 +24,13 @@ class Step:
     module: str
     components: tuple[str, ...] = ALL
     targets: tuple[str, ...] | None = None     # target kinds; None = every target
+    precisions: tuple[str, ...] = ("float32", "float16")
 
 
 PASSES = (
     # phase 1: graph rewrites on high-level Relax ops
     Step("safe_softmax", components=("unet",)),
+    Step("to_float16", precisions=("float16",)),
     Step("wgsl_literals", targets=("webgpu",)),
     # phase 2: lower every op to TensorIR
     Step("legalize"),
@@ -41,28 +44,40 @@ PASSES = (
 SCHEDULES = (
     # phase 5 (after the tuning records): thread bindings for every kernel without a record
     Step("gpu_default_schedule", targets=GPU),
+    # phase 6: every kernel within the target's threads and workgroup memory, or a build error
+    Step("gpu_limits", targets=GPU),
 )
 
 STAGES = {"passes": PASSES, "schedule": SCHEDULES}
 
 
-def steps(stage: str, component: str, target_kind: str) -> list[str]:
+def steps(stage: str, component: str, target_kind: str, precision: str) -> list[str]:
     """Names of the steps a component runs in a stage ("passes" or "schedule"), in order."""
     return [s.module for s in STAGES[stage] if component in s.components
-            and (s.targets is None or target_kind in s.targets)]
+            and (s.targets is None or target_kind in s.targets) and precision in s.precisions]
 
 
-def modules(stage: str, component: str, target_kind: str) -> tuple[str, ...]:
+def modules(stage: str, component: str, target_kind: str, precision: str) -> tuple[str, ...]:
     """Repo modules of those steps: part of that stage's key."""
-    return tuple(f"stages.passes.{name}" for name in steps(stage, component, target_kind))
+    return tuple(f"stages.passes.{name}"
+                 for name in steps(stage, component, target_kind, precision))
 
 
-def build(stage: str, component: str, target):
-    """The tvm Sequential of a component's steps in a stage, for a tvm Target."""
+def build(stage: str, component: str, target, precision: str):
+    """A component's steps in a stage for a tvm Target, as one function IRModule -> IRModule.
+
+    Each step's make(target) returns a tvm Pass or a plain function of the module (a check);
+    they run in order from Python, so a check's BuildError reaches the build as itself (raised
+    inside a tvm Pass, it would come back as a RuntimeError with a traceback).
+    """
     import importlib
 
-    import tvm
-
     passes = [importlib.import_module(f"stages.passes.{name}").make(target)
-              for name in steps(stage, component, target.kind.name)]
-    return tvm.transform.Sequential(passes, name=f"websd_{stage}_{component}")
+              for name in steps(stage, component, target.kind.name, precision)]
+
+    def run(mod):
+        for step in passes:
+            mod = step(mod)
+        return mod
+
+    return run

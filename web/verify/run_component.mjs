@@ -2,14 +2,17 @@
 //
 //   node web/verify/run_component.mjs job.json
 //
-// job.json: {"wasm": path, "params": params.safetensors, "inputs": [{"path", "shape", "dtype"}],
-//            "output": path}. WebGPU comes from npm `webgpu` (Dawn); the runtime is tvmjs
-// (npm @mlc-ai/web-runtime, the TVM 0.27 JS runtime). Params are read from the safetensors
-// file that emit wrote, in the order its metadata lists ("order": the order `main` takes
-// them). Prints one JSON line: adapter, output shape and dtype.
+// job.json: {"wasm": path, "params": the params/ dir (tvmjs tensor cache), "manifest": the
+//            component's manifest.json, "inputs": [{"path", "shape", "dtype"}], "output": path}.
+// WebGPU comes from npm `webgpu` (Dawn); the runtime is tvmjs (npm @mlc-ai/web-runtime, the
+// TVM 0.27 JS runtime). Params go through the page's loader (web/src/params.js), which checks
+// every shard against manifest.json: a changed shard fails the run, naming the shard.
+// Prints one JSON line: adapter, output shape and dtype.
 import fs from "node:fs";
 import { createRequire } from "node:module";
+import path from "node:path";
 import { create, globals } from "webgpu";
+import { loadParams } from "../src/params.js";
 
 const require = createRequire(import.meta.url);
 const tvmjs = require("@mlc-ai/web-runtime");
@@ -21,16 +24,21 @@ function fail(message) {
 
 const job = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
 Object.assign(globalThis, globals);
-const gpu = create([]);
-const adapter = await gpu.requestAdapter();
+// NOTE: dawn.node 0.6.2 crashes (segfault or a futex abort) when V8 collects the GPU, adapter
+// or device objects while they are in use; a module-level const does not keep them alive.
+// Pinning them on globalThis does (seen on the H200 with the NVIDIA driver).
+const gpu = (globalThis.websdGpu = create([]));
+const adapter = (globalThis.websdAdapter = await gpu.requestAdapter());
 if (!adapter) fail("no WebGPU adapter; fix: install a Vulkan driver (mesa-vulkan-drivers)");
-const device = await adapter.requestDevice({
+const device = (globalThis.websdDevice = await adapter.requestDevice({
+  // float16 variants declare `enable f16;` in their WGSL
+  requiredFeatures: adapter.features.has("shader-f16") ? ["shader-f16"] : [],
   requiredLimits: {
     maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
     maxBufferSize: adapter.limits.maxBufferSize,
     maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize,
   },
-});
+}));
 
 // NOTE: a failed shader or dispatch does not throw; collect them, and fail the run below.
 const gpuErrors = [];
@@ -43,21 +51,19 @@ const tvm = await tvmjs.instantiate(
 tvm.initWebGPU(device);
 const gpuDev = tvm.webgpu();
 
+const manifest = JSON.parse(fs.readFileSync(job.manifest, "utf8"));
+const cache = JSON.parse(fs.readFileSync(path.join(job.params, "tensor-cache.json"), "utf8"));
+const componentDir = path.dirname(job.params);
+let params;
+try {
+  params = await loadParams(tvm, gpuDev, {
+    cache, files: manifest.files, dir: path.basename(job.params),
+    read: async (rel) => new Uint8Array(fs.readFileSync(path.join(componentDir, rel))),
+  });
+} catch (e) {
+  fail(e.message);
+}
 tvm.beginScope();
-// safetensors: u64 header length, JSON header {name: {dtype, shape, data_offsets}}, data
-const DTYPES = { F32: "float32", F16: "float16", I32: "int32", I64: "int64" };
-const file = fs.readFileSync(job.params);
-const headerLength = Number(file.readBigUInt64LE(0));
-const header = JSON.parse(file.subarray(8, 8 + headerLength).toString("utf8"));
-const base = 8 + headerLength;
-const params = JSON.parse(header.__metadata__.order).map((name) => {
-  const rec = header[name];
-  if (!DTYPES[rec.dtype]) fail(`param ${name}: dtype ${rec.dtype} is not supported`);
-  const [begin, end] = rec.data_offsets;
-  const t = tvm.empty(rec.shape, DTYPES[rec.dtype], gpuDev);
-  t.copyFromRawBytes(new Uint8Array(file.buffer, file.byteOffset + base + begin, end - begin));
-  return t;
-});
 const inputs = job.inputs.map((inp) => {
   const bytes = fs.readFileSync(inp.path);
   const t = tvm.empty(inp.shape, inp.dtype, gpuDev);

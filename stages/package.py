@@ -1,0 +1,71 @@
+"""package: the model's directory in dist/ as one loadable unit, described by manifest.json.
+
+dist/<model>/<target>/ gets the tokenizer, the scheduler config and the scheduler tables
+(schedules.json, what the page's step math reads) beside the component
+variants that emit wrote, and manifest.json: the sha256 and size of every file under it
+(taken from the component manifests, which hashed them), and for each variant its library,
+params, precision and verify result, and what the model needs from a WebGPU adapter (the
+largest buffer it binds; shader-f16 for the float16 variants). The page and the Python runner
+start from this file and check every byte they load against it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from stages.config import split_variant
+from stages.manifest import listing
+
+
+def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
+    copied = ("tokenizer.json", "tokenizer_config.json", "scheduler_config.json", "schedules.json")
+    for name in copied:
+        shutil.copyfile(inputs[name], outputs[name])
+    files = listing([outputs[name] for name in copied])
+    files.update(listing([p for n, p in inputs.items() if n.startswith("page/")]))
+    variants = {}
+    for v in cfg["variants"]:
+        component, precision = split_variant(v)
+        emitted = json.loads(inputs[f"{v}/manifest.json"].read_text())
+        verified = json.loads(inputs[f"{v}/verify.json"].read_text())
+        plan = json.loads(inputs[f"{v}/plan.json"].read_text())
+        for rel, entry in emitted["files"].items():
+            files[f"{v}/{rel}"] = entry
+        for name in ("manifest.json", "verify.json"):
+            files.update({f"{v}/{rel}": e for rel, e in listing([inputs[f"{v}/{name}"]]).items()})
+        library = next(rel for rel in emitted["files"] if rel.endswith("." + cfg["library"]))
+        param_bytes = sum(e["size"] for rel, e in emitted["files"].items()
+                          if rel.startswith("params/") and rel.endswith(".bin"))
+        variants[v] = {
+            "component": component, "precision": precision,
+            "library": f"{v}/{library}", "params": f"{v}/params/tensor-cache.json",
+            "manifest": f"{v}/manifest.json", "param_bytes": param_bytes,
+            "activation_bytes": plan["planned"]["bytes"],
+            "largest_buffer_bytes": plan["largest_buffer_bytes"],
+            "verify": {"rel_l2": verified["rel_l2"], "max_rel_l2": verified["max_rel_l2"]},
+        }
+    needs = {}
+    for precision in dict.fromkeys(v["precision"] for v in variants.values()):
+        mine = [v for v in variants.values() if v["precision"] == precision]
+        needs[precision] = {
+            "features": ["shader-f16"] if precision == "float16" else [],
+            "maxStorageBufferBindingSize": max(v["largest_buffer_bytes"] for v in mine),
+            "maxBufferSize": max(v["largest_buffer_bytes"] for v in mine),
+            "download_bytes": sum(v["param_bytes"] for v in mine),
+            # what the kernels were scheduled for (the target config); None on CPU targets
+            **{k: n for k, n in cfg["workgroup_limits"].items() if n is not None},
+        }
+    index = {
+        "model": cfg["model"], "target": cfg["target"],
+        "image_size": cfg["image_size"], "latent_size": cfg["latent_size"],
+        "vae_scaling_factor": cfg["vae_scaling_factor"],
+        "inputs": cfg["inputs"],
+        "tokenizer": "tokenizer.json", "tokenizer_config": "tokenizer_config.json",
+        "scheduler": "scheduler_config.json", "schedules": "schedules.json",
+        "variants": variants,
+        "requirements": needs,
+        "files": dict(sorted(files.items())),
+    }
+    outputs["index"].write_text(json.dumps(index, indent=1) + "\n")

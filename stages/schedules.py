@@ -1,0 +1,155 @@
+"""schedules: the denoising loop's scheduler coefficients, read from diffusers, for the page.
+
+The page (web/src/schedulers.js) re-derives nothing: every number it multiplies by comes from
+diffusers' own scheduler classes here, at build time. For each scheduler the page offers and
+each step count n in 1..max_steps we record
+
+- `timesteps`: what the UNet is given at each iteration, in order (as floats). PNDM (PLMS,
+  skip_prk_steps) repeats its second timestep, so it has n + 1 of them for n >= 2 steps
+  (one for n = 1).
+- `init_noise_sigma`: the factor of the initial Gaussian latents.
+- `input_scale`: scale_model_input as a factor per iteration (Euler: 1 / sqrt(sigma^2 + 1)).
+- `update`: step() as a linear combination. With the options used here every diffusers step
+  is linear in the samples it was given and the model outputs it was given (PNDM's ets and
+  warm-up, DPM-Solver++'s previous data prediction and its first-order first and last steps,
+  Euler's sigma differences), so iteration i is
+
+      x[i+1] = sum over [b, c] in update[i].x of c * x[i-b]
+             + sum over [b, c] in update[i].e of c * e[i-b]
+
+  where x[j] is the sample passed to step j (x[0] the initial latents times init_noise_sigma)
+  and e[j] the model output (guided noise prediction) passed to step j.
+
+The coefficients are measured, not re-derived: each scheduler is run once per n on a probe
+tensor with one element per x[j] and per e[j] (a one-hot sample and a one-hot model output at
+each step, in float64), so element x[j] of step i's output is the coefficient of x[j]. Extra
+random elements ride along in the same run and must be reproduced by the recorded
+coefficients; a scheduler option that makes step() non-linear or random (thresholding, SDE
+variants, churn) fails the build here instead of giving the page wrong coefficients.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+MAX_STEPS = 50
+FORMAT = "websd-schedules/1"
+
+# Page name -> (diffusers class, options over the model's scheduler_config.json).
+SCHEDULERS = {
+    "dpm++2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++",
+                                                "solver_order": 2}),
+    "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
+    "euler": ("EulerDiscreteScheduler", {}),
+}
+
+LAYOUT = (1, 1, 1, -1)  # the probe as a batch of one latent, as schedulers expect
+_CHECK_COLUMNS = 8      # random elements run alongside the probe
+_CHECK_RTOL = 1e-5      # of the largest magnitude involved; diffusers upcasts/downcasts float32
+
+
+class ScheduleError(Exception):
+    pass
+
+
+def make(scheduler_config: dict, name: str, steps: int):
+    """A fresh diffusers scheduler `name` for the model's config, with set_timesteps(steps)."""
+    import diffusers
+
+    cls_name, options = SCHEDULERS[name]
+    config = {k: v for k, v in scheduler_config.items() if k != "_class_name"}
+    scheduler = getattr(diffusers, cls_name).from_config(config, **options)
+    scheduler.set_timesteps(steps)
+    return scheduler
+
+
+def _probe(scheduler_config: dict, name: str, steps: int) -> dict:
+    import numpy as np
+    import torch
+
+    sched = make(scheduler_config, name, steps)
+    timesteps = sched.timesteps
+    n_iter = len(timesteps)
+    # columns: x[0..n_iter] at 0.., e[0..n_iter-1] at e_at.., then the random check columns
+    e_at = n_iter + 1
+    n_probe = 2 * n_iter + 1
+    width = n_probe + _CHECK_COLUMNS
+    rng = np.random.default_rng(steps)
+    noise = rng.standard_normal((n_iter + 1, _CHECK_COLUMNS)).astype(np.float32)
+
+    check_x = [torch.from_numpy(noise[0].astype(np.float64)) * float(sched.init_noise_sigma)]
+    check_e = []
+    input_scale, update = [], []
+    for i, t in enumerate(timesteps):
+        sample = torch.zeros(width, dtype=torch.float64)
+        sample[i] = 1.0
+        sample[n_probe:] = check_x[i]
+        model_output = torch.zeros(width, dtype=torch.float64)
+        model_output[e_at + i] = 1.0
+        # a model output that depends on the sample, like a UNet's
+        check_e.append(torch.from_numpy(noise[i + 1].astype(np.float64)) + 0.1 * check_x[i])
+        model_output[n_probe:] = check_e[i]
+
+        scaled = sched.scale_model_input(sample.clone().reshape(LAYOUT), t)
+        scaled = scaled.reshape(-1).to(torch.float64)
+        k = float(scaled[i])
+        others = scaled[:n_probe].clone()
+        others[i] = 0.0
+        if bool(others.any()) or not torch.allclose(
+                scaled[n_probe:], k * check_x[i], rtol=_CHECK_RTOL, atol=0):
+            raise ScheduleError(f"{name}, {steps} steps: scale_model_input at iteration {i} is "
+                                "not a per-step factor; the page cannot reproduce it")
+        input_scale.append(k)
+
+        out = sched.step(model_output.reshape(LAYOUT), t, sample.reshape(LAYOUT)).prev_sample
+        out = out.reshape(-1).to(torch.float64)
+        x_terms = [[i - j, float(out[j])] for j in range(i, -1, -1)
+                   if out[j] != 0]
+        e_terms = [[i - j, float(out[e_at + j])] for j in range(i, -1, -1)
+                   if out[e_at + j] != 0]
+        if bool(out[i + 1:e_at].any()) or bool(out[e_at + i + 1:n_probe].any()):
+            raise ScheduleError(f"{name}, {steps} steps: step {i} depends on the future")
+        # the recorded coefficients must reproduce the random elements of the same run
+        got = out[n_probe:]
+        expect = torch.zeros(_CHECK_COLUMNS, dtype=torch.float64)
+        for terms, history in ((x_terms, check_x), (e_terms, check_e)):
+            for back, c in terms:
+                expect += c * history[i - back]
+        deviation = float((got - expect).abs().max())
+        scale = max(1.0, float(got.abs().max()), float(expect.abs().max()))
+        if not bool(torch.isfinite(out).all()) or not deviation <= _CHECK_RTOL * scale:
+            raise ScheduleError(
+                f"{name}, {steps} steps: step {i} is not a linear combination of the samples and "
+                f"model outputs it was given (max deviation {deviation:.3g}); a scheduler option "
+                "makes it non-linear or random, which the page cannot reproduce")
+        check_x.append(got.clone())
+        update.append({"x": x_terms, "e": e_terms})
+
+    return {"timesteps": [float(t) for t in timesteps],
+            "init_noise_sigma": float(sched.init_noise_sigma),
+            "input_scale": input_scale,
+            "update": update}
+
+
+def tables(scheduler_config: dict, max_steps: int = MAX_STEPS) -> dict:
+    """Every scheduler's coefficients for every step count 1..max_steps (see the module doc)."""
+    import torch
+
+    if not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+    with torch.no_grad():
+        schedulers = {}
+        for name, (cls_name, options) in SCHEDULERS.items():
+            schedulers[name] = {
+                "class": cls_name, "options": options,
+                "steps": {str(n): _probe(scheduler_config, name, n)
+                          for n in range(1, max_steps + 1)}}
+    return {"format": FORMAT, "max_steps": max_steps, "schedulers": schedulers}
+
+
+def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
+    scheduler_config = json.loads(inputs["scheduler_config.json"].read_text())
+    data = tables(scheduler_config, cfg.get("max_steps", MAX_STEPS))
+    outputs["schedules.json"].write_text(json.dumps(data, separators=(",", ":"),
+                                                    allow_nan=False) + "\n")

@@ -1,0 +1,290 @@
+"""The page (web/index.html + web/src/app.js) generates images in headless Chromium under WebGPU.
+
+The served directory is dist/tiny/webgpu of the session's `doit build target=webgpu` (the
+model, tokenizer, scheduler tables, and the page bundled by the bundle stage), served by
+stages/serve.py. web/test/page_session.mjs drives one Chromium (playwright-core,
+Debian's /usr/bin/chromium, SwiftShader WebGPU) through a whole visit: the limit check, images
+for every scheduler, refused settings, a screenshot, a reload from the Cache API, a tampered
+cached shard, Cancel, a lost device. The tests below each check one part of its report; the
+images are compared with the Python runner (stages/generate.py, the llvm build) by PSNR.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+WEB = ROOT / "web"
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "build" / "test-artifacts" / "page"
+
+pytestmark = [
+    pytest.mark.skipif(not (WEB / "node_modules" / "playwright-core").is_dir(),
+                       reason="web/node_modules is missing; fix: (cd web && npm ci)"),
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason="no /usr/bin/chromium; fix: apt-get install chromium"),
+    pytest.mark.skipif(shutil.which("emcc") is None,
+                       reason="needs emscripten for the webgpu build (.ci/run installs it)"),
+]
+
+PROMPT = "a photograph of an astronaut riding a horse"
+NEGATIVE = "blurry"
+SEED, STEPS, GUIDANCE = 1234, 3, 7.5
+SCHEDULERS = ("dpm++2m", "pndm", "euler")
+LONG_PROMPT = " ".join(["castle", "on", "a", "hill", "at", "sunset,", "oil", "painting"] * 63)
+
+
+# --- fixtures ----------------------------------------------------------------------------------
+
+ROUTE = os.environ.get("WEBSD_PAGE_ROUTE", "lavapipe")   # web/test/chromium.mjs ROUTES
+
+
+def _opts(**kw):
+    base = {"prompt": PROMPT, "negativePrompt": NEGATIVE, "seed": SEED, "steps": STEPS,
+            "guidance": GUIDANCE, "scheduler": "dpm++2m"}
+    return {**base, **kw}
+
+
+IMAGES = [{"name": s, "opts": _opts(scheduler=s)} for s in SCHEDULERS] + [
+    {"name": "empty", "opts": _opts(prompt="", negativePrompt="", seed=7)},
+    {"name": "long", "opts": _opts(prompt=LONG_PROMPT, seed=8, scheduler="euler")},
+]
+INVALID = [{"name": "steps 0", "opts": _opts(steps=0)}, {"name": "steps 51", "opts": _opts(steps=51)},
+           {"name": "guidance -1", "opts": _opts(guidance=-1)},
+           {"name": "guidance 31", "opts": _opts(guidance=31)}]
+
+
+def _node(script: str, *args: str, timeout: int = 540) -> dict:
+    proc = subprocess.run([shutil.which("node") or "node", str(WEB / "test" / script), *args],
+                          cwd=WEB, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{script} failed:\n{proc.stderr[-4000:]}"
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def dist(built, built_webgpu) -> dict[str, Path]:
+    """dist/tiny/<target> of the session's builds: llvm (the Python runner), webgpu (the page)."""
+    webgpu = built_webgpu[0] / "dist" / "tiny" / "webgpu"
+    assert (webgpu / "index.html").is_file() and (webgpu / "app.js").is_file()
+    return {"llvm": built[0] / "dist" / "tiny" / "llvm", "webgpu": webgpu}
+
+
+@pytest.fixture(scope="module")
+def origin(dist):
+    """The served model directory on http://127.0.0.1:<free port>, by stages/serve.py."""
+    from stages import serve
+
+    class Quiet(serve.Handler):   # keep pytest's output readable
+        def log_message(self, *args):
+            pass
+
+    root = dist["webgpu"]
+    httpd = serve.server(root, 0)
+    httpd.RequestHandlerClass = functools.partial(Quiet, directory=str(root))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def session(origin, tmp_path_factory) -> dict:
+    """One visit of the page (web/test/page_session.mjs), its report."""
+    if ARTIFACTS.exists():
+        shutil.rmtree(ARTIFACTS)
+    ARTIFACTS.mkdir(parents=True)
+    job = {"route": ROUTE, "artifacts": str(ARTIFACTS), "screenshotAfter": "euler",
+           "images": IMAGES, "invalid": INVALID, "cancel": _opts(steps=50, scheduler="euler"),
+           "reload": IMAGES[0]["opts"]}
+    job_path = tmp_path_factory.mktemp("job") / "job.json"
+    job_path.write_text(json.dumps(job))
+    report = _node("page_session.mjs", origin, str(job_path))
+    slim = json.loads(json.dumps(report, default=str))
+    for part in [*slim.get("images", []), slim.get("reload", {}), slim.get("tamper", {}),
+                 slim.get("lost", {}).get("after", {})]:
+        part.pop("pixels", None)
+    (ARTIFACTS / "session.json").write_text(json.dumps(slim, indent=1))
+    print(f"\npage artifacts (screenshots, session.json): {ARTIFACTS}")
+    assert "error" not in report, f"the session stopped: {report['error']}\n" \
+                                  f"console: {report['console'][-20:]}"
+    assert report["pageErrors"] == [], report["pageErrors"]
+    return report
+
+
+def _rgb(result: dict) -> np.ndarray:
+    rgba = np.asarray(result["pixels"], np.uint8).reshape(result["height"], result["width"], 4)
+    return rgba[..., :3]
+
+
+def _reference(dist: dict, opts: dict) -> np.ndarray:
+    from stages import generate
+
+    return generate.pixels(dist["llvm"], opts["prompt"], negative_prompt=opts["negativePrompt"],
+                           seed=opts["seed"], steps=opts["steps"], guidance=opts["guidance"],
+                           scheduler=opts["scheduler"])
+
+
+def _image(session, name):
+    return next(im for im in session["images"] if im["name"] == name)
+
+
+# --- tests -------------------------------------------------------------------------------------
+
+def test_images_match_the_python_runner(dist, session):
+    """Every scheduler, an empty prompt and a 500-word prompt: the page's pixels are the llvm
+    build's (stages/generate.py) for the same prompt, seed, steps, guidance and scheduler."""
+    from stages import generate
+
+    lines = []
+    for spec in IMAGES:
+        im = _image(session, spec["name"])
+        assert im["ok"], (spec["name"], im.get("error"), im["page"])
+        assert (im["width"], im["height"]) == (64, 64)
+        assert im["page"]["gpuError"] == "" and im["page"]["message"].startswith("Done")
+        ours, theirs = _rgb(im), _reference(dist, spec["opts"])
+        db = generate.psnr(ours, theirs, 255.0)
+        lines.append(f"{spec['name']:>8}: PSNR {db:6.2f} dB, max |diff| "
+                     f"{int(np.abs(ours.astype(int) - theirs).max())}, {im['secondsPerStep']:.3f} "
+                     f"s/step, {im['seconds']:.2f} s in the page ({im['precision']})")
+        assert db >= 35, f"{spec['name']}: PSNR {db:.2f} dB < 35 against stages/generate.py"
+    print("\nChromium (" + ROUTE + ") vs stages/generate.py (llvm):\n" + "\n".join(lines))
+
+
+def test_the_page_loads_from_the_network_first_and_says_what_it_runs(session):
+    start = session["start"]
+    assert start["page"]["imageSize"] == "64x64"
+    assert start["page"]["precision"].startswith("float32")   # no shader-f16 on CPU WebGPU
+    assert start["status"]["precision"] == "float32"
+    bins = [f for f in session["firstLoad"]["files"] if f["path"].endswith(".bin")]
+    assert len(bins) == 3 and {f["source"] for f in bins} == {"network"}, bins
+    assert all("/params/" in f["path"] and "-fp16" not in f["path"] for f in bins)
+    assert "3 from network" in _image(session, "dpm++2m")["page"]["download"]
+
+
+def test_screenshot_shows_an_image(session):
+    from PIL import Image
+
+    shot = Path(session["screenshot"])
+    image = ARTIFACTS / "image.png"
+    print(f"\nscreenshot: {shot}\nimage area: {image}")
+    assert shot.is_file() and image.is_file()
+    pixels = np.asarray(Image.open(image).convert("RGB"), np.float64)
+    assert pixels.var() > 0, "the image area of the page is blank"
+    # the canvas holds the last image of the page (euler), not a preview
+    assert float(np.asarray(_rgb(_image(session, "euler")), np.float64).var()) > 0
+
+
+def test_save_png_gives_the_image(session):
+    from PIL import Image
+
+    saved = session["saved"]
+    assert saved["name"] == f"websd-{SEED}.png"
+    png = np.asarray(Image.open(saved["path"]).convert("RGB"))
+    assert np.array_equal(png, _rgb(_image(session, "euler")))
+
+
+def test_empty_and_500_word_prompts_work(session):
+    assert len(LONG_PROMPT.split()) == 504
+    for name in ("empty", "long"):
+        im = _image(session, name)
+        assert im["ok"] and im["page"]["message"].startswith("Done"), (name, im)
+
+
+def test_out_of_range_settings_are_refused(session):
+    for case in session["invalid"]:
+        field = "Steps" if "steps" in case["name"] else "Guidance scale"
+        assert not case["ok"] and "OptionError" in case["error"], case
+        assert case["page"]["message"].startswith(field), case["page"]
+        assert str(case["opts"]["steps" if field == "Steps" else "guidance"]) in case["page"]["message"]
+        assert case["page"]["denoise"] == case["pageBefore"]["denoise"], "a refused run generated"
+        assert case["wallMs"] < 5000 and case["phaseAfter"] == "ready"
+
+
+def test_cancel_stops_a_run(session):
+    cancel = session["cancel"]
+    assert not cancel["ok"] and "AbortError" in cancel["error"], cancel
+    assert cancel["page"]["message"] == "Cancelled."
+    assert cancel["page"]["denoise"].startswith("step ") and "/50," in cancel["page"]["denoise"]
+
+
+def test_reload_takes_every_shard_from_the_cache(session):
+    reload = session["reload"]
+    assert reload["ok"], reload
+    bins = [f for f in reload["files"] if f["path"].endswith(".bin")]
+    assert len(bins) == 3 and {f["source"] for f in bins} == {"cache"}, bins
+    assert reload["binRequests"] == []
+    assert "3 shard(s) from cache, 0 from network" in reload["page"]["download"]
+    assert np.array_equal(_rgb(reload), _rgb(_image(session, "dpm++2m")))
+
+
+def test_a_tampered_cached_shard_is_fetched_again(session):
+    tamper = session["tamper"]
+    assert tamper["ok"], tamper
+    victim = tamper["url"].split("/", 3)[3]
+    entry = next(f for f in tamper["files"] if f["path"] == victim)
+    assert entry["source"] == "network" and "did not match" in entry["replaced"], entry
+    others = [f for f in tamper["files"] if f["path"].endswith(".bin") and f["path"] != victim]
+    assert len(others) == 2 and {f["source"] for f in others} == {"cache"}
+    assert tamper["binRequests"] == [tamper["url"]]
+    assert np.array_equal(_rgb(tamper), _rgb(_image(session, "dpm++2m")))
+
+
+def test_a_lost_device_is_reported_and_recovered(session):
+    lost = session["lost"]
+    assert "device was lost" in lost["page"]["gpuError"], lost["page"]
+    assert lost["after"]["ok"], lost["after"]
+    assert lost["pageAfter"]["gpuError"] == ""
+    assert np.array_equal(_rgb(lost["after"]), _rgb(_image(session, "dpm++2m")))
+
+
+def test_limits_below_the_model_are_named(session):
+    shown = session["limits"]["page"]
+    assert shown["generateDisabled"]
+    assert "maxStorageBufferBindingSize" in shown["gpuError"]
+    assert str(2 ** 40) in shown["gpuError"] and "this GPU offers" in shown["gpuError"]
+
+
+@pytest.mark.skipif(not (WEB / "node_modules" / "webgpu").is_dir(), reason="npm webgpu missing")
+def test_float16_variants_run_where_the_gpu_has_shader_f16(dist, origin, tmp_path):
+    """CPU WebGPU in Chromium has no shader-f16; Dawn in Node (npm webgpu, lavapipe) has. The
+    page's modules (web/test/pipeline_node.mjs) pick the float16 variants there, and their image
+    still matches the float32 Python runner."""
+    from stages import generate
+
+    specs = [s for s in IMAGES if s["name"] in ("dpm++2m", "long")]
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"images": specs}))
+    report = _node("pipeline_node.mjs", origin, str(job), timeout=300)
+    if report["precision"] != "float16":
+        pytest.skip(f"Dawn's adapter has no shader-f16 ({report['adapter']})")
+    bins = [f["path"] for f in report["files"] if f["path"].endswith(".bin")]
+    assert len(bins) == 3 and all("-fp16/" in p for p in bins), bins
+    lines = []
+    for spec, im in zip(specs, report["images"]):
+        db = generate.psnr(_rgb(im), _reference(dist, spec["opts"]), 255.0)
+        lines.append(f"{spec['name']:>8}: PSNR {db:6.2f} dB, {im['secondsPerStep']:.3f} s/step (float16)")
+        assert db >= 35, f"{spec['name']} float16: PSNR {db:.2f} dB < 35"
+    print("\nNode + Dawn (" + report["adapter"]["description"] + ") vs stages/generate.py:\n"
+          + "\n".join(lines))
+
+
+def test_without_webgpu_the_page_says_so(origin):
+    report = _node("page_no_webgpu.mjs", origin, timeout=120)
+    no_adapter, no_gpu = report["noAdapter"], report["noNavigatorGpu"]
+    assert no_adapter["hasNavigatorGpu"] and no_adapter["gpuErrorVisible"]
+    assert "no GPU adapter" in no_adapter["gpuError"] and no_adapter["generateDisabled"]
+    assert not no_gpu["hasNavigatorGpu"] and no_gpu["gpuErrorVisible"]
+    assert "navigator.gpu is missing" in no_gpu["gpuError"] and no_gpu["generateDisabled"]
+    for r in (no_adapter, no_gpu):
+        assert r["generate"] == r["gpuError"] and r["pageErrors"] == []
+

@@ -1,0 +1,314 @@
+// app.js: the page: the form, the progress bars, the canvas, and the test hook.
+//
+// On load it reads manifest.json and schedules.json and checks WebGPU (gpu.js), so a GPU that
+// cannot run the model is named at once, before any download. The first Generate loads the
+// tokenizer and the three components (shards through the Cache API, shards.js); later ones
+// reuse them. A lost device drops the model; the next Generate opens a new device and reloads
+// from the cache.
+//
+// Test hook (also handy from the console), window.websd:
+//   ready: Promise<void>, settled once the startup checks ran (their errors are on the page).
+//   generate(opts) -> Promise<{pixels: number[] (RGBA, row-major), width, height, seconds,
+//       secondsPerStep, precision}>: fills the form with opts ({prompt, negativePrompt,
+//       guidance, steps, seed, scheduler}; missing ones keep the form's values) and presses
+//       Generate. Rejects with the message the page shows (refused settings, GPU errors, Cancel).
+//   cancel(): the Cancel button.
+//   status() -> {phase, precision, adapter, imageSize, message, gpuError, download, files,
+//       loadSeconds}: loadSeconds per component {wasm, params, pipelines} once loaded;
+//       download = {total, loaded, shards: {cache, network}}; files = every model file read
+//       since the page loaded: [{path, source: "cache" | "network", bytes, ms, replaced?}].
+//   cacheName: the Cache API cache that holds the model files, keyed by their absolute URLs.
+//   device(): the GPUDevice in use, or null (tests destroy it to check the lost-device path).
+
+import { GpuError, openDevice } from "./gpu.js";
+import { latentPreviewRGBA } from "./image.js";
+import { COMPONENTS, loadModel, shardsOf } from "./loader.js";
+import { OptionError, checkOptions } from "./options.js";
+import { cancelled, generate } from "./pipeline.js";
+import { schedulerNames } from "./schedulers.js";
+import { CACHE_NAME, ModelFiles, clearCache } from "./shards.js";
+import { Tokenizer } from "./web_tokenizers.js";
+
+const LABELS = { "dpm++2m": "DPM-Solver++ 2M", pndm: "PNDM", euler: "Euler" };
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  phase: "starting",   // starting | ready | loading | generating | error
+  manifest: null, files: null, tables: null, gpu: null, model: null, loading: null,
+  controller: null, message: "", gpuError: "", lastSeed: 0,
+  download: { total: 0, loaded: 0, networkBytes: 0, t0: 0, readMs: {}, shards: { cache: 0, network: 0 } },
+};
+
+// --- what the page shows ------------------------------------------------------------------
+
+function showMessage(text, isError = false) {
+  state.message = text;
+  $("message").textContent = text;
+  $("message").classList.toggle("error", isError);
+}
+
+function showGpuError(text) {
+  state.gpuError = text;
+  $("gpu-error").textContent = text;
+  $("gpu-error").hidden = !text;
+}
+
+function setBusy(busy) {
+  $("generate").disabled = busy || !state.tables;
+  $("cancel").disabled = !busy;
+}
+
+const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
+
+function showDownload(done = false) {
+  const d = state.download;
+  // the rate counts time spent reading shards only, not compiling shaders in between
+  const readMs = Object.values(d.readMs).reduce((a, b) => a + b, 0);
+  const rate = d.networkBytes && readMs > 0 ? `, ${(d.networkBytes / 1e3 / readMs).toFixed(1)} MB/s` : "";
+  const from = `${d.shards.cache} shard(s) from cache, ${d.shards.network} from network`;
+  $("download-progress").value = d.total ? d.loaded / d.total : 0;
+  $("download-text").textContent = done
+    ? `${mb(d.loaded)} (${from}${rate}); model ready in ${((performance.now() - d.t0) / 1000).toFixed(1)} s`
+    : `${mb(d.loaded)} / ${mb(d.total)}${rate} (${from})`;
+}
+
+function showStep({ step, total, seconds }) {
+  $("denoise-progress").value = step / total;
+  $("denoise-text").textContent = `step ${step}/${total}, ${seconds.toFixed(2)} s/step`;
+}
+
+function drawRGBA(rgba, width, height) {
+  const canvas = $("image");
+  if (canvas.width === width && canvas.height === height) {
+    canvas.getContext("2d").putImageData(new ImageData(rgba, width, height), 0, 0);
+    return;
+  }
+  // the latent preview is 8x smaller than the image: scale it up, blocky on purpose
+  const small = new OffscreenCanvas(width, height);
+  small.getContext("2d").putImageData(new ImageData(rgba, width, height), 0, 0);
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(small, 0, 0, canvas.width, canvas.height);
+}
+
+// --- the form -----------------------------------------------------------------------------
+
+const FIELDS = { prompt: "prompt", negativePrompt: "negative-prompt", guidance: "guidance",
+  steps: "steps", seed: "seed", scheduler: "scheduler" };
+
+function readForm() {
+  return Object.fromEntries(Object.entries(FIELDS).map(([k, id]) => [k, $(id).value]));
+}
+
+function writeForm(opts) {
+  for (const [k, id] of Object.entries(FIELDS)) if (opts[k] !== undefined) $(id).value = String(opts[k]);
+}
+
+// --- GPU and model ------------------------------------------------------------------------
+
+function dropModel() {
+  if (state.model) state.model.dispose();   // closes the device too
+  else state.gpu?.close();
+  state.model = state.gpu = state.loading = null;
+}
+
+async function openGpu() {
+  const gpu = await openDevice(state.manifest, {
+    featureLevel: new URLSearchParams(location.search).get("featureLevel") ?? undefined,
+    onLost: (err) => {
+      if (state.gpu !== gpu) return;
+      showGpuError(err.message);
+      dropModel();
+      if (state.phase !== "generating") state.phase = "error";
+    },
+    onError: (message) => console.error(`websd: WebGPU error: ${message}`),
+  });
+  const info = gpu.adapterInfo;
+  $("precision").textContent = gpu.precision === "float16"
+    ? "float16 (this GPU has shader-f16)"
+    : `float32 (${info.shaderF16 ? "float16 variants not in this build" : "this GPU has no shader-f16"})`;
+  $("adapter").textContent = ([info.vendor, info.architecture, info.description].filter(Boolean)
+    .join(" ") || "unnamed adapter") + (info.featureLevel === "compatibility" ? " (compatibility mode)" : "");
+  $("download-size").textContent = mb(shardsOf(state.manifest, gpu.precision)
+    .reduce((a, s) => a + s.size, 0));
+  return gpu;
+}
+
+function loadOnce() {
+  state.loading ??= (async () => {
+    if (!state.gpu) {
+      state.gpu = await openGpu();
+      showGpuError("");
+    }
+    const shards = shardsOf(state.manifest, state.gpu.precision);
+    state.download = { total: shards.reduce((a, s) => a + s.size, 0), loaded: 0, networkBytes: 0,
+      t0: performance.now(), readMs: {}, shards: { cache: 0, network: 0 },
+      paths: new Set(shards.map((s) => s.path)) };
+    state.phase = "loading";
+    showMessage(`Loading the ${state.gpu.precision} model...`);
+    showDownload();
+    const model = await loadModel({ manifest: state.manifest, files: state.files,
+      tables: state.tables, gpu: state.gpu, Tokenizer,
+      onShard: ({ path }) => {
+        const entry = state.files.log.findLast((e) => e.path === path);
+        if (entry) state.download.shards[entry.source] += 1;
+        showDownload();
+      } });
+    showDownload(true);
+    state.model = model;
+    return model;
+  })().catch((e) => {
+    dropModel();
+    throw e;
+  });
+  return state.loading;
+}
+
+function onBytes({ path, bytes, source, ms }) {
+  const d = state.download;
+  if (!d.paths?.has(path)) return;
+  d.loaded += bytes;
+  if (source === "network") {
+    d.networkBytes += bytes;
+    d.readMs[path] = ms;
+  }
+  showDownload();
+}
+
+// --- Generate -----------------------------------------------------------------------------
+
+async function run() {
+  if (state.controller) throw new Error("a generation is already running");
+  let opts;
+  try {
+    if (!state.tables) throw new Error(state.gpuError || state.message || "the page is not ready");
+    opts = checkOptions(readForm(), schedulerNames(state.tables));
+  } catch (e) {
+    showMessage(e.message, true);
+    throw e;
+  }
+  const controller = state.controller = new AbortController();
+  setBusy(true);
+  $("save").disabled = true;
+  try {
+    const model = await loadOnce();
+    if (controller.signal.aborted) throw cancelled();
+    state.phase = "generating";
+    showMessage(`Generating (${LABELS[opts.scheduler] || opts.scheduler}, ${opts.steps} steps)...`);
+    $("denoise-progress").value = 0;
+    $("denoise-text").textContent = "encoding the prompt";
+    const result = await generate(model, opts, {
+      signal: controller.signal,
+      onStep: (s) => {
+        showStep(s);
+        const [, , h, w] = model.latentShape;
+        drawRGBA(latentPreviewRGBA(s.latents, h, w), w, h);
+      },
+    });
+    drawRGBA(result.rgba, result.width, result.height);
+    state.lastSeed = opts.seed;
+    $("save").disabled = false;
+    $("denoise-text").textContent = `done, ${result.secondsPerStep.toFixed(2)} s/step`;
+    showMessage(`Done in ${result.seconds.toFixed(1)} s (${result.secondsPerStep.toFixed(2)} s per ` +
+      `step, ${model.precision}).`);
+    state.phase = "ready";
+    return { ...result, precision: model.precision };
+  } catch (e) {
+    state.phase = state.gpu ? "ready" : "error";
+    if (e.name === "AbortError") {
+      showMessage("Cancelled.");
+    } else if (e instanceof GpuError) {
+      showGpuError(e.message);
+      showMessage(e.message, true);
+      state.phase = "error";
+    } else {
+      showMessage(e instanceof OptionError ? e.message : `Failed: ${e.message}`, true);
+      // after a WebGPU error the device's state is unknown: start the next run afresh
+      if (state.gpu?.errors.length) dropModel();
+    }
+    throw e;
+  } finally {
+    state.controller = null;
+    setBusy(false);
+  }
+}
+
+function savePng() {
+  $("image").toBlob((blob) => {
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(blob);
+    a.download = `websd-${state.lastSeed}.png`;
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  }, "image/png");
+}
+
+// --- startup ------------------------------------------------------------------------------
+
+async function start() {
+  const res = await fetch(new URL("manifest.json", location.href), { cache: "no-store" });
+  if (!res.ok) throw new Error(`manifest.json: HTTP ${res.status}; is this the model's directory?`);
+  const manifest = state.manifest = await res.json();
+  $("model-name").textContent = manifest.model;
+  $("image-size").textContent = `${manifest.image_size}x${manifest.image_size}`;
+  $("image").width = $("image").height = manifest.image_size;
+  state.files = new ModelFiles({ baseUrl: new URL(".", location.href).href, files: manifest.files,
+    onBytes });
+  const tables = await state.files.json(manifest.schedules);
+  for (const name of schedulerNames(tables)) $("scheduler").add(new Option(LABELS[name] || name, name));
+  try {
+    state.gpu = await openGpu();
+  } catch (e) {
+    state.phase = "error";
+    showGpuError(e.message);
+    return;
+  }
+  state.tables = tables;
+  state.phase = "ready";
+  setBusy(false);
+}
+
+$("form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  run().catch(() => {});   // run() shows every error on the page
+});
+$("cancel").addEventListener("click", () => state.controller?.abort());
+$("save").addEventListener("click", savePng);
+$("random-seed").addEventListener("click", () => {
+  $("seed").value = String(crypto.getRandomValues(new Uint32Array(1))[0]);
+});
+$("clear-cache").addEventListener("click", async () => {
+  await clearCache();
+  showMessage("Cached model files deleted; the next load downloads them again.");
+});
+
+const ready = start().catch((e) => {
+  state.phase = "error";
+  showMessage(`The page could not start: ${e.message}`, true);
+});
+
+window.websd = {
+  ready,
+  cacheName: CACHE_NAME,
+  async generate(opts = {}) {
+    await ready;
+    writeForm(opts);
+    const r = await run();
+    return { pixels: Array.from(r.rgba), width: r.width, height: r.height, seconds: r.seconds,
+      secondsPerStep: r.secondsPerStep, precision: r.precision };
+  },
+  cancel() {
+    state.controller?.abort();
+  },
+  device() {
+    return state.gpu?.device ?? null;
+  },
+  status() {
+    const { paths, readMs, ...download } = state.download;
+    return { phase: state.phase, precision: state.gpu?.precision ?? null,
+      adapter: state.gpu?.adapterInfo ?? null, imageSize: state.manifest?.image_size ?? null,
+      message: state.message, gpuError: state.gpuError, download,
+      loadSeconds: state.model ? Object.fromEntries(COMPONENTS.map(([k]) => [k, state.model[k].loadSeconds])) : null,
+      files: state.files ? state.files.log.slice() : [] };
+  },
+};

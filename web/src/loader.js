@@ -1,0 +1,77 @@
+// loader.js: everything a generation needs, loaded once: tokenizer, the three components of one
+// precision, their parameters. What to load comes from manifest.json alone, so one page
+// bundle serves every model and image size the build produces.
+
+import { Component } from "./model.js";
+import { ClipTokenizer } from "./tokenizer.js";
+
+export const COMPONENTS = [["textEncoder", "text_encoder"], ["unet", "unet"],
+  ["vaeDecoder", "vae_decoder"]];
+
+/** The manifest's variant name of a component in a precision ("unet-fp16"). */
+export function variantOf(manifest, component, precision) {
+  const hit = Object.entries(manifest.variants || {})
+    .find(([, v]) => v.component === component && v.precision === precision);
+  if (!hit) throw new Error(`manifest.json has no ${precision} ${component}; rebuild the model`);
+  return hit[0];
+}
+
+/** The parameter shards a precision downloads: [{path, size}] (what the progress bar counts). */
+export function shardsOf(manifest, precision) {
+  const out = [];
+  for (const [, component] of COMPONENTS) {
+    const v = manifest.variants[variantOf(manifest, component, precision)];
+    const dir = v.params.slice(0, v.params.lastIndexOf("/") + 1);
+    for (const [path, entry] of Object.entries(manifest.files)) {
+      if (path.startsWith(dir) && path.endsWith(".bin")) out.push({ path, size: entry.size });
+    }
+  }
+  return out;
+}
+
+/**
+ * Load the model for `gpu` (gpu.js openDevice result) through `files` (shards.js ModelFiles).
+ * Tokenizer: the @mlc-ai/web-tokenizers class (web_tokenizers.js in the page; it loads
+ * differently in Node). onShard({path, bytes, index, count}) after each shard is on the GPU.
+ * Resolves to the `model` that pipeline.js generate() takes, plus dispose().
+ */
+export async function loadModel({ manifest, files, tables, gpu, Tokenizer, onShard }) {
+  if (typeof manifest.vae_scaling_factor !== "number") {
+    // NOTE: no default: SD v1 uses 0.18215, SD 2 and SDXL others; a wrong one gives a grey image
+    throw new Error("manifest.json has no vae_scaling_factor; rebuild the model with the " +
+      "current package stage (doit build target=webgpu)");
+  }
+  const tokenizer = await ClipTokenizer.load(Tokenizer, await files.bytes(manifest.tokenizer),
+    await files.json(manifest.tokenizer_config));
+  const model = {
+    tokenizer, tables, precision: gpu.precision,
+    latentShape: manifest.inputs.vae_decoder.latents[0].slice(),
+    imageSize: manifest.image_size,
+    scalingFactor: manifest.vae_scaling_factor,
+    checkGpu() {
+      if (gpu.errors.length) {
+        throw new Error(`WebGPU reported ${gpu.errors.length} error(s); the image would be ` +
+          `wrong. First: ${gpu.errors[0]}`);
+      }
+    },
+    // NOTE: disposing a tvmjs instance destroys the shared device, so the device goes with the
+    // model (closed first, so that its loss is not reported as an error).
+    dispose() {
+      gpu.close();
+      for (const [key] of COMPONENTS) model[key]?.dispose();
+      tokenizer.dispose();
+    },
+  };
+  try {
+    for (const [key, component] of COMPONENTS) {
+      const name = variantOf(manifest, component, gpu.precision);
+      model[key] = await Component.load({ name, variant: manifest.variants[name],
+        device: gpu.device, files, onShard });
+    }
+    model.checkGpu();
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return model;
+}

@@ -1,0 +1,129 @@
+// schedulers.js: the denoising loop's scheduler update for the page (DPM-Solver++ 2M, PNDM/PLMS,
+// Euler), driven entirely by schedules.json.
+//
+// Nothing here is scheduler math. stages/schedules.py measures diffusers' own schedulers at build
+// time and writes, for every scheduler and step count, the UNet timesteps, init_noise_sigma, the
+// scale_model_input factor per iteration, and each step() as a linear combination:
+//
+//   x[i+1] = sum over [b, c] in update[i].x of c * x[i-b]
+//          + sum over [b, c] in update[i].e of c * e[i-b]
+//
+// where x[j] is the sample given to step j and e[j] the model output (guided noise prediction)
+// given to step j. PNDM's warm-up and ets, DPM-Solver++'s previous data prediction and its
+// first-order first and last steps are all in those coefficients. tests/test_schedulers.py runs
+// this file against diffusers' step() for every scheduler.
+//
+// Usage (one object per generation; steps must be called in order):
+//
+//   const s = createScheduler(tables, "dpm++2m", 20);
+//   let x = noise.map((v) => v * s.initNoiseSigma);            // or Math.fround(v * sigma)
+//   for (let i = 0; i < s.timesteps.length; i++) {
+//     const eps = guidedUNet(s.scaleModelInput(x, i), s.timesteps[i]);
+//     x = s.step(eps, i, x);
+//   }
+//
+// Arithmetic is float64 inside; results are Float32Array. No dependencies.
+
+export const FORMAT = "websd-schedules/1";
+
+/** The scheduler names a schedules.json offers, in its order. */
+export function schedulerNames(tables) {
+  checkTables(tables);
+  return Object.keys(tables.schedulers);
+}
+
+function checkTables(tables) {
+  if (!tables || typeof tables !== "object" || tables.format !== FORMAT) {
+    const got = tables && typeof tables === "object" ? JSON.stringify(tables.format)
+      : typeof tables;
+    throw new TypeError(`schedules.json must have format "${FORMAT}", got ${got}`);
+  }
+}
+
+export function createScheduler(tables, name, steps) {
+  checkTables(tables);
+  const entry = Object.hasOwn(tables.schedulers, name) ? tables.schedulers[name] : undefined;
+  if (entry === undefined) {
+    const names = Object.keys(tables.schedulers).join(", ");
+    throw new RangeError(`unknown scheduler ${JSON.stringify(name)}; one of: ${names}`);
+  }
+  const max = tables.max_steps;
+  if (!Number.isInteger(steps) || steps < 1 || steps > max) {
+    throw new RangeError(`steps must be 1..${max}, got ${String(steps)}`);
+  }
+  const table = entry.steps[String(steps)];
+  if (!table) throw new RangeError(`schedules.json has no ${name} table for ${steps} steps`);
+
+  const { timesteps, input_scale: inputScale, update } = table;
+  const n = timesteps.length;
+  if (inputScale.length !== n || update.length !== n) {
+    throw new TypeError(`schedules.json: ${name}/${steps} has ${n} timesteps, ` +
+                        `${inputScale.length} input scales and ${update.length} updates`);
+  }
+  // The last iteration that reads x[j] / e[j], so that history is dropped once unused.
+  const lastX = new Array(n).fill(-1), lastE = new Array(n).fill(-1);
+  update.forEach((u, i) => {
+    for (const [b] of u.x) lastX[i - b] = i;
+    for (const [b] of u.e) lastE[i - b] = i;
+  });
+  const xs = new Array(n).fill(null), es = new Array(n).fill(null);
+  let next = 0;   // the iteration step() expects
+  let size = -1;  // elements per latent, fixed by the first call
+
+  function checkIndex(i, what) {
+    if (!Number.isInteger(i) || i < 0 || i >= n) {
+      throw new RangeError(
+        `${what}: iteration must be an integer in 0..${n - 1}, got ${String(i)}`);
+    }
+  }
+  function checkSize(a, what) {
+    if (!(a instanceof Float32Array || a instanceof Float64Array)) {
+      throw new TypeError(`${what} must be a Float32Array or Float64Array`);
+    }
+    if (size < 0) size = a.length;
+    if (a.length !== size) {
+      throw new RangeError(`${what} has ${a.length} elements, expected ${size}`);
+    }
+  }
+
+  return {
+    name,
+    steps,
+    timesteps: timesteps.slice(),
+    initNoiseSigma: table.init_noise_sigma,
+
+    scaleModelInput(latents, i) {
+      checkIndex(i, "scaleModelInput");
+      checkSize(latents, "latents");
+      const k = inputScale[i];
+      const out = new Float32Array(latents.length);
+      for (let j = 0; j < latents.length; j++) out[j] = latents[j] * k;
+      return out;
+    },
+
+    step(modelOutput, i, sample) {
+      checkIndex(i, "step");
+      if (i !== next) {
+        throw new RangeError(
+          `step: expected iteration ${next}, got ${i} (steps run in order, once each)`);
+      }
+      checkSize(sample, "sample");
+      checkSize(modelOutput, "modelOutput");
+      xs[i] = Float64Array.from(sample);
+      es[i] = Float64Array.from(modelOutput);
+      const acc = new Float64Array(size);
+      for (const [terms, hist] of [[update[i].x, xs], [update[i].e, es]]) {
+        for (const [b, c] of terms) {
+          const a = hist[i - b];
+          for (let j = 0; j < size; j++) acc[j] += c * a[j];
+        }
+      }
+      for (let j = 0; j <= i; j++) {
+        if (lastX[j] <= i) xs[j] = null;
+        if (lastE[j] <= i) es[j] = null;
+      }
+      next = i + 1;
+      return Float32Array.from(acc);
+    },
+  };
+}

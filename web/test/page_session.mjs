@@ -1,0 +1,148 @@
+// One visit of the page in headless Chromium with WebGPU, as tests/test_page.py needs it.
+//
+//   node web/test/page_session.mjs ORIGIN JOB.json > report.json
+//
+// ORIGIN serves the built model directory (index.html, app.js, manifest.json, ...).
+// JOB.json: {route: "swiftshader" | "lavapipe" (web/test/chromium.mjs), artifacts: a directory,
+//   screenshotAfter: the image after which page.png and image.png are taken and Save PNG is
+//   pressed (saved.png),
+//   images: [{name, opts}] generated on the first load, invalid: [{name, opts}] that the page
+//   must refuse, reload: opts generated again after a reload (all from the Cache API) and after
+//   tampering with one cached shard, cancel: opts of a long run cancelled at step 2}.
+// The page is driven through its documented hook (window.websd, web/src/app.js). Prints one
+// JSON report; every part records what the page showed, so the Python test asserts on it.
+import fs from "node:fs";
+import path from "node:path";
+import { launch } from "./chromium.mjs";
+
+const [origin, jobPath] = process.argv.slice(2);
+const job = JSON.parse(fs.readFileSync(jobPath, "utf8"));
+const route = job.route || "swiftshader";
+// the lavapipe route offers only a compatibility-mode adapter; the page asks for it first
+const url = `${origin}/${route === "lavapipe" ? "?featureLevel=compatibility" : ""}`;
+const report = { console: [], pageErrors: [] };
+const requests = [];
+
+const pageText = (page) => page.evaluate(() => ({
+  gpuError: document.getElementById("gpu-error").hidden ? "" : document.getElementById("gpu-error").textContent,
+  message: document.getElementById("message").textContent,
+  download: document.getElementById("download-text").textContent,
+  denoise: document.getElementById("denoise-text").textContent,
+  precision: document.getElementById("precision").textContent,
+  imageSize: document.getElementById("image-size").textContent,
+  generateDisabled: document.getElementById("generate").disabled,
+}));
+
+async function open(page) {
+  await page.goto(url);
+  await page.waitForFunction(() => window.websd, null, { timeout: 60000 });
+  await page.evaluate(() => window.websd.ready);
+}
+
+// page.evaluate rejects with the page's Error message; keep it as data
+async function generate(page, opts) {
+  const t0 = Date.now();
+  try {
+    const r = await page.evaluate((o) => window.websd.generate(o), opts);
+    return { ok: true, wallMs: Date.now() - t0, ...r };
+  } catch (e) {
+    return { ok: false, error: e.message.split("\n")[0], wallMs: Date.now() - t0 };
+  }
+}
+
+const status = (page) => page.evaluate(() => window.websd.status());
+const binRequests = () => requests.filter((u) => u.endsWith(".bin"));
+
+const t0 = Date.now();
+const browser = await launch(route);
+try {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 900 }, acceptDownloads: true });
+  const page = await context.newPage();
+  page.on("console", (m) => report.console.push(`${m.type()}: ${m.text()}`.slice(0, 500)));
+  page.on("pageerror", (e) => report.pageErrors.push(e.message));
+  page.on("request", (r) => requests.push(r.url()));
+
+  // 1. An adapter below the model's limits: the page says which limit, needed and available.
+  await page.route("**/manifest.json", async (route) => {
+    const res = await route.fetch();
+    const manifest = await res.json();
+    for (const need of Object.values(manifest.requirements)) need.maxStorageBufferBindingSize = 2 ** 40;
+    await route.fulfill({ response: res, json: manifest });
+  });
+  await open(page);
+  report.limits = { page: await pageText(page), status: await status(page) };
+  await page.unroute("**/manifest.json");
+
+  // 2. First load: every shard from the network; one image per scheduler.
+  requests.length = 0;
+  await open(page);
+  report.start = { page: await pageText(page), status: await status(page) };
+  report.images = [];
+  for (const { name, opts } of job.images) {
+    const r = await generate(page, opts);
+    report.images.push({ name, opts, ...r, page: await pageText(page) });
+    if (name === job.screenshotAfter) {
+      const shot = path.join(job.artifacts, "page.png");
+      await page.screenshot({ path: shot, fullPage: true });
+      await page.locator("#image").screenshot({ path: path.join(job.artifacts, "image.png") });
+      report.screenshot = shot;
+      const [download] = await Promise.all([page.waitForEvent("download"), page.click("#save")]);
+      report.saved = { name: download.suggestedFilename(), path: path.join(job.artifacts, "saved.png") };
+      await download.saveAs(report.saved.path);
+    }
+  }
+  report.firstLoad = { files: (await status(page)).files, binRequests: binRequests() };
+
+  // 3. Refused settings: a message, and no generation.
+  report.invalid = [];
+  for (const { name, opts } of job.invalid) {
+    const [before, pageBefore] = [(await status(page)).phase, await pageText(page)];
+    const r = await generate(page, opts);
+    report.invalid.push({ name, opts, ...r, phaseBefore: before, pageBefore, page: await pageText(page),
+      phaseAfter: (await status(page)).phase });
+  }
+
+  // 4. Cancel a long run once it is under way.
+  const cancelRun = generate(page, job.cancel);
+  await Promise.race([cancelRun, page.waitForFunction(
+    () => /step [2-9]/.test(document.getElementById("denoise-text").textContent),
+    null, { timeout: 60000, polling: 50 })]);
+  await page.evaluate(() => window.websd.cancel());
+  report.cancel = { ...(await cancelRun), page: await pageText(page) };
+
+  // 5. Reload: every file from the Cache API, no .bin request.
+  requests.length = 0;
+  await open(page);
+  const reloadRun = await generate(page, job.reload);
+  report.reload = { ...reloadRun, files: (await status(page)).files, binRequests: binRequests(),
+    page: await pageText(page) };
+
+  // 6. A cached shard with wrong bytes: deleted, fetched again, and the image is unchanged.
+  report.tamper = await page.evaluate(async () => {
+    const cache = await caches.open(window.websd.cacheName);
+    const keys = (await cache.keys()).map((r) => r.url).filter((u) => /\/unet\/params\/.*\.bin$/.test(u));
+    const victim = keys[0];
+    const size = (await (await cache.match(victim)).arrayBuffer()).byteLength;
+    await cache.put(victim, new Response(new Uint8Array(size).fill(7)));
+    return { url: victim, size };
+  });
+  requests.length = 0;
+  await open(page);
+  const tamperRun = await generate(page, job.reload);
+  Object.assign(report.tamper, tamperRun, { files: (await status(page)).files,
+    binRequests: binRequests(), page: await pageText(page) });
+
+  // 7. A lost device: the page says so, and the next Generate starts again.
+  await page.evaluate(() => window.websd.device().destroy());
+  await page.waitForFunction(() => !document.getElementById("gpu-error").hidden, null, { timeout: 20000 });
+  report.lost = { page: await pageText(page) };
+  const afterLost = await generate(page, job.reload);
+  Object.assign(report.lost, { after: afterLost, pageAfter: await pageText(page) });
+} catch (e) {
+  // the report so far says where it stopped; the test fails on `error`
+  report.error = `${e.name}: ${e.message}`.slice(0, 2000);
+} finally {
+  await browser.close();
+}
+report.wallSeconds = (Date.now() - t0) / 1000;
+process.stdout.write(JSON.stringify(report));
