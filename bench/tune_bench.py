@@ -9,6 +9,8 @@ keeps spinning after a call and would steal the cores from torch. Prints a table
 bench/results/tune_bench_<model>.json.
 
     .venv/bin/python bench/tune_bench.py [--model tiny] [--trials 64] [--top 4] [--repeat 20]
+    .venv/bin/python bench/tune_bench.py --model sd-v1-5 --trials 16 --top 2 --repeat 3 \
+        --workspace /tmp/sd15        # reuse a checkout that has the model built already
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def doit(ws: Path, *args: str) -> None:
 
 
 def median_ms(fn, repeat: int) -> float:
-    fn()  # warm-up
+    if repeat > 1:   # NOTE: --repeat 1 (full size on CPU: minutes per call) skips the warm-up
+        fn()
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -51,10 +54,13 @@ def median_ms(fn, repeat: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="tiny")
-    ap.add_argument("--trials", type=int, default=64)
+    ap.add_argument("--trials", type=int, default=64,
+                    help="MetaSchedule measurements per component; 0 = time untuned only")
     ap.add_argument("--top", type=int, default=4)
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--workspace", type=Path, default=None,
+                    help="a checkout to build and tune in (default: a fresh one in a temp dir)")
     args = ap.parse_args()
     os.environ["TVM_NUM_THREADS"] = str(args.threads)  # before the TVM runtime starts
 
@@ -63,21 +69,26 @@ def main() -> None:
     from tvm import relax
 
     from stages import components, config
-    from stages.verify import load_params
+    from stages.params import load as load_params
 
     torch.set_num_threads(args.threads)
     cfg = config.load(args.model, "llvm")
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        ws = checkout(Path(tmp) / "ws")
-        doit(ws, "build", f"model={args.model}")
+        ws = args.workspace or checkout(Path(tmp) / "ws")
         dist = ws / "dist" / args.model / "llvm"
         untuned = Path(tmp) / "untuned"
-        shutil.copytree(dist, untuned)
-        for c in COMPONENTS:
-            doit(ws, f"tune:{c}", f"model={args.model}", "--trials", str(args.trials),
-                 "--top", str(args.top))
-        doit(ws, "build", f"model={args.model}")
+        if args.trials:
+            doit(ws, "build", f"model={args.model}")
+            shutil.copytree(dist, untuned)
+            for c in COMPONENTS:
+                doit(ws, f"tune:{c}", f"model={args.model}", "--trials", str(args.trials),
+                     "--top", str(args.top))
+            doit(ws, "build", f"model={args.model}")
+        else:   # untuned only, from what the workspace has emitted (no build: verify is slow)
+            for c in COMPONENTS:
+                doit(ws, f"emit:{c}", f"model={args.model}")
+            untuned = dist
 
         device = tvm.cpu()
         examples = {c: components.example_inputs(cfg.input_specs(c), 0,
@@ -93,18 +104,27 @@ def main() -> None:
                     module(*torch_args)
 
             rows[c] = {"torch_eager_ms": median_ms(torch_run, args.repeat)}
+            print(f"{c}: torch eager {rows[c]['torch_eager_ms']:.1f} ms", flush=True)
         for c in COMPONENTS:
             tvm_args = [tvm.runtime.tensor(examples[c][n], device) for n in cfg.input_specs(c)]
             timings = rows[c]
-            for name, lib_dir in (("untuned_ms", untuned / c), ("tuned_ms", dist / c)):
+            for name, lib_dir in (("untuned_ms", untuned / c), ("tuned_ms", dist / c))[
+                    :2 if args.trials else 1]:
                 vm = relax.VirtualMachine(tvm.runtime.load_module(str(lib_dir / f"{c}.so")),
                                           device)
-                params = load_params(lib_dir / "params.safetensors", device)
+                params = [tvm.runtime.tensor(a, device) for a in
+                          load_params(lib_dir / "params", lib_dir / "manifest.json")]
                 timings[name] = median_ms(lambda: vm["main"](*tvm_args, *params), args.repeat)
+                print(f"{c}: {name} {timings[name]:.1f}", flush=True)
 
     print(f"{'component':<14} {'torch ms':>9} {'untuned ms':>11} {'tuned ms':>9} "
           f"{'tuned/untuned':>14} {'torch/tuned':>12}")
     for c, t in rows.items():
+        t.setdefault("tuned_ms", None)
+        t["speedup_untuned_vs_torch"] = t["torch_eager_ms"] / t["untuned_ms"]
+        if t["tuned_ms"] is None:
+            print(f"{c:<14} {t['torch_eager_ms']:9.2f} {t['untuned_ms']:11.2f}  (not tuned)")
+            continue
         t["speedup_tuned_vs_untuned"] = t["untuned_ms"] / t["tuned_ms"]
         t["speedup_tuned_vs_torch"] = t["torch_eager_ms"] / t["tuned_ms"]
         print(f"{c:<14} {t['torch_eager_ms']:9.2f} {t['untuned_ms']:11.2f} {t['tuned_ms']:9.2f} "

@@ -1,0 +1,448 @@
+// Time one UNet denoising step of a webgpu build (wasm + WGSL, tvmjs runtime) under Dawn in Node.
+//
+//   node bench/gpu/webgpu_unet_step.mjs <dir> <out.json> [--latent 64] [--context N]
+//        [--batch 2] [--warmup 3] [--iters 20] [--flop 1.61e12] [--peak 790e12]
+//        [--backend vulkan] [--adapter NAME] [--wasm unet-fp16.wasm]
+//        [--dawn-features vulkan_enable_f16_on_nvidia] [--max-seconds 120] [--setup-only 1]
+//
+// `probe` in place of <dir>: only the adapter, its limits and features, and one small compute
+// shader (with `enable f16;` when shader-f16 is there) checked on readback.
+// <dir> holds one `*.wasm` (or name it with --wasm) and its params, as either
+// params/tensor-cache.json (tvmjs tensor-cache: metadata.params = the order `main` takes them,
+// records[].records[] = {name, shape, dtype, nbytes, byteOffset}) or params.safetensors (the
+// older layout: __metadata__.order). Only the shapes and dtypes are read: every param is filled
+// from a seeded generator (uniform(-0.02, 0.02), as float32 or float16 bits), so no shard needs
+// to travel. Inputs are float32 (the graph's boundary is float32 for the fp16 variant too):
+// sample [batch, in_ch, latent, latent], timestep [] and encoder_hidden_states [batch, 77, ctx];
+// in_ch and ctx are read off the params (conv_in, attn2 to_k) unless given.
+//
+// Each timed step is main(...) then `await dev.sync()`, timed by the host's wall clock (GPU time
+// plus tvmjs's per-dispatch JS work; `encode_median_ms` is the JS part); the median over --iters
+// is reported with adapter info and limits. An uncaptured WebGPU error or a lost device fails the
+// run (exit 2, JSON with ok: false); a non-finite output keeps the numbers and exits 3.
+// --dawn-features vulkan_enable_f16_on_nvidia: Dawn hides shader-f16 on NVIDIA's Vulkan driver
+// without this toggle, and the fp16 build then fails at shader creation.
+// Debug knobs: WEBSD_DEBUG=1 (stage log on stderr); WEBSD_LIMITS / WEBSD_FEATURES (comma lists
+// of the adapter limits / features to request; default all of LIMITS below / shader-f16,subgroups);
+// --sync-pipelines 1 (compile shaders lazily at the first step instead of
+// tvm.asyncLoadWebGPUPipelines); --setup-only 1 (stop after param upload and shader compile: a
+// check of a full-size build on a CPU adapter). Modules come from $WEBSD_NODE_MODULES, else
+// web/node_modules, else .gpu/node_modules (the device payload).
+import fs from "node:fs";
+import path from "node:path";
+import { createRequire } from "node:module";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { performance } from "node:perf_hooks";
+
+const t0 = performance.now();
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, "..", "..");
+let outPath = null;
+
+const debug = Boolean(process.env.WEBSD_DEBUG);
+function dbg(what) { if (debug) console.error(`[${((performance.now() - t0) / 1e3).toFixed(2)} s] ${what}`); }
+function fail(message, extra = {}) {
+  console.error(`webgpu_unet_step: ${message}`);
+  if (outPath) {
+    fs.writeFileSync(outPath, JSON.stringify({ ok: false, error: message, ...extra }, null, 1));
+  }
+  process.exit(2);
+}
+
+process.on("uncaughtException", (e) => fail(`uncaught: ${e?.stack ?? e}`, { gpu_errors: gpuErrorsSoFar() }));
+process.on("unhandledRejection", (e) => fail(`unhandled rejection: ${e?.stack ?? e}`, { gpu_errors: gpuErrorsSoFar() }));
+let gpuErrorsSoFar = () => [];
+
+// ---- arguments -------------------------------------------------------------------------------
+const argv = process.argv.slice(2);
+const positional = [];
+const opts = { latent: 64, batch: 2, seq: 77, warmup: 3, iters: 20, peak: 790e12 };
+for (let i = 0; i < argv.length; i++) {
+  const a = argv[i];
+  if (a.startsWith("--")) {
+    const key = a.slice(2);
+    const val = argv[++i];
+    if (val === undefined) fail(`option ${a} needs a value`);
+    opts[key] = ["backend", "adapter", "wasm", "label", "dawn-features"].includes(key) ? val : Number(val);
+  } else {
+    positional.push(a);
+  }
+}
+const dir = positional[0];
+const probe = dir === "probe";
+outPath = positional[1] ?? null;
+if (!dir || !outPath) {
+  console.error("usage: node webgpu_unet_step.mjs <dir-with-wasm-and-params> | probe <out.json> [options]");
+  process.exit(2);
+}
+
+// ---- modules ---------------------------------------------------------------------------------
+const moduleDirs = [process.env.WEBSD_NODE_MODULES, path.join(repo, "web", "node_modules"),
+                    path.join(repo, ".gpu", "node_modules")].filter(Boolean);
+const nm = moduleDirs.find((d) => fs.existsSync(path.join(d, "@mlc-ai", "web-runtime"))
+                                 && fs.existsSync(path.join(d, "webgpu", "index.js")));
+if (!nm) fail(`no node_modules with @mlc-ai/web-runtime and webgpu in ${moduleDirs.join(", ")}`);
+const require = createRequire(path.join(nm, "_resolve.js"));
+const tvmjs = require("@mlc-ai/web-runtime");
+const { create, globals } = await import(pathToFileURL(path.join(nm, "webgpu", "index.js")).href);
+Object.assign(globalThis, globals);
+
+// ---- WebGPU device ---------------------------------------------------------------------------
+const createFlags = [];
+if (opts.backend) createFlags.push(`backend=${opts.backend}`);
+if (opts.adapter) createFlags.push(`adapter=${opts.adapter}`);
+// e.g. --dawn-features vulkan_enable_f16_on_nvidia: Dawn hides shader-f16 on NVIDIA's Vulkan
+// driver unless this toggle is on (seen on the H200, driver 580.159, 2026-11-30)
+if (opts["dawn-features"]) createFlags.push(`enable-dawn-features=${opts["dawn-features"]}`);
+const gpu = create(createFlags);
+const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
+if (!adapter) fail("no WebGPU adapter (Vulkan loader/ICD missing? set VK_DRIVER_FILES)");
+const info = adapter.info ?? {};
+const adapterInfo = { vendor: info.vendor, architecture: info.architecture, device: info.device,
+                      description: info.description, subgroupMinSize: info.subgroupMinSize,
+                      subgroupMaxSize: info.subgroupMaxSize, isFallbackAdapter: info.isFallbackAdapter };
+const LIMITS = ["maxStorageBufferBindingSize", "maxBufferSize", "maxComputeWorkgroupStorageSize",
+                "maxComputeInvocationsPerWorkgroup", "maxStorageBuffersPerShaderStage",
+                "maxComputeWorkgroupSizeX", "maxComputeWorkgroupSizeY", "maxComputeWorkgroupSizeZ",
+                "maxComputeWorkgroupsPerDimension"];
+const requiredLimits = {};
+const askLimits = process.env.WEBSD_LIMITS ? process.env.WEBSD_LIMITS.split(",") : LIMITS;
+for (const k of askLimits) if (adapter.limits[k] !== undefined) requiredLimits[k] = adapter.limits[k];
+const adapterFeatures = [...adapter.features].sort();
+const requiredFeatures = (process.env.WEBSD_FEATURES ?? "shader-f16,subgroups").split(",").filter((f) => adapter.features.has(f));
+const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+// NOTE: dawn.node (npm webgpu 0.6.2) crashes (SIGSEGV, or SIGABRT with "The futex facility
+// returned an unexpected error code" / std::system_error) when V8 collects the GPU, adapter or
+// device wrapper while the device lives: a module-level const is not enough once the code no
+// longer reads it. Seen on lavapipe 2026-11-30 whenever a large ArrayBuffer made V8 collect
+// early. Pin all three on globalThis.
+globalThis.__websdKeep = { gpu, adapter, device };
+const gpuErrors = [];
+gpuErrorsSoFar = () => gpuErrors.slice(0, 20);
+device.addEventListener("uncapturederror", (e) => gpuErrors.push(String(e.error?.message ?? e)));
+let lost = null;
+device.lost.then((l) => { lost = `${l.reason}: ${l.message}`; });
+const deviceLimits = {};
+for (const k of LIMITS) deviceLimits[k] = device.limits[k];
+const deviceReport = { adapter: adapterInfo, adapter_features: adapterFeatures,
+                       device_features: requiredFeatures, device_limits: deviceLimits,
+                       node: process.version, dawn_flags: createFlags };
+console.log(JSON.stringify(deviceReport));
+const checkErrors = async (where) => {
+  if (gpuErrors.length || lost) {
+    fail(`${where}: ${gpuErrors.length} WebGPU errors${lost ? `, device lost (${lost})` : ""}; `
+         + `first: ${gpuErrors[0] ?? ""}`, { ...(report ?? deviceReport), gpu_errors: gpuErrors.slice(0, 20) });
+  }
+};
+
+let report = null;
+
+// ---- probe: adapter, limits and one f16 compute shader, no wasm ------------------------------
+if (probe) {
+  const useF16 = device.features.has("shader-f16");
+  const N = 1024;
+  const code = `${useF16 ? "enable f16;" : ""}
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) id: vec3u) {
+  if (id.x >= ${N}u) { return; }
+  ${useF16 ? "let h = f16(id.x) * 0.5h; out[id.x] = f32(h) + 1.0;" : "out[id.x] = f32(id.x) * 0.5 + 1.0;"}
+}`;
+  const buf = device.createBuffer({ size: 4 * N, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+  const read = device.createBuffer({ size: 4 * N, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const pipeline = await device.createComputePipelineAsync({
+    layout: "auto", compute: { module: device.createShaderModule({ code }), entryPoint: "main" } });
+  const bind = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0),
+                                        entries: [{ binding: 0, resource: { buffer: buf } }] });
+  const enc = device.createCommandEncoder();
+  const pass = enc.beginComputePass();
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, bind);
+  pass.dispatchWorkgroups(N / 64);
+  pass.end();
+  enc.copyBufferToBuffer(buf, 0, read, 0, 4 * N);
+  device.queue.submit([enc.finish()]);
+  await read.mapAsync(GPUMapMode.READ);
+  const got = new Float32Array(read.getMappedRange().slice(0));
+  read.unmap();
+  let bad = 0;
+  for (let i = 0; i < N; i++) if (got[i] !== i * 0.5 + 1) bad++;
+  await checkErrors("probe shader");
+  const result = { ok: bad === 0, probe: true, ...deviceReport, shader_f16_used: useF16,
+                   shader_mismatches: bad, total_s: (performance.now() - t0) / 1e3 };
+  fs.writeFileSync(outPath, JSON.stringify(result, null, 1));
+  console.log(JSON.stringify({ probe_ok: result.ok, shader_f16_used: useF16, mismatches: bad }));
+  process.exit(result.ok ? 0 : 2);
+}
+
+// ---- param records ---------------------------------------------------------------------------
+const SAFETENSORS_DTYPES = { F32: "float32", F16: "float16", BF16: "bfloat16", I32: "int32",
+                             I64: "int64" };
+function readParamSpecs(d) {
+  const cachePath = path.join(d, "params", "tensor-cache.json");
+  if (fs.existsSync(cachePath)) {
+    const cache = JSON.parse(fs.readFileSync(cachePath, "utf8"));
+    const byName = new Map();
+    for (const shard of cache.records) {
+      for (const r of shard.records) byName.set(r.name, { shape: r.shape, dtype: r.dtype });
+    }
+    const order = cache.metadata?.params ?? [...byName.keys()];
+    return { layout: "tensor-cache", specs: order.map((name) => {
+      if (!byName.has(name)) fail(`param ${name} of metadata.params has no record`);
+      return { name, ...byName.get(name) };
+    }) };
+  }
+  const stPath = path.join(d, "params.safetensors");
+  if (fs.existsSync(stPath)) {
+    // only the header: u64 length, then JSON {name: {dtype, shape, data_offsets}, __metadata__}
+    const fd = fs.openSync(stPath, "r");
+    const lenBuf = Buffer.alloc(8);
+    fs.readSync(fd, lenBuf, 0, 8, 0);
+    const n = Number(lenBuf.readBigUInt64LE(0));
+    const hdrBuf = Buffer.alloc(n);
+    fs.readSync(fd, hdrBuf, 0, n, 8);
+    fs.closeSync(fd);
+    const header = JSON.parse(hdrBuf.toString("utf8"));
+    const order = header.__metadata__?.order ? JSON.parse(header.__metadata__.order)
+      : Object.keys(header).filter((k) => k !== "__metadata__");
+    return { layout: "safetensors", specs: order.map((name) => {
+      const rec = header[name];
+      if (!rec) fail(`param ${name} of __metadata__.order is not in the header`);
+      const dtype = SAFETENSORS_DTYPES[rec.dtype];
+      if (!dtype) fail(`param ${name}: dtype ${rec.dtype} is not supported`);
+      return { name, shape: rec.shape, dtype };
+    }) };
+  }
+  fail(`${d}: neither params/tensor-cache.json nor params.safetensors`);
+}
+
+const wasmName = opts.wasm ?? fs.readdirSync(dir).filter((f) => f.endsWith(".wasm")).sort()[0];
+if (!wasmName) fail(`${dir}: no .wasm file`);
+const { layout, specs } = readParamSpecs(dir);
+const numel = (shape) => shape.reduce((a, b) => a * b, 1);
+const DTYPE_BYTES = { float32: 4, float16: 2, bfloat16: 2, int32: 4, int64: 8 };
+for (const s of specs) {
+  if (!DTYPE_BYTES[s.dtype]) fail(`param ${s.name}: dtype ${s.dtype} is not supported`);
+  s.nbytes = numel(s.shape) * DTYPE_BYTES[s.dtype];
+}
+const paramBytes = specs.reduce((a, s) => a + s.nbytes, 0);
+const paramCount = specs.reduce((a, s) => a + numel(s.shape), 0);
+const paramDtypes = [...new Set(specs.map((s) => s.dtype))];
+
+// in_channels from conv_in's weight [out, in, kh, kw]; context from an attn2 to_k weight [inner, ctx]
+const convIn = specs.find((s) => /conv_in[._]weight$/.test(s.name) && s.shape.length === 4);
+const toK = specs.find((s) => /attn2[._]to_k[._]weight$/.test(s.name) && s.shape.length === 2);
+const inCh = opts.in_channels ?? (convIn ? convIn.shape[1] : 4);
+const ctx = opts.context ?? (toK ? toK.shape[1] : 768);
+const sampleShape = [opts.batch, inCh, opts.latent, opts.latent];
+const textShape = [opts.batch, opts.seq, ctx];
+const fullSize = opts.latent === 64 && ctx === 768 && opts.batch === 2 && paramCount > 8e8;
+const flop = opts.flop ?? (fullSize ? 1.61e12 : null);
+
+// ---- seeded values ---------------------------------------------------------------------------
+function mulberry32(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+function halfBits(x) { // float32 -> IEEE half, round to nearest even; normal/subnormal/zero
+  f32[0] = x;
+  const b = u32[0];
+  const sign = (b >>> 16) & 0x8000;
+  const exp = ((b >>> 23) & 0xff) - 127 + 15;
+  let mant = b & 0x7fffff;
+  if (exp >= 31) return sign | 0x7c00;
+  if (exp <= 0) {
+    if (exp < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - exp;
+    let h = mant >>> shift;
+    const rem = mant & ((1 << shift) - 1), halfway = 1 << (shift - 1);
+    if (rem > halfway || (rem === halfway && (h & 1))) h += 1;
+    return sign | h;
+  }
+  let h = (exp << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h += 1;
+  return sign | h;
+}
+const rand = mulberry32(1234);
+const POOL = 1 << 22; // values; tensors copy windows of it at random offsets
+const poolF32 = new Float32Array(POOL);
+const poolF16 = new Uint16Array(POOL);
+for (let i = 0; i < POOL; i++) {
+  poolF32[i] = (rand() * 2 - 1) * 0.02;
+  poolF16[i] = halfBits(poolF32[i]);
+}
+const poolBF16 = new Uint16Array(POOL);
+{ const u = new Uint32Array(poolF32.buffer); for (let i = 0; i < POOL; i++) poolBF16[i] = u[i] >>> 16; }
+
+function fillBytes(dtype, n, scratch) { // -> Uint8Array view of scratch with n elements
+  const bytes = n * DTYPE_BYTES[dtype];
+  const view = new Uint8Array(scratch, 0, bytes);
+  if (dtype.startsWith("int")) { view.fill(0); return view; }
+  const pool = dtype === "float32" ? poolF32 : dtype === "float16" ? poolF16 : poolBF16;
+  const dst = dtype === "float32" ? new Float32Array(scratch, 0, n) : new Uint16Array(scratch, 0, n);
+  let off = 0, start = Math.floor(rand() * POOL);
+  while (off < n) {
+    const len = Math.min(n - off, POOL - start);
+    dst.set(pool.subarray(start, start + len), off);
+    off += len;
+    start = 0;
+  }
+  return view;
+}
+
+report = {
+  ok: false, label: opts.label ?? path.basename(path.resolve(dir)), dir, wasm: wasmName,
+  param_layout: layout, param_count: paramCount, param_bytes: paramBytes, param_dtypes: paramDtypes,
+  inputs: { sample: sampleShape, timestep: [], encoder_hidden_states: textShape },
+  ...deviceReport,
+};
+
+// ---- tvmjs -----------------------------------------------------------------------------------
+const wasm = fs.readFileSync(path.join(dir, wasmName));
+dbg("instantiate");
+const tvm = await tvmjs.instantiate(
+  wasm.buffer.slice(wasm.byteOffset, wasm.byteOffset + wasm.byteLength),
+  tvmjs.createPolyfillWASI(), () => {});
+dbg("initWebGPU");
+tvm.initWebGPU(device);
+const dev = tvm.webgpu();
+tvm.beginScope();
+
+dbg("upload params");
+const tParams = performance.now();
+const maxBytes = Math.max(...specs.map((s) => s.nbytes), 4 * numel(textShape), 4 * numel(sampleShape));
+const scratch = new ArrayBuffer(Math.ceil(maxBytes / 4) * 4);
+let pendingBytes = 0;
+const params = [];
+for (const s of specs) {
+  const n = numel(s.shape);
+  let t;
+  if (s.nbytes % 4 === 0) {
+    t = tvm.detachFromCurrentScope(tvm.empty(s.shape, s.dtype, dev));
+    t.copyFromRawBytes(fillBytes(s.dtype, n, scratch));
+  } else { // WebGPU copies need 4-byte multiples (an odd-length float16 bias): pad, then view
+    const padded = n + 1;
+    tvm.beginScope();
+    const base = tvm.empty([padded], s.dtype, dev);
+    base.copyFromRawBytes(fillBytes(s.dtype, padded, scratch));
+    t = tvm.detachFromCurrentScope(base.view(s.shape));
+    tvm.endScope();
+  }
+  params.push(t);
+  pendingBytes += s.nbytes;
+  if (pendingBytes > (512 << 20)) { await dev.sync(); pendingBytes = 0; } // bound staging memory
+}
+await dev.sync();
+const paramUploadMs = performance.now() - tParams;
+
+function input(shape, lo, hi) {
+  const n = numel(shape);
+  const a = new Float32Array(scratch, 0, n);
+  for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * rand();
+  const t = tvm.detachFromCurrentScope(tvm.empty(shape, "float32", dev));
+  t.copyFromRawBytes(new Uint8Array(scratch, 0, 4 * n));
+  return t;
+}
+const sample = input(sampleShape, -1, 1);
+const timestep = tvm.detachFromCurrentScope(tvm.empty([], "float32", dev));
+timestep.copyFromRawBytes(new Uint8Array(new Float32Array([500]).buffer));
+const text = input(textShape, -1, 1);
+await dev.sync();
+await checkErrors("param upload");
+
+dbg("create vm");
+const vm = tvm.detachFromCurrentScope(tvm.createVirtualMachine(dev));
+const tPipe = performance.now();
+let pipelineMs = null;
+dbg("pipelines");
+if (!opts["sync-pipelines"] && typeof tvm.asyncLoadWebGPUPipelines === "function") {
+  try {
+    await tvm.asyncLoadWebGPUPipelines(vm.getInternalModule());
+  } catch (e) {
+    fail(`pipeline compile: ${e?.message ?? e}${gpuErrors.length ? `; first WebGPU error: ${gpuErrors[0]}` : ""}`,
+         { ...report, gpu_errors: gpuErrors.slice(0, 20) });
+  }
+  pipelineMs = performance.now() - tPipe;
+}
+await checkErrors("pipeline compile");
+if (opts["setup-only"]) { // stop after upload + pipeline compile (a CPU adapter can't run a full step)
+  report.ok = true;
+  Object.assign(report, { setup_only: true, param_upload_ms: paramUploadMs, pipeline_compile_ms: pipelineMs,
+                          total_s: (performance.now() - t0) / 1e3 });
+  fs.writeFileSync(outPath, JSON.stringify(report, null, 1));
+  console.log(JSON.stringify({ setup_only: true, param_upload_ms: paramUploadMs, pipeline_compile_ms: pipelineMs }));
+  process.exit(0);
+}
+dbg("get main");
+const main = tvm.detachFromCurrentScope(vm.getFunction("main"));
+
+async function step(keep) {
+  tvm.beginScope();
+  const s = performance.now();
+  const out = main(sample, timestep, text, ...params);
+  const encoded = performance.now();
+  await dev.sync();
+  const done = performance.now();
+  let host = null;
+  if (keep) {
+    host = tvm.detachFromCurrentScope(tvm.empty(out.shape, out.dtype, tvm.cpu()));
+    host.copyFrom(out);
+    await dev.sync();
+  }
+  tvm.endScope();
+  return { ms: done - s, encodeMs: encoded - s, host };
+}
+
+dbg("first step");
+const first = await step(true);
+await checkErrors("first step");
+const outArr = first.host.toArray();
+let finite = 0, absSum = 0;
+for (const v of outArr) { if (Number.isFinite(v)) { finite++; absSum += Math.abs(v); } }
+report.output = { shape: first.host.shape, dtype: first.host.dtype, finite_fraction: finite / outArr.length,
+                  mean_abs: absSum / Math.max(finite, 1) };
+first.host.dispose();
+// --max-seconds (default 120) bounds warmup + timing, so a slow build still reports (>= 3 steps)
+const maxMs = 1e3 * (opts["max-seconds"] ?? 120);
+const tLoop = performance.now();
+for (let i = 1; i < opts.warmup && performance.now() - tLoop < maxMs / 4; i++) await step(false);
+await checkErrors("warmup");
+dbg("timing");
+const times = [], encodes = [];
+for (let i = 0; i < opts.iters; i++) {
+  if (times.length >= 3 && performance.now() - tLoop > maxMs) break;
+  const r = await step(false);
+  times.push(r.ms);
+  encodes.push(r.encodeMs);
+}
+await checkErrors("timed steps");
+const sorted = (a) => [...a].sort((x, y) => x - y);
+const median = (a) => { const s = sorted(a); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+const med = median(times);
+Object.assign(report, {
+  ok: true, warmup: opts.warmup, iters: times.length, median_ms: med, min_ms: Math.min(...times),
+  max_ms: Math.max(...times), times_ms: times, encode_median_ms: median(encodes),
+  first_step_ms: first.ms, param_upload_ms: paramUploadMs, pipeline_compile_ms: pipelineMs,
+  flop_per_step: flop, tflops: flop ? flop / (med * 1e-3) / 1e12 : null,
+  fraction_of_peak: flop ? flop / (med * 1e-3) / opts.peak : null, peak_flops: opts.peak,
+  runtime_stats: tvm.lib?.webGPUContext?.runtimeStatsText?.() ?? null,
+  total_s: (performance.now() - t0) / 1e3,
+});
+report.output_ok = report.output.finite_fraction === 1;
+fs.writeFileSync(outPath, JSON.stringify(report, null, 1));
+console.log(JSON.stringify({ label: report.label, wasm: wasmName, median_ms: med, min_ms: report.min_ms,
+                             encode_median_ms: report.encode_median_ms, first_step_ms: first.ms,
+                             pipeline_compile_ms: pipelineMs, tflops: report.tflops,
+                             fraction_of_peak: report.fraction_of_peak, output: report.output }));
+tvm.endScope();
+if (!report.output_ok) console.error(`webgpu_unet_step: output has non-finite values (finite fraction ${report.output.finite_fraction})`);
+process.exit(report.output_ok ? 0 : 3);

@@ -1,0 +1,195 @@
+"""Regenerate bench/REPORT.md and its charts (bench/charts/*.png) from bench/results/*.json.
+
+Every figure in the report comes from a results file written by one of the benchmarks in
+bench/ (each runnable on its own); this script only reads them, so the report can be rebuilt
+at any time and never drifts from the data:
+
+    .venv/bin/python bench/report.py
+
+Sections whose results file is missing say which command makes it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results"
+CHARTS = BENCH / "charts"
+PEAK_TFLOPS = 790.0          # H200 dense bf16/fp16 tensor-core peak, as DESIGN.md uses
+UNET_STEP_TFLOP = 1.61       # SD v1.5 UNet, CFG batch 2, 64x64 latents
+
+
+def load(name: str) -> dict | None:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def gb(n: float) -> str:
+    return f"{n / 1e9:.2f} GB"
+
+
+def mb(n: float) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def missing(command: str) -> list[str]:
+    return [f"_No results yet: run `{command}`._", ""]
+
+
+def chart(name: str, draw) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
+    draw(ax)
+    fig.tight_layout()
+    CHARTS.mkdir(exist_ok=True)
+    fig.savefig(CHARTS / f"{name}.png")
+    plt.close(fig)
+    return f"![{name}](charts/{name}.png)"
+
+
+def section_build_cost() -> list[str]:
+    out = ["## Build cost", ""]
+    tiny = load("build_bench.json")
+    if tiny:
+        out += [f"Tiny model, {tiny['target']}, {tiny['cpus']} cores "
+                f"(`bench/build_bench.py`):", "",
+                "| scenario | seconds | x cold | summary |", "|---|---|---|---|"]
+        for name, s in tiny["scenarios"].items():
+            out.append(f"| {name} | {s['seconds']:.2f} | {s['ratio_to_cold']:.3f} | "
+                       f"{s['summary']} |")
+        out.append("")
+    else:
+        out += missing("python bench/build_bench.py")
+    rebuild = load("rebuild_cost_sd-v1-5_webgpu.json")
+    if rebuild:
+        out += [f"sd-v1-5 webgpu rebuilds, `doit {rebuild['task']}` (`bench/rebuild_cost.py`; the "
+                f"pass edit is a real change of the UNet-only pass):", "",
+                "| scenario | seconds | summary |", "|---|---|---|"]
+        out += [f"| {n} | {r['seconds']:.2f} | {r['summary']} |"
+                for n, r in rebuild["scenarios"].items()]
+        out.append("")
+    else:
+        out += missing("python bench/rebuild_cost.py --model sd-v1-5 --target webgpu --task emit "
+                       "--workspace /tmp/sd15")
+    for target in ("llvm", "webgpu"):
+        data = load(f"stage_cost_sd-v1-5_{target}.json")
+        if not data:
+            out += missing(f"python bench/stage_cost.py --model sd-v1-5 --target {target} "
+                           f"--workspace /tmp/sd15")
+            continue
+        until = f" (up to `{data['until']}`)" if data.get("until") else ""
+        built = [t for t in data["tasks"] if t["outcome"] == "built"]
+        out += [f"sd-v1-5 (random init) for {target}{until}, each task its own process, "
+                f"cold: {data['built_seconds']:.0f} s of building, peak RSS "
+                f"{data['peak_rss_mb'] / 1024:.1f} GiB (`bench/stage_cost.py`):", "",
+                "| task | wall s | CPU s | peak RSS (MB) |", "|---|---|---|---|"]
+        out += [f"| {t['task']} | {t['seconds']:.1f} | {t['cpu_seconds']:.1f} | "
+                f"{t['peak_rss_mb']} |" for t in built]
+        out.append("")
+        if built:
+            out += [chart(f"stage_cost_{target}", lambda ax, b=built: (
+                ax.barh([t["task"] for t in b][::-1], [t["seconds"] for t in b][::-1]),
+                ax.set_xlabel("seconds (cold, 2 cores)"),
+                ax.set_title(f"sd-v1-5 {target}: cold build time per task"),
+                ax.tick_params(axis="y", labelsize=6))), ""]
+    return out
+
+
+def section_memory() -> list[str]:
+    out = ["## Memory and download", ""]
+    data = load("model_size_sd-v1-5_webgpu.json")
+    if not data:
+        return out + missing("python bench/model_size.py --model sd-v1-5 --target webgpu")
+    out += ["| variant | shards | unplanned activations | planned | planned/unplanned | "
+            "largest buffer |", "|---|---|---|---|---|---|"]
+    for v, s in data["variants"].items():
+        out.append(f"| {v} | {mb(s['shard_bytes'])} | {gb(s['unplanned_activation_bytes'])} | "
+                   f"{gb(s['planned_activation_bytes'])} | {s['planned_fraction']:.1%} | "
+                   f"{mb(s['largest_buffer_bytes'])} |")
+    out += ["", "| precision | download (shards + wasm) | GPU memory, one "
+            f"{data['image_size']}x{data['image_size']} image (params + planned activations) |",
+            "|---|---|---|"]
+    for p, t in data["totals"].items():
+        out.append(f"| {p} | {gb(t['download_bytes'])} | {gb(t['gpu_bytes'])} |")
+    out.append("")
+    variants = data["variants"]
+    out += [chart("activations", lambda ax: (
+        ax.bar(list(variants),
+               [s["unplanned_activation_bytes"] / 1e9 for s in variants.values()],
+               color="#bbbbbb"),
+        ax.bar(list(variants),
+               [s["planned_activation_bytes"] / 1e9 for s in variants.values()],
+               color="#3b6ea5"),
+        ax.set_ylabel("GB"), ax.tick_params(axis="x", labelsize=6),
+        ax.set_title("activation bytes: unplanned (grey) vs planned (blue)"))), ""]
+    return out
+
+
+def section_cpu() -> list[str]:
+    out = ["## Speed on CPU (compiled vs torch eager, same threads, median)", ""]
+    for model in ("tiny", "sd-v1-5"):
+        data = load(f"tune_bench_{model}.json")
+        if not data:
+            out += missing(f"python bench/tune_bench.py --model {model}")
+            continue
+        out += [f"{model}: {data['threads']} threads, tuning budget {data['trials']} trials "
+                f"(top {data['top']} kernels), median of {data['repeat']} runs:", "",
+                "| component | torch eager ms | untuned ms | tuned ms | tuned/untuned | "
+                "torch/tuned |", "|---|---|---|---|---|---|"]
+        for c, t in data["components"].items():
+            if t.get("tuned_ms") is None:
+                out.append(f"| {c} | {t['torch_eager_ms']:.2f} | {t['untuned_ms']:.2f} | "
+                           f"not tuned | - | untuned: {t['torch_eager_ms'] / t['untuned_ms']:.3f}x |")
+                continue
+            out.append(f"| {c} | {t['torch_eager_ms']:.2f} | {t['untuned_ms']:.2f} | "
+                       f"{t['tuned_ms']:.2f} | {t['speedup_tuned_vs_untuned']:.2f}x | "
+                       f"{t['speedup_tuned_vs_torch']:.2f}x |")
+        out.append("")
+    return out
+
+
+def section_gpu() -> list[str]:
+    out = ["## Speed on a real GPU through WebGPU (NVIDIA H200)", ""]
+    data = load("h200_unet_step.json")
+    if not data:
+        return out + missing("bench/gpu/run_on_device.sh on the H200 (see bench/gpu/README.md)")
+    rows = data["rows"]
+    out += [f"One UNet denoising step of SD v1.5 (random init, CFG batch 2, 64x64 latents, "
+            f"{UNET_STEP_TFLOP} TFLOP), every row from one run (`bench/gpu/run_on_device.sh`; "
+            f"raw files in `bench/results/h200/`). webgpu rows: our build's wasm + WGSL with "
+            f"the tvmjs runtime under Dawn (npm `webgpu`) in Node on the NVIDIA Vulkan driver.",
+            "", "| what | ms / step | x torch eager fp16 | x torch.compile fp16 | TFLOP/s "
+            "| % of peak |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['variant']} | {r['ms']:.1f} | {r['ratio_to_torch_eager_fp16']:.2f} | "
+                   f"{r['ratio_to_torch_compile_fp16']:.2f} | {r['tflops']:.1f} | "
+                   f"{r['fraction_of_peak']:.2%} |")
+    out += ["", "x columns: ms of the row / ms of the reference (above 1 = slower).", ""]
+    for note in data.get("notes", []):
+        out.append(f"- {note}")
+    out.append("")
+    out += [chart("h200_unet_step", lambda ax: (
+        ax.barh([r["variant"] for r in rows][::-1], [r["ms"] for r in rows][::-1]),
+        ax.set_xscale("log"), ax.set_xlabel("ms per UNet step (log scale, lower is better)"),
+        ax.set_title("SD v1.5 UNet step on one H200"))), ""]
+    return out
+
+
+def main() -> None:
+    lines = ["# websd benchmarks", "",
+             "Generated by `python bench/report.py` from `bench/results/*.json`; do not edit.",
+             ""]
+    for section in (section_build_cost, section_memory, section_cpu, section_gpu):
+        lines += section()
+    (BENCH / "REPORT.md").write_text("\n".join(lines).rstrip() + "\n")
+    print(f"wrote {BENCH / 'REPORT.md'}")
+
+
+if __name__ == "__main__":
+    main()
