@@ -127,7 +127,7 @@ class Model:
             if component not in self.index["variants"]:
                 raise GenerateError(f"{dist_dir}: no float32 {component} in manifest.json; "
                                     f"fix: run doit build first")
-        # build/<model>/ beside dist/: the tokenizer config and the torch weights live there.
+        # build/<model>/ beside dist/: the torch weights (--compare) live there.
         repo = dist_dir.parents[2]
         self.model_dir = Path(model_dir) if model_dir else repo / "build" / self.name
         self.image_size = int(self.index["image_size"])
@@ -150,19 +150,21 @@ class Model:
         return path
 
     def tokenizer(self):
-        """The model's CLIP tokenizer (build/<model>/model/tokenizer), checked to be the one in
-        dist (same tokenizer.json bytes)."""
+        """The model's CLIP tokenizer: tokenizer.json + tokenizer_config.json in dist (the files
+        the page reads), each checked against manifest.json first."""
+        import shutil
+        import tempfile
+
         from transformers import CLIPTokenizer
 
-        self._check_dist_file(self.index["tokenizer"])
-        tok_dir = self.model_dir / "model" / "tokenizer"
-        if not (tok_dir / "tokenizer.json").is_file():
-            raise GenerateError(f"{tok_dir}: no tokenizer; fix: run doit build first")
-        expect = self.index["files"][self.index["tokenizer"]]["sha256"]
-        if _sha256(tok_dir / "tokenizer.json") != expect:
-            raise GenerateError(f"{tok_dir}/tokenizer.json differs from the one in "
-                                f"{self.dist_dir}; fix: run doit build first")
-        return CLIPTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
+        names = (self.index["tokenizer"], self.index["tokenizer_config"])
+        for rel in names:
+            self._check_dist_file(rel)
+        # NOTE: from_pretrained reads a directory; give it only the tokenizer's two files
+        with tempfile.TemporaryDirectory() as tmp:
+            for rel in names:
+                shutil.copyfile(self.dist_dir / rel, Path(tmp) / Path(rel).name)
+            return CLIPTokenizer.from_pretrained(tmp, local_files_only=True)
 
     def scaling_factor(self) -> float:
         """The VAE's latent scaling factor (diffusers divides latents by it before decoding)."""
@@ -415,8 +417,7 @@ def generate(model_dist: Path, prompt: str, output: Path, negative_prompt: str =
     "" works, longer than 77 tokens is truncated. seed: uint32 (0..2**32-1), drawn by
     stages/rng.py. steps: 1..50. guidance: 0..30 (module doc). scheduler: "dpm++2m", "pndm"
     or "euler". compare: also make the image with PyTorch/diffusers and report the PSNR.
-    model_dir: build/<model> (default: beside dist/), for the tokenizer config, the VAE scaling
-    factor and, with compare, the torch weights.
+    model_dir: build/<model> (default: beside dist/), for the torch weights of compare.
 
     Returns a JSON-able report: the arguments, output path, image size, tokens used, timings
     in seconds and, with compare, "psnr_db", "max_abs_pixel_diff", "reference" and
