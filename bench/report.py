@@ -138,8 +138,11 @@ def section_cpu() -> list[str]:
         if not data:
             out += missing(f"python bench/tune_bench.py --model {model}")
             continue
-        out += [f"{model}: {data['threads']} threads, tuning budget {data['trials']} trials "
-                f"(top {data['top']} kernels), median of {data['repeat']} runs:", "",
+        budget = (f"tuning budget {data['trials']} trials (top {data['top']} kernels)"
+                  if data["trials"] else "untuned only (no tuning at this size yet)")
+        runs = f"median of {data['repeat']} runs" if data["repeat"] > 1 else "one run each"
+        out += [f"{model}: {data['threads']} threads, {budget}, {runs} "
+                f"(`bench/tune_bench.py`):", "",
                 "| component | torch eager ms | untuned ms | tuned ms | tuned/untuned | "
                 "torch/tuned |", "|---|---|---|---|---|---|"]
         for c, t in data["components"].items():
