@@ -154,10 +154,10 @@ def test_cli(dist, tmp_path, capsys):
     assert "fix: pass --steps" in capsys.readouterr().err
 
 
-def test_doit_generate_writes_the_png_of_the_python_runner(dist, built, tmp_path):
+def test_doit_generate_writes_the_png_of_the_python_runner(dist, workspace, tmp_path):
     from conftest import doit
 
-    ws = built[0]
+    ws = workspace   # a copy: doit rewrites the build report the session's build is read by
     out = tmp_path / "doit.png"
     proc = doit(ws, "generate", "--prompt", PROMPT, "--seed", "11", "--steps", "2",
                 "--scheduler", "pndm", "--output", str(out))
