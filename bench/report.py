@@ -158,7 +158,7 @@ def section_cpu() -> list[str]:
 
 
 def section_gpu() -> list[str]:
-    out = ["## Speed on a real GPU through WebGPU (NVIDIA H200)", ""]
+    out = ["## Speed on a real GPU: WebGPU, TVM's CUDA and PyTorch (NVIDIA H200)", ""]
     data = load("h200_unet_step.json")
     if not data:
         return out + missing("bench/gpu/run_on_device.sh on the H200 (see bench/gpu/README.md)")
@@ -166,14 +166,26 @@ def section_gpu() -> list[str]:
     out += [f"One UNet denoising step of SD v1.5 (random init, CFG batch 2, 64x64 latents, "
             f"{UNET_STEP_TFLOP} TFLOP), every row from one run (`bench/gpu/run_on_device.sh`; "
             f"raw files in `bench/results/h200/`). webgpu rows: our build's wasm + WGSL with "
-            f"the tvmjs runtime under Dawn (npm `webgpu`) in Node on the NVIDIA Vulkan driver.",
-            "", "| what | ms / step | x torch eager fp16 | x torch.compile fp16 | TFLOP/s "
-            "| % of peak |", "|---|---|---|---|---|---|"]
+            f"the tvmjs runtime under Dawn (npm `webgpu`) in Node on the NVIDIA Vulkan driver; "
+            f"tvm cuda rows: the same graph built for `target=cuda`, run by TVM's runtime.",
+            ""]
+    checked = any("rel_l2_vs_fp64" in r for r in rows)
+    extra = " rel-L2 vs torch float64 |" if checked else ""
+    out += ["| what | ms / step | x torch eager fp16 | x torch.compile fp16 | TFLOP/s "
+            "| % of peak |" + extra, "|---|---|---|---|---|---|" + ("---|" if checked else "")]
     for r in rows:
+        check = ""
+        if checked:
+            check = (f" {r['rel_l2_vs_fp64']:.1e}{'' if r['check_passed'] else ' (FAILED)'} |"
+                     if "rel_l2_vs_fp64" in r else " - |")
         out.append(f"| {r['variant']} | {r['ms']:.1f} | {r['ratio_to_torch_eager_fp16']:.2f} | "
                    f"{r['ratio_to_torch_compile_fp16']:.2f} | {r['tflops']:.1f} | "
-                   f"{r['fraction_of_peak']:.2%} |")
-    out += ["", "x columns: ms of the row / ms of the reference (above 1 = slower).", ""]
+                   f"{r['fraction_of_peak']:.2%} |" + check)
+    out += ["", "x columns: ms of the row / ms of the reference (above 1 = slower)."
+            + (" rel-L2: the first step's output on the weights and inputs drawn on the GPU "
+               "machine (bench/gpu/tvm_unet_step.py) against PyTorch in float64; PyTorch float32 "
+               f"(TF32 off) itself is {data['torch_fp32_strict_rel_l2']:.1e} from it."
+               if checked and data.get("torch_fp32_strict_rel_l2") else ""), ""]
     for note in data.get("notes", []):
         out.append(f"- {note}")
     out.append("")

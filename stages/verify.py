@@ -1,7 +1,7 @@
 """verify: the compiled component against PyTorch on the same weights and the same inputs.
 
-Inputs are drawn from a fixed seed; the compiled library runs in TVM's VM (llvm) or under
-WebGPU in Node (webgpu) with the emitted params, loaded through the loader that checks every
+Inputs are drawn from a fixed seed; the compiled library runs in TVM's VM (llvm, or cuda on a
+machine with an NVIDIA GPU) or under WebGPU in Node (webgpu) with the emitted params, loaded through the loader that checks every
 shard against manifest.json; the check is the relative L2 error of the output against float32
 PyTorch, whatever the variant's precision. Above the threshold (per precision) the build
 fails. verify.json records the error and the threshold (no timings: speed is measured in
@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from stages import components, params
+from stages.errors import BuildError
 
 
 def rel_l2(actual, expected) -> float:
@@ -68,7 +69,13 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
     if inputs["library"].suffix == ".wasm":
         actual = run_webgpu(inputs, example, cfg["inputs"], expected.shape)
     else:
-        device = tvm.cpu()
+        kind = cfg["target"]["kind"]
+        device = tvm.cuda() if kind == "cuda" else tvm.cpu()
+        if not device.exist:
+            raise BuildError(f"verify:{component}: target {kind} needs an NVIDIA GPU and its "
+                             f"driver on this machine; fix: build up to emit here "
+                             f"(doit emit target={kind}) and check on a GPU machine "
+                             f"(bench/gpu/README.md)")
         vm = relax.VirtualMachine(tvm.runtime.load_module(str(inputs["library"])), device)
         weights = [tvm.runtime.tensor(a, device)
                    for a in params.load(inputs["params"], inputs["manifest"])]

@@ -1,14 +1,21 @@
 #!/bin/bash
 # One device call on the lent NVIDIA H200: time one SD v1.5 UNet step (CFG batch 2, 64x64 latents)
-# as our webgpu build (Dawn in Node over the NVIDIA Vulkan driver) and as PyTorch (eager fp32,
-# fp16, torch.compile fp16). Run from the repo root, with `.gpu` carried (bench/gpu/README.md):
+# as our webgpu build (Dawn in Node over the NVIDIA Vulkan driver), as our cuda build (TVM's
+# runtime) and as PyTorch (eager fp32, fp16, torch.compile fp16), and check our builds against
+# PyTorch float64 on the same weights. Run from the repo root, with `.gpu` carried
+# (bench/gpu/README.md):
 #
-#   bash bench/gpu/run_on_device.sh [WASM_DIR ...]
+#   bash bench/gpu/run_on_device.sh [BUILD_DIR ...]
 #
-# Each WASM_DIR holds one *.wasm plus params/tensor-cache.json (shapes only: the shards need not
-# travel). With no WASM_DIR only the Dawn probes and torch run. Writes into $OUT (at most 8 files):
-# run.log, probe.json (Dawn defaults), probe_f16.json (with $DAWN_FEATURES), webgpu_<dir name>.json
-# per dir, torch_unet_step.json, summary.json; prints a table last. Knobs (env): DAWN_FEATURES
+# Each BUILD_DIR is one emitted UNet variant: a webgpu one holds one *.wasm, a cuda one one *.so
+# (either may come as *.xz), each beside params/tensor-cache.json (shapes only: the shards need not travel). With a cuda dir
+# or CHECK=1 (the default when .gpu/tvm-runtime.tar.xz is there) bench/gpu/tvm_unet_step.py runs
+# first: it draws the model's weights here, times the cuda dirs, and writes the weights and the
+# float64 reference for the webgpu runs, which then load those weights (--check) and report their
+# rel-L2. With no BUILD_DIR only the Dawn probes and torch run. Writes into $OUT (at most 8
+# files): run.log, probe.json (Dawn defaults), probe_f16.json (with $DAWN_FEATURES),
+# webgpu_<dir name>.json per wasm dir, tvm_unet_step.json, torch_unet_step.json, summary.json;
+# prints a table last. Knobs (env): CHECK (0/1), TVM_ARGS (extra arguments), DAWN_FEATURES
 # (Dawn toggles for the wasm runs; default vulkan_enable_f16_on_nvidia: without it Dawn hides
 # shader-f16 on NVIDIA's Vulkan driver), TORCH_VARIANTS (default all five),
 # TORCH_ITERS (30), WEBGPU_ITERS (20), TORCH_ARGS / WEBGPU_ARGS (extra arguments), SKIP_TORCH=1,
@@ -65,6 +72,29 @@ DAWN_FEATURES=${DAWN_FEATURES-vulkan_enable_f16_on_nvidia}
 DF=(); [ -n "$DAWN_FEATURES" ] && DF=(--dawn-features "$DAWN_FEATURES")
 say "node $($W/node --version)"
 
+# ---- PyTorch's side packages (diffusers) and TVM's runtime (no compiler) ------------------------
+$PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target /tmp/site "$P"/whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+WASM_DIRS=(); SO_DIRS=()
+for d in "$@"; do   # a build dir may carry its library xz-compressed (x.wasm.xz): 20x smaller
+  for z in "$d"/*.xz; do [ -f "$z" ] && [ ! -f "${z%.xz}" ] && unxz_to "$z" "${z%.xz}"; done
+done
+for d in "$@"; do
+  if ls "$d"/*.so >/dev/null 2>&1; then SO_DIRS+=("$d"); else WASM_DIRS+=("$d"); fi
+done
+CHECK=${CHECK:-$([ -f "$P/tvm-runtime.tar.xz" ] && echo 1 || echo 0)}
+CHECK_DIR=$W/check
+if [ ${#SO_DIRS[@]} -gt 0 ] || [ "$CHECK" = 1 ]; then
+  mkdir -p $W/tvmrt && unxz_to "$P/tvm-runtime.tar.xz" $W/tvmrt.tar && tar -xf $W/tvmrt.tar -C $W/tvmrt
+  CK=(); [ "$CHECK" = 1 ] && CK=(--check-dir "$CHECK_DIR" --webgpu "${WASM_DIRS[@]}")
+  t=$(( $(left) - 300 )); [ $t -gt 240 ] && t=240
+  say "tvm + check data (timeout ${t}s)"
+  TVM_USE_RUNTIME_LIB=1 PYTHONPATH=$W/tvmrt:$PYTHONPATH PYTHONUNBUFFERED=1 timeout $t \
+    $PY bench/gpu/tvm_unet_step.py --out "$OUT/tvm_unet_step.json" --cuda "${SO_DIRS[@]}" \
+    "${CK[@]}" --iters "${TORCH_ITERS:-30}" ${TVM_ARGS:-}
+  say "tvm rc=$?"
+fi
+
 # ---- WebGPU: probe, then each wasm dir ----------------------------------------------------------
 if [ "${SKIP_PROBE:-0}" != 1 ]; then
   say "Dawn probe (defaults)"
@@ -76,21 +106,20 @@ if [ "${SKIP_PROBE:-0}" != 1 ]; then
     say "probe rc=$?"
   fi
 fi
-for d in "$@"; do
+for d in "${WASM_DIRS[@]}"; do
   name=$(basename "$d")
+  CA=(); [ -f "$CHECK_DIR/params_$name.bin" ] && CA=(--check "$CHECK_DIR")
   t=$(( $(left) - 200 )); [ "${SKIP_TORCH:-0}" = 1 ] && t=$(( $(left) - 10 ))
   [ $t -gt 300 ] && t=300
   if [ $t -lt 30 ]; then say "skip $name: too little time left"; continue; fi
   say "webgpu $name (timeout ${t}s)"
   timeout $t $W/node bench/gpu/webgpu_unet_step.mjs "$d" "$OUT/webgpu_$name.json" \
-    --iters "${WEBGPU_ITERS:-20}" "${DF[@]}" ${WEBGPU_ARGS:-} 2>&1 | grep -v 'artificially reduced'
+    --iters "${WEBGPU_ITERS:-20}" "${DF[@]}" "${CA[@]}" ${WEBGPU_ARGS:-} 2>&1 | grep -v 'artificially reduced'
   say "webgpu $name rc=${PIPESTATUS[0]}"
 done
 
 # ---- PyTorch ----------------------------------------------------------------------------------
 if [ "${SKIP_TORCH:-0}" != 1 ]; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site "$P"/whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
   t=$(( $(left) - 10 ))
   say "torch (timeout ${t}s)"
   PYTHONUNBUFFERED=1 timeout $t $PY bench/gpu/torch_unet_step.py --out "$OUT/torch_unet_step.json" \
@@ -117,9 +146,19 @@ if os.path.exists(tp):
                          r.get("loop_ms")))
         else:
             rows.append(("torch " + name + " FAILED: " + r.get("error", "")[:60], None, None, None, None))
+checks = {}
+tv = os.path.join(out, "tvm_unet_step.json")
+if os.path.exists(tv):
+    t = json.load(open(tv))
+    summary["torch_fp32_strict_rel_l2"] = t.get("torch_fp32_strict_rel_l2")
+    for name, r in t.get("results", {}).items():
+        rows.append(("tvm cuda " + name, r["median_ms"], None, 1.61e12, r.get("loop_ms")))
+        checks["tvm cuda " + name] = r
 for p in sorted(glob.glob(os.path.join(out, "webgpu_*.json"))):
     r = json.load(open(p))
     label = "webgpu " + r.get("label", os.path.basename(p))
+    if r.get("check"):
+        checks[label] = r["check"]
     if r.get("ok") and "median_ms" in r:
         rows.append((label, r["median_ms"], (r.get("pipeline_compile_ms") or 0) / 1e3,
                      r.get("flop_per_step"), None))
@@ -144,12 +183,15 @@ for label, ms, setup, flop, loop in rows:
          "ratio_to_torch_eager_fp16": ms / ref16 if ref16 else None,
          "ratio_to_torch_compile_fp16": ms / refc if refc else None, "setup_s": setup,
          "loop_ms": loop}
+    if label in checks:
+        e["rel_l2_vs_fp64"] = checks[label]["rel_l2"]
+        e["check_passed"] = checks[label]["passed"]
     summary["rows"].append(e)
     fmt = lambda v: f"{v:9.2f}" if v else f"{'-':>9s}"
     print(f"{label:40s} {ms:9.2f} {(f'{loop:8.2f}' if loop else f'{chr(45):>8s}')} "
           f"{fmt(e['ratio_to_torch_eager_fp16'])} "
           f"{fmt(e['ratio_to_torch_compile_fp16'])} {tf / 1e12:8.1f} {100 * tf / PEAK:6.2f} "
-          f"{(setup or 0):8.1f}")
+          f"{(setup or 0):8.1f}" + (f"  rel-L2 {e['rel_l2_vs_fp64']:.1e}" if "rel_l2_vs_fp64" in e else ""))
 json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=1)
 EOF
 say "done"

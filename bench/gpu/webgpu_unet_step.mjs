@@ -16,6 +16,14 @@
 // sample [batch, in_ch, latent, latent], timestep [] and encoder_hidden_states [batch, 77, ctx];
 // in_ch and ctx are read off the params (conv_in, attn2 to_k) unless given.
 //
+// --check DIR: a correctness run on real numbers in place of the generator. DIR is what
+// bench/gpu/tvm_unet_step.py --check-dir wrote on the same machine: params_<label>.bin (every
+// param in this build's order and dtypes, raw, back to back), sample.bin, timestep.bin,
+// encoder_hidden_states.bin (float32) and expected.bin (PyTorch float64 output as float32).
+// The first step's output is compared with it: report.check = {rel_l2, max_rel_l2, passed}
+// (--max-rel-l2, default 1e-2 for a float16 build and 1e-4 otherwise: webgpu.toml's verify
+// thresholds); a failed check exits 4.
+//
 // Each timed step is main(...) then `await dev.sync()`, timed by the host's wall clock (GPU time
 // plus tvmjs's per-dispatch JS work; `encode_median_ms` is the JS part); the median over --iters
 // is reported with adapter info and limits. An uncaptured WebGPU error or a lost device fails the
@@ -63,7 +71,7 @@ for (let i = 0; i < argv.length; i++) {
     const key = a.slice(2);
     const val = argv[++i];
     if (val === undefined) fail(`option ${a} needs a value`);
-    opts[key] = ["backend", "adapter", "wasm", "label", "dawn-features"].includes(key) ? val : Number(val);
+    opts[key] = ["backend", "adapter", "wasm", "label", "dawn-features", "check"].includes(key) ? val : Number(val);
   } else {
     positional.push(a);
   }
@@ -301,6 +309,7 @@ function fillBytes(dtype, n, scratch) { // -> Uint8Array view of scratch with n 
 
 report = {
   ok: false, label: opts.label ?? path.basename(path.resolve(dir)), dir, wasm: wasmName,
+  values: opts.check ? `--check ${opts.check}` : "seeded generator",
   param_layout: layout, param_count: paramCount, param_bytes: paramBytes, param_dtypes: paramDtypes,
   inputs: { sample: sampleShape, timestep: [], encoder_hidden_states: textShape },
   ...deviceReport,
@@ -323,17 +332,33 @@ const maxBytes = Math.max(...specs.map((s) => s.nbytes), 4 * numel(textShape), 4
 const scratch = new ArrayBuffer(Math.ceil(maxBytes / 4) * 4);
 let pendingBytes = 0;
 const params = [];
+const label = opts.label ?? path.basename(path.resolve(dir));
+let checkFd = null, checkPos = 0;
+if (opts.check) {
+  const p = path.join(opts.check, `params_${label}.bin`);
+  if (!fs.existsSync(p)) fail(`--check: no ${p} (bench/gpu/tvm_unet_step.py --check-dir --webgpu ${dir})`);
+  if (fs.statSync(p).size !== paramBytes) fail(`--check: ${p} has ${fs.statSync(p).size} bytes, the build's params ${paramBytes}`);
+  checkFd = fs.openSync(p, "r");
+}
+function valueBytes(s, n) { // the param's bytes: read from --check's file, else from the generator
+  if (checkFd === null) return fillBytes(s.dtype, n, scratch);
+  const view = new Uint8Array(scratch, 0, n * DTYPE_BYTES[s.dtype]);
+  view.fill(0);
+  fs.readSync(checkFd, view, 0, s.nbytes, checkPos);
+  checkPos += s.nbytes;
+  return view;
+}
 for (const s of specs) {
   const n = numel(s.shape);
   let t;
   if (s.nbytes % 4 === 0) {
     t = tvm.detachFromCurrentScope(tvm.empty(s.shape, s.dtype, dev));
-    t.copyFromRawBytes(fillBytes(s.dtype, n, scratch));
+    t.copyFromRawBytes(valueBytes(s, n));
   } else { // WebGPU copies need 4-byte multiples (an odd-length float16 bias): pad, then view
     const padded = n + 1;
     tvm.beginScope();
     const base = tvm.empty([padded], s.dtype, dev);
-    base.copyFromRawBytes(fillBytes(s.dtype, padded, scratch));
+    base.copyFromRawBytes(valueBytes(s, padded));
     t = tvm.detachFromCurrentScope(base.view(s.shape));
     tvm.endScope();
   }
@@ -344,18 +369,26 @@ for (const s of specs) {
 await dev.sync();
 const paramUploadMs = performance.now() - tParams;
 
-function input(shape, lo, hi) {
+function readFloats(name, n) {
+  const p = path.join(opts.check, `${name}.bin`);
+  const buf = fs.readFileSync(p);
+  if (buf.length !== 4 * n) fail(`--check: ${p} has ${buf.length} bytes, expected ${4 * n}`);
+  return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length));
+}
+function input(shape, lo, hi, name) {
   const n = numel(shape);
   const a = new Float32Array(scratch, 0, n);
-  for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * rand();
+  if (opts.check) a.set(readFloats(name, n));
+  else for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * rand();
   const t = tvm.detachFromCurrentScope(tvm.empty(shape, "float32", dev));
   t.copyFromRawBytes(new Uint8Array(scratch, 0, 4 * n));
   return t;
 }
-const sample = input(sampleShape, -1, 1);
+const sample = input(sampleShape, -1, 1, "sample");
 const timestep = tvm.detachFromCurrentScope(tvm.empty([], "float32", dev));
-timestep.copyFromRawBytes(new Uint8Array(new Float32Array([500]).buffer));
-const text = input(textShape, -1, 1);
+const tValue = opts.check ? readFloats("timestep", 1) : new Float32Array([500]);
+timestep.copyFromRawBytes(new Uint8Array(tValue.buffer, tValue.byteOffset, 4));
+const text = input(textShape, -1, 1, "encoder_hidden_states");
 await dev.sync();
 await checkErrors("param upload");
 
@@ -410,6 +443,15 @@ let finite = 0, absSum = 0;
 for (const v of outArr) { if (Number.isFinite(v)) { finite++; absSum += Math.abs(v); } }
 report.output = { shape: first.host.shape, dtype: first.host.dtype, finite_fraction: finite / outArr.length,
                   mean_abs: absSum / Math.max(finite, 1) };
+if (opts.check) {
+  const expected = readFloats("expected", outArr.length);
+  let diff = 0, norm = 0;
+  for (let i = 0; i < outArr.length; i++) { diff += (outArr[i] - expected[i]) ** 2; norm += expected[i] ** 2; }
+  const maxRel = opts["max-rel-l2"] ?? (paramDtypes.includes("float16") ? 1e-2 : 1e-4);
+  const relL2 = Math.sqrt(diff / norm);
+  report.check = { rel_l2: relL2, max_rel_l2: maxRel, passed: relL2 <= maxRel };
+  console.error(`webgpu_unet_step: ${report.label} vs PyTorch float64: rel-L2 ${relL2.toExponential(2)} (<= ${maxRel}: ${relL2 <= maxRel})`);
+}
 first.host.dispose();
 // --max-seconds (default 120) bounds warmup + timing, so a slow build still reports (>= 3 steps)
 const maxMs = 1e3 * (opts["max-seconds"] ?? 120);
@@ -445,4 +487,4 @@ console.log(JSON.stringify({ label: report.label, wasm: wasmName, median_ms: med
                              fraction_of_peak: report.fraction_of_peak, output: report.output }));
 tvm.endScope();
 if (!report.output_ok) console.error(`webgpu_unet_step: output has non-finite values (finite fraction ${report.output.finite_fraction})`);
-process.exit(report.output_ok ? 0 : 3);
+process.exit(!report.output_ok ? 3 : report.check && !report.check.passed ? 4 : 0);
