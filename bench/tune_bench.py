@@ -1,7 +1,10 @@
 """CPU speed per component: compiled-untuned vs compiled-tuned (MetaSchedule) vs torch eager.
 
-In a fresh checkout under a temp dir: `doit build` (untuned libraries are kept aside), then
-`doit tune:<component>` with the given budget for every component, then `doit build` again.
+In a fresh checkout under a temp dir: `doit emit` (the untuned libraries are kept aside), then
+`doit tune:<component>` with the given budget for every component, then `doit emit` again (the
+params are the same bytes tuned or not). --tuned-already: the workspace's tuning records are
+there already (a long tuning run done by `doit tune`); they are moved aside for the untuned
+emit and put back.
 All three variants of each component then run in this one process, on the same inputs, with
 the same number of threads (torch.set_num_threads and TVM_NUM_THREADS), after a warm-up; the
 figure is the median of --repeat runs. torch runs first for every component: TVM's thread pool
@@ -9,8 +12,8 @@ keeps spinning after a call and would steal the cores from torch. Prints a table
 bench/results/tune_bench_<model>.json.
 
     .venv/bin/python bench/tune_bench.py [--model tiny] [--trials 64] [--top 4] [--repeat 20]
-    .venv/bin/python bench/tune_bench.py --model sd-v1-5 --trials 16 --top 2 --repeat 3 \
-        --workspace /tmp/sd15        # reuse a checkout that has the model built already
+    .venv/bin/python bench/tune_bench.py --model sd-v1-5 --trials 128 --top 12 --repeat 1 \
+        --workspace /tmp/sd15 --tuned-already   # after `doit tune:<c> model=sd-v1-5` there
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--workspace", type=Path, default=None,
                     help="a checkout to build and tune in (default: a fresh one in a temp dir)")
+    ap.add_argument("--tuned-already", action="store_true",
+                    help="the workspace holds the tuning records: time them, tune nothing")
     args = ap.parse_args()
     os.environ["TVM_NUM_THREADS"] = str(args.threads)  # before the TVM runtime starts
 
@@ -79,12 +84,21 @@ def main() -> None:
         dist = ws / "dist" / args.model / "llvm"
         untuned = Path(tmp) / "untuned"
         if args.trials:
-            doit(ws, "build", f"model={args.model}")
-            shutil.copytree(dist, untuned)
-            for c in COMPONENTS:
-                doit(ws, f"tune:{c}", f"model={args.model}", "--trials", str(args.trials),
-                     "--top", str(args.top))
-            doit(ws, "build", f"model={args.model}")
+            records = ws / "configs" / "tuning" / args.model / "llvm"
+            aside = Path(tmp) / "records"
+            if args.tuned_already:
+                shutil.move(records, aside)
+            doit(ws, "emit", f"model={args.model}")
+            for c in COMPONENTS:   # only the libraries: the params do not change with tuning
+                (untuned / c).mkdir(parents=True)
+                shutil.copy2(dist / c / f"{c}.so", untuned / c / f"{c}.so")
+            if args.tuned_already:
+                shutil.move(aside, records)
+            else:
+                for c in COMPONENTS:
+                    doit(ws, f"tune:{c}", f"model={args.model}", "--trials", str(args.trials),
+                         "--top", str(args.top))
+            doit(ws, "emit", f"model={args.model}")
         else:   # untuned only, from what the workspace has emitted (no build: verify is slow)
             for c in COMPONENTS:
                 doit(ws, f"emit:{c}", f"model={args.model}")
@@ -113,9 +127,14 @@ def main() -> None:
                 vm = relax.VirtualMachine(tvm.runtime.load_module(str(lib_dir / f"{c}.so")),
                                           device)
                 params = [tvm.runtime.tensor(a, device) for a in
-                          load_params(lib_dir / "params", lib_dir / "manifest.json")]
+                          load_params(dist / c / "params", dist / c / "manifest.json")]
                 timings[name] = median_ms(lambda: vm["main"](*tvm_args, *params), args.repeat)
                 print(f"{c}: {name} {timings[name]:.1f}", flush=True)
+                del vm, params   # full size: one copy of the UNet's params at a time
+
+        for c in rows:   # how many kernels have a tuning record (a workload line each)
+            db = ws / "configs" / "tuning" / args.model / "llvm" / c / "database_workload.json"
+            rows[c]["tuned_kernels"] = len(db.read_text().splitlines()) if db.is_file() else 0
 
     print(f"{'component':<14} {'torch ms':>9} {'untuned ms':>11} {'tuned ms':>9} "
           f"{'tuned/untuned':>14} {'torch/tuned':>12}")
@@ -132,7 +151,8 @@ def main() -> None:
     out = ROOT / "bench" / "results" / f"tune_bench_{args.model}.json"
     out.write_text(json.dumps({
         "model": args.model, "threads": args.threads, "trials": args.trials, "top": args.top,
-        "repeat": args.repeat, "machine": platform.machine(), "components": rows,
+        "repeat": args.repeat, "machine": platform.machine(), "tuned_already": args.tuned_already,
+        "components": rows,
     }, indent=1) + "\n")
 
 
