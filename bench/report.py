@@ -138,8 +138,14 @@ def section_cpu() -> list[str]:
         if not data:
             out += missing(f"python bench/tune_bench.py --model {model}")
             continue
-        budget = (f"tuning budget {data['trials']} trials (top {data['top']} kernels)"
-                  if data["trials"] else "untuned only (no tuning at this size yet)")
+        tuned = {c: t.get("tuned_kernels") for c, t in data["components"].items()}
+        if not data["trials"]:
+            budget = "untuned only (no tuning at this size yet)"
+        elif data.get("tuned_already"):
+            budget = ("tuning records made earlier by `doit tune`: "
+                      + ", ".join(f"{c} {n} kernels" for c, n in tuned.items()))
+        else:
+            budget = f"tuning budget {data['trials']} trials (top {data['top']} kernels)"
         runs = f"median of {data['repeat']} runs" if data["repeat"] > 1 else "one run each"
         out += [f"{model}: {data['threads']} threads, {budget}, {runs} "
                 f"(`bench/tune_bench.py`):", "",
@@ -154,6 +160,7 @@ def section_cpu() -> list[str]:
                        f"{t['tuned_ms']:.2f} | {t['speedup_tuned_vs_untuned']:.2f}x | "
                        f"{t['speedup_tuned_vs_torch']:.2f}x |")
         out.append("")
+        out += [f"- {note}" for note in data.get("notes", [])] + ([""] if data.get("notes") else [])
     return out
 
 

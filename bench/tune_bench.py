@@ -132,9 +132,11 @@ def main() -> None:
                 print(f"{c}: {name} {timings[name]:.1f}", flush=True)
                 del vm, params   # full size: one copy of the UNet's params at a time
 
-        for c in rows:   # how many kernels have a tuning record (a workload line each)
-            db = ws / "configs" / "tuning" / args.model / "llvm" / c / "database_workload.json"
-            rows[c]["tuned_kernels"] = len(db.read_text().splitlines()) if db.is_file() else 0
+        for c in rows:   # kernels with a measured record (a failed one reads 1e10 s)
+            db = ws / "configs" / "tuning" / args.model / "llvm" / c / "database_tuning_record.json"
+            lines = db.read_text().splitlines() if db.is_file() else []
+            rows[c]["tuned_kernels"] = len({json.loads(line)[0] for line in lines
+                                            if max(json.loads(line)[1][1] or [1e10]) < 1e9})
 
     print(f"{'component':<14} {'torch ms':>9} {'untuned ms':>11} {'tuned ms':>9} "
           f"{'tuned/untuned':>14} {'torch/tuned':>12}")
