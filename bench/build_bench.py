@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import checkout, keep_safe_softmax_guard  # noqa: E402  (one way for both)
+from conftest import checkout, keep_unit_scales  # noqa: E402  (one way for both)
 
 
 def timed_build(ws: Path, model: str, target: str) -> tuple[float, str]:
@@ -53,7 +53,7 @@ def main() -> None:
         clone = checkout(Path(tmp) / "b")
         shutil.copytree(ws / "cache", clone / "cache")
         results["cache-restore"] = timed_build(clone, args.model, args.target)
-        keep_safe_softmax_guard(ws)
+        keep_unit_scales(ws)
         results["pass-edit"] = timed_build(ws, args.model, args.target)
 
     cold = results["cold"][0]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import keep_safe_softmax_guard  # noqa: E402  (the edit the tests make)
+from conftest import keep_unit_scales  # noqa: E402  (the edit the tests make)
 
 SUMMARY = re.compile(r"^stages: (\d+) built, (\d+) restored, (\d+) up-to-date$", re.M)
 
@@ -46,11 +46,11 @@ def main() -> None:
     ap.add_argument("--workspace", type=Path, required=True)
     args = ap.parse_args()
     ws = args.workspace
-    pass_file = ws / "stages/passes/safe_softmax.py"
+    pass_file = ws / "stages/passes/drop_unit_scale.py"
     original = pass_file.read_text()
     results = {"no-op": timed(ws, args.task, args.model, args.target)}
     try:
-        keep_safe_softmax_guard(ws)
+        keep_unit_scales(ws)
         results["pass-edit"] = timed(ws, args.task, args.model, args.target)
     finally:
         pass_file.write_text(original)

@@ -56,6 +56,41 @@ def _param_bytes(func) -> dict[str, int]:
     return out
 
 
+def _bound_by(func, sizes: dict[str, int], nbytes: int) -> tuple[str, str] | None:
+    """(buffer, kernel): the first buffer of `nbytes` that a kernel binds, and that kernel.
+
+    A buffer is a param of `main` (by name) or a planned storage; tensors placed in a storage
+    count as it. `sizes` gives each param's bytes.
+    """
+    import tvm
+    from tvm import relax
+
+    storage: dict[str, int] = {}     # storage var -> bytes
+    where: dict[str, str] = {}       # tensor var -> its storage var
+    for block in func.body.blocks:
+        for binding in block.bindings:
+            call, name = binding.value, binding.var.name
+            if not isinstance(call, relax.Call):
+                continue
+            if isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.memory.alloc_storage":
+                n = 1
+                for d in call.args[0].values:
+                    n *= int(d)
+                storage[name] = n
+            elif isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.memory.alloc_tensor":
+                where[name] = call.args[0].name
+            elif isinstance(call.op, tvm.ir.GlobalVar):
+                for arg in call.args:
+                    if not isinstance(arg, relax.Var):
+                        continue
+                    if sizes.get(arg.name) == nbytes:
+                        return f"param {arg.name}", call.op.name_hint
+                    home = where.get(arg.name)
+                    if home is not None and storage.get(home) == nbytes:
+                        return f"an activation buffer ({home})", call.op.name_hint
+    return None
+
+
 def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
     import tvm
     from tvm import relax
@@ -72,10 +107,12 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
     largest = max(after + unplanned + list(params.values()), default=0)
     limit = cfg.get("max_storage_buffer_binding_size")
     if limit is not None and largest > limit:
-        what = next((f"param {n}" for n, b in params.items() if b == largest), "a planned buffer")
-        raise BuildError(f"plan:{cfg['component']}: {what} of {largest} bytes is over "
-                         f"max_storage_buffer_binding_size = {limit} (the target config); fix: "
-                         f"raise the limit if the GPUs you ship to grant it, or shrink the shapes")
+        found = _bound_by(mod["main"], params, largest)
+        what, kernel = found if found else ("a buffer", "a kernel")
+        raise BuildError(f"plan:{cfg['component']}: kernel {kernel} binds {what} of {largest} "
+                         f"bytes, over max_storage_buffer_binding_size = {limit} (the target "
+                         f"config); fix: raise the limit if the GPUs you ship to grant it, or "
+                         f"shrink the shapes")
     plan = {
         "component": cfg["component"],
         "unplanned": {"allocations": len(before), "bytes": sum(before)},

@@ -56,10 +56,10 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
-def keep_safe_softmax_guard(ws: Path) -> None:
+def keep_unit_scales(ws: Path) -> None:
     """A real edit of the UNet-only pass: it stops rewriting, so the UNet module changes."""
-    edit(ws / "stages/passes/safe_softmax.py",
-         "mod[gv] = rewrite_call(guarded, lambda _expr, m: m[probs], func)", "mod[gv] = func")
+    edit(ws / "stages/passes/drop_unit_scale.py",
+         "mod[gv] = rewrite_call(scaled, drop, func)", "mod[gv] = func")
 
 
 def doit(cwd: Path, *args: str, check: bool = True, python_flags: tuple = (),

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import (ALL_TASKS, checkout, doit, keep_safe_softmax_guard, report, summary,
+from conftest import (ALL_TASKS, checkout, doit, keep_unit_scales, report, summary,
                       tree_digests)
 
 
@@ -48,7 +48,7 @@ def test_corrupt_blob_is_detected_and_its_stage_rebuilt(built, tmp_path):
 
 def test_killed_build_leaves_no_partial_output_and_next_build_is_right(workspace):
     # a real pass edit, so the unet stages from passes on must run; kill during emit:unet
-    keep_safe_softmax_guard(workspace)
+    keep_unit_scales(workspace)
     before = tree_digests(workspace, "dist")
     proc = subprocess.Popen([sys.executable, "-m", "doit", "build"], cwd=workspace,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -73,7 +73,7 @@ def test_killed_build_leaves_no_partial_output_and_next_build_is_right(workspace
 
 def test_two_builds_at_once_on_one_cache_both_succeed(built, tmp_path):
     ws = _clone_with_cache(built[0], tmp_path / "clone")
-    keep_safe_softmax_guard(ws)
+    keep_unit_scales(ws)
     procs = [subprocess.Popen([sys.executable, "-m", "doit", "build"], cwd=ws, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
              for _ in range(2)]

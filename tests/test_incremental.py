@@ -1,6 +1,6 @@
 """Only what changed rebuilds: pass edits (real and comment-only) and config edits."""
 
-from conftest import ALL_TASKS, doit, edit, keep_safe_softmax_guard, report, summary
+from conftest import ALL_TASKS, doit, edit, keep_unit_scales, report, summary
 
 # `package` lists the sha256 of every file of the model, so it follows any component's change
 UNET_FROM_PASSES = {f"{s}:unet" for s in ("passes", "schedule", "plan", "emit", "verify")} | {
@@ -11,7 +11,7 @@ TEXT_ENCODER_ALL = {f"{s}:text_encoder" for s in ("weights", "capture", "import"
 
 
 def test_real_unet_pass_edit_rebuilds_only_unet_from_passes(workspace):
-    keep_safe_softmax_guard(workspace)  # a different module, still correct
+    keep_unit_scales(workspace)  # a different module, still correct
     proc = doit(workspace, "build")
     built = report(workspace)["built"]
     assert built == UNET_FROM_PASSES, built
@@ -19,7 +19,7 @@ def test_real_unet_pass_edit_rebuilds_only_unet_from_passes(workspace):
 
 
 def test_comment_only_pass_edit_stops_after_passes(workspace):
-    edit(workspace / "stages/passes/safe_softmax.py", "def make(target):",
+    edit(workspace / "stages/passes/drop_unit_scale.py", "def make(target):",
           "# a comment that changes the source, not the module it produces\ndef make(target):")
     proc = doit(workspace, "build")
     assert report(workspace)["built"] == {"passes:unet"}

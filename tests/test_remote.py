@@ -208,7 +208,7 @@ def test_gc_brings_cache_under_the_limit_and_the_next_build_works(workspace):
 def test_upload_skips_blobs_the_server_has(server, machine_a, tmp_path):
     ws = tmp_path / "a_copy"
     shutil.copytree(machine_a, ws)
-    path = ws / "stages/passes/safe_softmax.py"
+    path = ws / "stages/passes/drop_unit_scale.py"
     path.write_text("# same passes, new source: a new key, the same output bytes\n"
                     + path.read_text())
     before = server.access_log().count("PUT /cas/")

@@ -37,7 +37,10 @@ def kernel_usage(func) -> dict:
             bound = bound or tag.startswith(("threadIdx", "blockIdx"))
             if tag.startswith("threadIdx"):
                 extents[tag] = max(extents.get(tag, 1), int(node.extent))
-        for buf in getattr(node, "alloc_buffers", None) or ():
+        buffers = list(getattr(node, "alloc_buffers", None) or ())
+        if isinstance(node, tvm.tirx.AllocBuffer):    # an allocation written in a block body
+            buffers.append(node.buffer)
+        for buf in buffers:
             if buf.scope().startswith("shared"):
                 n = 1
                 for d in buf.shape:

@@ -29,8 +29,13 @@ class Step:
 
 PASSES = (
     # phase 1: graph rewrites on high-level Relax ops
-    Step("safe_softmax", components=("unet",)),
+    Step("drop_unit_scale", components=("unet",)),
     Step("to_float16", precisions=("float16",)),
+    Step("take_before_cast", components=("text_encoder",), precisions=("float16",)),
+    # NOTE: after to_float16, so each attention kernel is built for the dtype it really gets
+    Step("flash_attention"),
+    Step("cancel_transposes"),
+    Step("transpose_matmul"),
     Step("wgsl_literals", targets=("webgpu",)),
     # phase 2: lower every op to TensorIR
     Step("legalize"),

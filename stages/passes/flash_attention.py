@@ -1,0 +1,55 @@
+"""Every R.nn.attention becomes one call of our attention kernel (stages/passes/attention_kernel.py).
+
+Runs after to_float16, so the kernel is built for the dtype the attention really sees, and
+before legalize, which would otherwise lower the op to matmul -> softmax -> matmul with the
+whole score matrix in between. One PrimFunc per distinct signature (shapes, dtype, scale, mask).
+A missing bias is a (1, 1, 1, 1) zero, so every kernel takes the same five buffers.
+"""
+
+
+def make(target):
+    import numpy as np
+    import tvm
+    from tvm import relax
+
+    from stages.passes import attention_kernel
+
+    gpu = target.kind.name != "llvm"
+    max_threads = int(target.attrs["max_num_threads"]) if gpu else 1
+
+    @tvm.transform.module_pass(opt_level=0, name="websd.FlashAttention")
+    def flash_attention(mod, _ctx):
+        kernels: dict[tuple, tvm.ir.GlobalVar] = {}
+
+        @relax.expr_functor.mutator
+        class Rewrite(relax.PyExprMutator):
+            def visit_call_(self, call):
+                call = super().visit_call_(call)
+                if not (isinstance(call.op, tvm.ir.Op) and call.op.name in ("relax.nn.attention", "relax.nn.attention_bias")):
+                    return call
+                q, k, v = call.args[:3]
+                bias = call.args[3] if len(call.args) > 3 else None
+                dtype = str(q.ty.dtype)
+                if bias is None:
+                    bias = relax.const(np.zeros((1, 1, 1, 1), dtype=dtype))
+                shapes = tuple(tuple(int(x) for x in t.ty.shape) for t in (q, k, v, bias))
+                scale = call.attrs.scale
+                scale = None if scale is None else float(scale.value)
+                causal = call.attrs.causal_mask
+                if causal not in (None, "TopLeft"):
+                    raise ValueError(f"flash_attention: causal_mask {causal!r} is not supported")
+                key = (*shapes, dtype, scale, causal)
+                if key not in kernels:
+                    func = attention_kernel.build(*shapes, dtype, scale, causal is not None,
+                                                  gpu, max_threads)
+                    kernels[key] = self.builder_.add_func(func, f"attention{len(kernels)}")
+                return relax.call_tir(kernels[key], [q, k, v, bias],
+                                      call.ty)
+
+        rewriter = Rewrite(mod)
+        for gv, func in list(mod.functions.items()):
+            if isinstance(func, relax.Function):
+                rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
+        return rewriter.builder_.get()
+
+    return flash_attention

@@ -1,0 +1,75 @@
+"""Attention without the score matrix: the kernel against numpy, and the builds that use it.
+
+The kernel's numbers are checked here on CPU (the llvm form, one row per loop iteration) with
+every input it supports: an additive bias broadcast over batch or heads, a causal mask, key
+counts that are not a multiple of the keys folded in per step, float16 inputs. The GPU form runs
+in every webgpu verify (G = 1 at the tiny size) and at full size on the H200 (G = 2 and 4 for
+SD's head sizes 80 and 160: bench/results/h200/); here its structure is checked: the partial
+dot products meet in workgroup memory, never in a storage buffer every workgroup shares.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tvm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from stages.passes import attention_kernel  # noqa: E402
+from stages.passes.gpu_limits import kernel_usage  # noqa: E402
+
+WEBGPU = {"kind": "webgpu", "max_num_threads": 256, "max_shared_memory_per_block": 16384,
+          "host": {"kind": "llvm", "mtriple": "wasm32-unknown-unknown-wasm"}}
+
+
+def _reference(q, k, v, bias, causal):
+    q, k, v, bias = (x.astype(np.float64) for x in (q, k, v, bias))
+    s = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(q.shape[-1]) + bias
+    if causal:
+        s[:, :, np.triu(np.ones((q.shape[1], k.shape[1]), bool), 1)] = -np.inf
+    p = np.exp(s - s.max(-1, keepdims=True))
+    return np.einsum("bhqk,bkhd->bqhd", p / p.sum(-1, keepdims=True), v)
+
+
+@pytest.mark.parametrize("dtype,bias_shape,causal,max_rel", [
+    ("float32", (1, 1, 1, 1), False, 1e-6),     # the UNet's and the VAE's: no mask
+    ("float32", (2, 1, 37, 77), True, 1e-6),    # CLIP's: an additive mask and causal
+    ("float16", (1, 3, 37, 77), False, 2e-3),   # a bias broadcast over the batch
+])
+def test_cpu_kernel_matches_numpy(dtype, bias_shape, causal, max_rel):
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((2, 37, 3, 16)).astype(dtype)
+    k = rng.standard_normal((2, 77, 3, 16)).astype(dtype)   # 77 keys: not a multiple of 4
+    v = rng.standard_normal((2, 77, 3, 16)).astype(dtype)
+    bias = (rng.standard_normal(bias_shape) if bias_shape != (1, 1, 1, 1)
+            else np.zeros(bias_shape)).astype(dtype)
+    func = attention_kernel.build(q.shape, k.shape, v.shape, bias.shape, dtype, None, causal,
+                                  gpu=False)
+    lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
+                      target=tvm.target.Target("llvm"))
+    dev = tvm.cpu()
+    args = [tvm.runtime.tensor(x, dev) for x in (q, k, v, bias, np.zeros(q.shape, dtype))]
+    lib(*args)
+    got, want = args[-1].numpy().astype(np.float64), _reference(q, k, v, bias, causal)
+    assert np.linalg.norm(got - want) / np.linalg.norm(want) < max_rel
+
+
+@pytest.mark.parametrize("head_dim,threads_per_row", [(40, 1), (80, 2), (160, 4), (512, 8)])
+def test_gpu_kernel_splits_wide_heads_and_exchanges_in_workgroup_memory(head_dim,
+                                                                        threads_per_row):
+    assert attention_kernel.threads_per_row(head_dim) == threads_per_row
+    shape = (2, 256, 2, head_dim)
+    func = attention_kernel.build(shape, shape, shape, (1, 1, 1, 1), "float16", None, False,
+                                  gpu=True, max_threads=256)
+    use = kernel_usage(func)
+    assert use["threads"] == attention_kernel.THREADS
+    assert use["shared_bytes"] == attention_kernel.shared_bytes(head_dim)
+    with tvm.target.Target(WEBGPU) as target:
+        lib = tvm.tirx.build(tvm.IRModule({"attn": func.with_attr("global_symbol", "attn")}),
+                             target=target)
+    wgsl = lib.imports[0].inspect_source()
+    storage = [line for line in wgsl.splitlines() if "var<storage" in line]
+    assert len(storage) == 5, storage          # q, k, v, bias, out: nothing shared across groups
+    assert ("var<workgroup> part" in wgsl) == (threads_per_row > 1)
+    assert "inf" not in wgsl                   # WGSL has no infinity literal
