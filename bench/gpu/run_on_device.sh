@@ -7,7 +7,8 @@
 #
 #   bash bench/gpu/run_on_device.sh [BUILD_DIR ...]
 #
-# Each BUILD_DIR is one emitted UNet variant: a webgpu one holds one *.wasm, a cuda one one *.so
+# Each BUILD_DIR is one emitted UNet variant (or another component's, with a file `inputs` that
+# names its inputs for webgpu_unet_step.mjs --inputs: timed and its memory read, not checked): a webgpu one holds one *.wasm, a cuda one one *.so
 # (either may come as *.xz), each beside params/tensor-cache.json (shapes only: the shards need not travel). With a cuda dir
 # or CHECK=1 (the default when .gpu/tvm-runtime.tar.xz is there) bench/gpu/tvm_unet_step.py runs
 # first: it draws the model's weights here, times the cuda dirs, and writes the weights and the
@@ -79,8 +80,11 @@ WASM_DIRS=(); SO_DIRS=()
 for d in "$@"; do   # a build dir may carry its library xz-compressed (x.wasm.xz): 20x smaller
   for z in "$d"/*.xz; do [ -f "$z" ] && [ ! -f "${z%.xz}" ] && unxz_to "$z" "${z%.xz}"; done
 done
+OTHER_DIRS=()   # another component's wasm dir: a file `inputs` there names its inputs
 for d in "$@"; do
-  if ls "$d"/*.so >/dev/null 2>&1; then SO_DIRS+=("$d"); else WASM_DIRS+=("$d"); fi
+  if ls "$d"/*.so >/dev/null 2>&1; then SO_DIRS+=("$d")
+  elif [ -f "$d/inputs" ]; then OTHER_DIRS+=("$d")
+  else WASM_DIRS+=("$d"); fi
 done
 CHECK=${CHECK:-$([ -f "$P/tvm-runtime.tar.xz" ] && echo 1 || echo 0)}
 CHECK_DIR=$W/check
@@ -106,9 +110,10 @@ if [ "${SKIP_PROBE:-0}" != 1 ]; then
     say "probe rc=$?"
   fi
 fi
-for d in "${WASM_DIRS[@]}"; do
+for d in "${WASM_DIRS[@]}" "${OTHER_DIRS[@]}"; do
   name=$(basename "$d")
   CA=(); [ -f "$CHECK_DIR/params_$name.bin" ] && CA=(--check "$CHECK_DIR")
+  [ -f "$d/inputs" ] && CA=(--inputs "$(cat "$d/inputs")")
   t=$(( $(left) - 200 )); [ "${SKIP_TORCH:-0}" = 1 ] && t=$(( $(left) - 10 ))
   [ $t -gt 300 ] && t=300
   if [ $t -lt 30 ]; then say "skip $name: too little time left"; continue; fi

@@ -32,6 +32,12 @@
 // without this toggle, and the fp16 build then fails at shader creation.
 // Debug knobs: WEBSD_DEBUG=1 (stage log on stderr); WEBSD_LIMITS / WEBSD_FEATURES (comma lists
 // of the adapter limits / features to request; default all of LIMITS below / shader-f16,subgroups);
+// --inputs "name:d0,d1,...:dtype;...": run another component (the VAE decoder, the text encoder)
+// on these inputs in place of the UNet's three, seeded values (int32 inputs: token ids < 49408).
+// --profile N: after the timed steps, N more steps with a timestamp query around every compute
+// pass (tvmjs makes one pass per dispatch): report.profile = GPU ms per kernel and step, by
+// entry point, costliest first (needs the adapter's timestamp-query; Dawn's timestamp
+// quantization is turned off for it).
 // --sync-pipelines 1 (compile shaders lazily at the first step instead of
 // tvm.asyncLoadWebGPUPipelines); --setup-only 1 (stop after param upload and shader compile: a
 // check of a full-size build on a CPU adapter). Modules come from $WEBSD_NODE_MODULES, else
@@ -71,7 +77,7 @@ for (let i = 0; i < argv.length; i++) {
     const key = a.slice(2);
     const val = argv[++i];
     if (val === undefined) fail(`option ${a} needs a value`);
-    opts[key] = ["backend", "adapter", "wasm", "label", "dawn-features", "check"].includes(key) ? val : Number(val);
+    opts[key] = ["backend", "adapter", "wasm", "label", "dawn-features", "check", "inputs"].includes(key) ? val : Number(val);
   } else {
     positional.push(a);
   }
@@ -102,6 +108,7 @@ if (opts.adapter) createFlags.push(`adapter=${opts.adapter}`);
 // e.g. --dawn-features vulkan_enable_f16_on_nvidia: Dawn hides shader-f16 on NVIDIA's Vulkan
 // driver unless this toggle is on (seen on the H200, driver 580.159, 2026-11-30)
 if (opts["dawn-features"]) createFlags.push(`enable-dawn-features=${opts["dawn-features"]}`);
+if (opts.profile) createFlags.push("disable-dawn-features=timestamp_quantization");
 const gpu = create(createFlags);
 const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
 if (!adapter) fail("no WebGPU adapter (Vulkan loader/ICD missing? set VK_DRIVER_FILES)");
@@ -117,7 +124,8 @@ const requiredLimits = {};
 const askLimits = process.env.WEBSD_LIMITS ? process.env.WEBSD_LIMITS.split(",") : LIMITS;
 for (const k of askLimits) if (adapter.limits[k] !== undefined) requiredLimits[k] = adapter.limits[k];
 const adapterFeatures = [...adapter.features].sort();
-const requiredFeatures = (process.env.WEBSD_FEATURES ?? "shader-f16,subgroups").split(",").filter((f) => adapter.features.has(f));
+const requiredFeatures = (process.env.WEBSD_FEATURES ?? "shader-f16,subgroups").split(",")
+  .concat(opts.profile ? ["timestamp-query"] : []).filter((f) => adapter.features.has(f));
 const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
 // NOTE: dawn.node (npm webgpu 0.6.2) crashes (SIGSEGV, or SIGABRT with "The futex facility
 // returned an unexpected error code" / std::system_error) when V8 collects the GPU, adapter or
@@ -144,6 +152,79 @@ const checkErrors = async (where) => {
 };
 
 let report = null;
+
+// ---- per-kernel GPU time: a timestamp query pair around every compute pass -------------------
+// tvmjs encodes each dispatch as its own compute pass on an encoder it makes with
+// device.createCommandEncoder, and names each pipeline's entry point after the kernel: wrap
+// those two calls on this device object, nothing inside the runtime.
+const profiler = opts.profile ? (() => {
+  if (!device.features.has("timestamp-query")) fail("--profile: the adapter has no timestamp-query");
+  const CAP = 4096; // queries: 2 per pass
+  const querySet = device.createQuerySet({ type: "timestamp", count: CAP });
+  const resolved = device.createBuffer({ size: CAP * 8, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+  const readback = device.createBuffer({ size: CAP * 8, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const entryOf = new WeakMap();
+  for (const make of ["createComputePipeline", "createComputePipelineAsync"]) {
+    const orig = device[make].bind(device);
+    device[make] = (desc) => {
+      const p = orig(desc);
+      const name = desc?.compute?.entryPoint ?? "?";
+      if (p && typeof p.then === "function") return p.then((pl) => { entryOf.set(pl, name); return pl; });
+      entryOf.set(p, name);
+      return p;
+    };
+  }
+  const makeEncoder = device.createCommandEncoder.bind(device);
+  let names = null; // kernel name per pass of the step being profiled; null = not profiling
+  device.createCommandEncoder = (desc) => {
+    const enc = makeEncoder(desc);
+    const begin = enc.beginComputePass.bind(enc);
+    enc.beginComputePass = (pd) => {
+      if (!names || 2 * names.length >= CAP) return begin(pd);
+      const i = names.length;
+      names.push("?");
+      const pass = begin({ ...(pd ?? {}), timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
+      const setPipeline = pass.setPipeline.bind(pass);
+      pass.setPipeline = (pl) => { names[i] = entryOf.get(pl) ?? "?"; setPipeline(pl); };
+      return pass;
+    };
+    return enc;
+  };
+  const perKernel = new Map(); // name -> {calls, ns}
+  let steps = 0, passes = 0, truncated = false;
+  return {
+    start() { names = []; },
+    async stop() { // after dev.sync(): every pass of the step has been submitted
+      const n = names.length;
+      const got = names;
+      names = null;
+      truncated ||= 2 * n >= CAP;
+      const enc = makeEncoder();
+      enc.resolveQuerySet(querySet, 0, 2 * n, resolved, 0);
+      enc.copyBufferToBuffer(resolved, 0, readback, 0, 16 * n);
+      device.queue.submit([enc.finish()]);
+      await readback.mapAsync(GPUMapMode.READ);
+      const t = new BigUint64Array(readback.getMappedRange(0, 16 * n).slice(0));
+      readback.unmap();
+      for (let i = 0; i < n; i++) {
+        const e = perKernel.get(got[i]) ?? { calls: 0, ns: 0 };
+        e.calls += 1;
+        e.ns += Number(t[2 * i + 1] - t[2 * i]);
+        perKernel.set(got[i], e);
+      }
+      steps += 1;
+      passes += n;
+    },
+    report() {
+      const rows = [...perKernel].map(([kernel, e]) => ({ kernel, calls: e.calls / steps, ms: e.ns / steps / 1e6 }))
+        .sort((a, b) => b.ms - a.ms);
+      const total = rows.reduce((a, r) => a + r.ms, 0);
+      for (const r of rows) r.share = r.ms / total;
+      return { steps, dispatches_per_step: passes / steps, kernel_ms_total: total, kernels_distinct: rows.length,
+               truncated, top: rows.slice(0, 40) };
+    },
+  };
+})() : null;
 
 // ---- probe: adapter, limits and one f16 compute shader, no wasm ------------------------------
 if (probe) {
@@ -242,6 +323,10 @@ const toK = specs.find((s) => /attn2[._]to_k[._]weight$/.test(s.name) && s.shape
 const inCh = opts.in_channels ?? (convIn ? convIn.shape[1] : 4);
 const ctx = opts.context ?? (toK ? toK.shape[1] : 768);
 const sampleShape = [opts.batch, inCh, opts.latent, opts.latent];
+const customInputs = (opts.inputs ?? "").split(";").filter(Boolean).map((spec) => {
+  const [name, dims, dtype = "float32"] = spec.split(":");
+  return { name, shape: dims ? dims.split(",").map(Number) : [], dtype };
+});
 const textShape = [opts.batch, opts.seq, ctx];
 const fullSize = opts.latent === 64 && ctx === 768 && opts.batch === 2 && paramCount > 8e8;
 const flop = opts.flop ?? (fullSize ? 1.61e12 : null);
@@ -311,7 +396,8 @@ report = {
   ok: false, label: opts.label ?? path.basename(path.resolve(dir)), dir, wasm: wasmName,
   values: opts.check ? `--check ${opts.check}` : "seeded generator",
   param_layout: layout, param_count: paramCount, param_bytes: paramBytes, param_dtypes: paramDtypes,
-  inputs: { sample: sampleShape, timestep: [], encoder_hidden_states: textShape },
+  inputs: opts.inputs ? Object.fromEntries(customInputs.map((c) => [c.name, c.shape]))
+    : { sample: sampleShape, timestep: [], encoder_hidden_states: textShape },
   ...deviceReport,
 };
 
@@ -328,7 +414,8 @@ tvm.beginScope();
 
 dbg("upload params");
 const tParams = performance.now();
-const maxBytes = Math.max(...specs.map((s) => s.nbytes), 4 * numel(textShape), 4 * numel(sampleShape));
+const maxBytes = Math.max(...specs.map((s) => s.nbytes), 4 * numel(textShape), 4 * numel(sampleShape),
+                          ...customInputs.map((c) => 4 * numel(c.shape)));
 const scratch = new ArrayBuffer(Math.ceil(maxBytes / 4) * 4);
 let pendingBytes = 0;
 const params = [];
@@ -389,6 +476,20 @@ const timestep = tvm.detachFromCurrentScope(tvm.empty([], "float32", dev));
 const tValue = opts.check ? readFloats("timestep", 1) : new Float32Array([500]);
 timestep.copyFromRawBytes(new Uint8Array(tValue.buffer, tValue.byteOffset, 4));
 const text = input(textShape, -1, 1, "encoder_hidden_states");
+const args = !opts.inputs ? [sample, timestep, text] : customInputs.map((c) => {
+  const n = numel(c.shape);
+  const t = tvm.detachFromCurrentScope(tvm.empty(c.shape, c.dtype, dev));
+  if (c.dtype === "int32") {
+    const a = new Int32Array(scratch, 0, n);
+    for (let i = 0; i < n; i++) a[i] = Math.floor(rand() * 49408);
+    t.copyFromRawBytes(new Uint8Array(scratch, 0, 4 * n));
+  } else {
+    const a = new Float32Array(scratch, 0, n);
+    for (let i = 0; i < n; i++) a[i] = rand() * 2 - 1;
+    t.copyFromRawBytes(new Uint8Array(scratch, 0, 4 * n));
+  }
+  return t;
+});
 await dev.sync();
 await checkErrors("param upload");
 
@@ -421,7 +522,7 @@ const main = tvm.detachFromCurrentScope(vm.getFunction("main"));
 async function step(keep) {
   tvm.beginScope();
   const s = performance.now();
-  const out = main(sample, timestep, text, ...params);
+  const out = main(...args, ...params);
   const encoded = performance.now();
   await dev.sync();
   const done = performance.now();
@@ -467,6 +568,19 @@ for (let i = 0; i < opts.iters; i++) {
   encodes.push(r.encodeMs);
 }
 await checkErrors("timed steps");
+if (profiler) {
+  dbg("profile");
+  for (let i = 0; i < opts.profile; i++) {
+    tvm.beginScope();
+    profiler.start();
+    main(...args, ...params);
+    await dev.sync();
+    await profiler.stop();
+    tvm.endScope();
+  }
+  await checkErrors("profiled steps");
+  report.profile = profiler.report();
+}
 const sorted = (a) => [...a].sort((x, y) => x - y);
 const median = (a) => { const s = sorted(a); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 const med = median(times);
