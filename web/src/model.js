@@ -94,6 +94,17 @@ export class Component {
     }
   }
 
+  /**
+   * Give back the GPU buffers of this component's activations. After a call tvmjs keeps them in
+   * its pool for the next call; the page calls this once a component is done for the image
+   * (the text encoder before the denoising loop, the UNet before the VAE decode), so that the
+   * activations of the three never add up: the GPU memory of an image is the parameters plus
+   * the largest component's activations. The next call allocates them again.
+   */
+  releaseActivations() {
+    this.tvm.withNewScope(() => this.tvm.getGlobalFunc("vm.builtin.memory_manager.clear")());
+  }
+
   dispose() {
     for (const t of this.params) t.dispose();
     this.params = [];

@@ -12,6 +12,10 @@
 //           x = step(guided, i, x)                             web/src/schedulers.js
 //   image   = vae_decoder(x / scaling_factor)
 //
+// Each component gives its activations back once it is done for the image (model.js
+// releaseActivations), so the GPU memory of an image is the parameters plus the largest
+// component's activations, not the sum of the three.
+//
 // Guidance runs on the CPU because it is a handful of multiply-adds on the small latents, and
 // it keeps the guidance scale (and the negative prompt) a run-time input of an unchanged UNet.
 
@@ -44,6 +48,7 @@ export async function generate(model, opts, { signal, onStep } = {}) {
   ids.set(tokenizer.encode(opts.prompt), len);
   let t = performance.now();
   const text = await textEncoder.run([{ data: ids, shape: [2, len], dtype: "int32" }]);
+  textEncoder.releaseActivations();
   model.checkGpu();
   timings.textEncoder = (performance.now() - t) / 1000;
   stop();
@@ -82,6 +87,7 @@ export async function generate(model, opts, { signal, onStep } = {}) {
     }
   } finally {
     ehs.dispose();
+    unet.releaseActivations();
   }
   stop();
 
@@ -90,6 +96,7 @@ export async function generate(model, opts, { signal, onStep } = {}) {
   const scaled = new Float32Array(n);
   for (let j = 0; j < n; j++) scaled[j] = x[j] / k;
   const image = await vaeDecoder.run([{ data: scaled, shape: model.latentShape }]);
+  vaeDecoder.releaseActivations();
   model.checkGpu();
   timings.vaeDecoder = (performance.now() - t) / 1000;
   const [, , height, width] = image.shape;
