@@ -19,6 +19,25 @@ from stages.config import split_variant
 from stages.manifest import listing
 
 
+def requirements(variants: dict, workgroup_limits: dict) -> dict:
+    """What each precision needs from a WebGPU adapter, from its variants' records.
+
+    variants: {name: {"precision", "largest_buffer_bytes", "param_bytes"}}; workgroup_limits:
+    what the kernels were scheduled for (the target config; None on CPU targets).
+    """
+    needs = {}
+    for precision in dict.fromkeys(v["precision"] for v in variants.values()):
+        mine = [v for v in variants.values() if v["precision"] == precision]
+        needs[precision] = {
+            "features": ["shader-f16"] if precision == "float16" else [],
+            "maxStorageBufferBindingSize": max(v["largest_buffer_bytes"] for v in mine),
+            "maxBufferSize": max(v["largest_buffer_bytes"] for v in mine),
+            "download_bytes": sum(v["param_bytes"] for v in mine),
+            **{k: n for k, n in workgroup_limits.items() if n is not None},
+        }
+    return needs
+
+
 def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
     copied = ("tokenizer.json", "tokenizer_config.json", "scheduler_config.json", "schedules.json")
     for name in copied:
@@ -46,17 +65,7 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
             "largest_buffer_bytes": plan["largest_buffer_bytes"],
             "verify": {"rel_l2": verified["rel_l2"], "max_rel_l2": verified["max_rel_l2"]},
         }
-    needs = {}
-    for precision in dict.fromkeys(v["precision"] for v in variants.values()):
-        mine = [v for v in variants.values() if v["precision"] == precision]
-        needs[precision] = {
-            "features": ["shader-f16"] if precision == "float16" else [],
-            "maxStorageBufferBindingSize": max(v["largest_buffer_bytes"] for v in mine),
-            "maxBufferSize": max(v["largest_buffer_bytes"] for v in mine),
-            "download_bytes": sum(v["param_bytes"] for v in mine),
-            # what the kernels were scheduled for (the target config); None on CPU targets
-            **{k: n for k, n in cfg["workgroup_limits"].items() if n is not None},
-        }
+    needs = requirements(variants, cfg["workgroup_limits"])
     index = {
         "model": cfg["model"], "target": cfg["target"],
         "image_size": cfg["image_size"], "latent_size": cfg["latent_size"],
