@@ -62,7 +62,7 @@ def main() -> None:
     variants = {v: variant_size(cfg, v) for v in cfg.variants}
     for path in args.measured:
         run = json.loads(Path(path).read_text())
-        name = Path(run["dir"]).name
+        name = Path(run["wasm"]).stem   # the variant: unet-fp16.wasm
         stats = re.search(r"peak-memory=(\d+) MB", run.get("runtime_stats") or "")
         if name in variants and stats:
             variants[name]["measured_peak_bytes"] = int(stats.group(1)) << 20
@@ -92,6 +92,8 @@ def main() -> None:
               "image_size": cfg.model["model"]["image_size"], "variants": variants,
               "totals": totals, "requirements": needs}
     out = ROOT / "bench" / "results" / f"model_size_{args.model}_{args.target}.json"
+    if out.exists():   # notes are written by hand next to the figures: keep them
+        result["notes"] = json.loads(out.read_text()).get("notes", [])
     out.write_text(json.dumps(result, indent=1) + "\n")
     for v, s in variants.items():
         print(f"{v:<20} shards {s['shard_bytes'] / 1e6:9.1f} MB  activations "

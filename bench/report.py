@@ -212,7 +212,8 @@ def section_gpu() -> list[str]:
 def section_profile() -> list[str]:
     """Top kernels of the webgpu UNet step on the H200, from timestamp queries, per profiled run."""
     out = ["## Where a webgpu UNet step's GPU time goes (H200, timestamp queries)", ""]
-    runs = sorted((BENCH / "results" / "h200").glob("**/webgpu_*.json"))
+    # the last device run (h200/webgpu_*): it times the build before the change and after
+    runs = sorted((BENCH / "results" / "h200").glob("webgpu_*.json"))
     runs = [(p, json.loads(p.read_text())) for p in runs]
     runs = [(p, r) for p, r in runs if r.get("profile")]
     if not runs:
