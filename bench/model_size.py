@@ -83,7 +83,9 @@ def main() -> None:
     spec = dag.spec(cfg, "package")
     needs = requirements({v: {"precision": config.split_variant(v)[1],
                               "largest_buffer_bytes": s["largest_buffer_bytes"],
-                              "param_bytes": s["shard_bytes"]} for v, s in variants.items()},
+                              "param_bytes": s["shard_bytes"],
+                              "activation_bytes": s["planned_activation_bytes"]}
+                          for v, s in variants.items()},
                          spec.config["workgroup_limits"])
     for p, need in needs.items():
         need["above_webgpu_defaults"] = sorted(k for k, n in WEBGPU_DEFAULTS.items()

@@ -22,8 +22,10 @@ from stages.manifest import listing
 def requirements(variants: dict, workgroup_limits: dict) -> dict:
     """What each precision needs from a WebGPU adapter, from its variants' records.
 
-    variants: {name: {"precision", "largest_buffer_bytes", "param_bytes"}}; workgroup_limits:
-    what the kernels were scheduled for (the target config; None on CPU targets).
+    variants: {name: {"precision", "largest_buffer_bytes", "param_bytes", "activation_bytes"}};
+    workgroup_limits: what the kernels were scheduled for (the target config; None on CPU
+    targets). gpu_bytes is the GPU memory of one image as the page holds it: every variant's
+    params plus the largest planned activations (each component gives its own back after use).
     """
     needs = {}
     for precision in dict.fromkeys(v["precision"] for v in variants.values()):
@@ -33,6 +35,8 @@ def requirements(variants: dict, workgroup_limits: dict) -> dict:
             "maxStorageBufferBindingSize": max(v["largest_buffer_bytes"] for v in mine),
             "maxBufferSize": max(v["largest_buffer_bytes"] for v in mine),
             "download_bytes": sum(v["param_bytes"] for v in mine),
+            "gpu_bytes": sum(v["param_bytes"] for v in mine)
+            + max(v["activation_bytes"] for v in mine),
             **{k: n for k, n in workgroup_limits.items() if n is not None},
         }
     return needs

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -165,6 +166,8 @@ def test_the_page_loads_from_the_network_first_and_says_what_it_runs(session):
     assert start["page"]["imageSize"] == "64x64"
     assert start["page"]["precision"].startswith("float32")   # no shader-f16 on CPU WebGPU
     assert start["status"]["precision"] == "float32"
+    # the GPU memory it expects, before loading: manifest.json's requirements
+    assert re.fullmatch(r"\d+\.\d MB", start["page"]["gpuMemory"]), start["page"]
     bins = [f for f in session["firstLoad"]["files"] if f["path"].endswith(".bin")]
     assert len(bins) == 3 and {f["source"] for f in bins} == {"network"}, bins
     assert all("/params/" in f["path"] and "-fp16" not in f["path"] for f in bins)

@@ -44,6 +44,11 @@ def test_cold_webgpu_build_verifies_every_component_under_webgpu(webgpu_build):
     assert needs["float16"]["download_bytes"] * 2 == pytest.approx(
         needs["float32"]["download_bytes"], rel=0.01)
     assert needs["float16"]["features"] == ["shader-f16"]
+    # the GPU memory the page announces: all params + the largest component's activations
+    for precision, need in needs.items():
+        mine = [v for v in index["variants"].values() if v["precision"] == precision]
+        assert need["gpu_bytes"] == sum(v["param_bytes"] for v in mine) + max(
+            v["activation_bytes"] for v in mine)
     # every file under dist/tiny/webgpu is in the manifest, with its sha256
     on_disk = {str(p.relative_to(dist)) for p in dist.rglob("*") if p.is_file()}
     assert set(index["files"]) == on_disk - {"manifest.json", "build-report.json"}

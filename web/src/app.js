@@ -131,6 +131,8 @@ async function openGpu() {
     .join(" ") || "unnamed adapter") + (info.featureLevel === "compatibility" ? " (compatibility mode)" : "");
   $("download-size").textContent = mb(shardsOf(state.manifest, gpu.precision)
     .reduce((a, s) => a + s.size, 0));
+  const expected = state.manifest.requirements?.[gpu.precision]?.gpu_bytes;
+  $("gpu-memory").textContent = expected ? mb(expected) : "?";
   return gpu;
 }
 

@@ -26,7 +26,7 @@ const KERNEL_FLOOR = { maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgro
 const REQUESTED = ["maxStorageBufferBindingSize", "maxBufferSize", "maxComputeWorkgroupStorageSize",
   "maxComputeInvocationsPerWorkgroup", "maxComputeWorkgroupSizeX", "maxComputeWorkgroupSizeY",
   "maxComputeWorkgroupSizeZ", "maxStorageBuffersPerShaderStage", "maxComputeWorkgroupsPerDimension"];
-const NOT_LIMITS = new Set(["features", "download_bytes"]);
+const NOT_LIMITS = new Set(["features", "download_bytes", "gpu_bytes"]);
 // Most capable first: float16 halves the download and the memory when the GPU can run it.
 const PRECISION_ORDER = ["float16", "float32"];
 

@@ -30,6 +30,7 @@ const pageText = (page) => page.evaluate(() => ({
   denoise: document.getElementById("denoise-text").textContent,
   precision: document.getElementById("precision").textContent,
   imageSize: document.getElementById("image-size").textContent,
+  gpuMemory: document.getElementById("gpu-memory").textContent,
   generateDisabled: document.getElementById("generate").disabled,
 }));
 
