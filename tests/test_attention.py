@@ -62,6 +62,8 @@ def test_gpu_kernel_splits_wide_heads_and_exchanges_in_workgroup_memory(head_dim
     shape = (2, 256, 2, head_dim)
     func = attention_kernel.build(shape, shape, shape, (1, 1, 1, 1), "float16", None, False,
                                   gpu=True, max_threads=256)
+    # no source span names this checkout's path: the module is the same in every clone
+    assert str(Path(__file__).resolve().parents[1]) not in tvm.ir.save_json(func)
     use = kernel_usage(func)
     assert use["threads"] == attention_kernel.THREADS
     assert use["shared_bytes"] == attention_kernel.shared_bytes(head_dim)

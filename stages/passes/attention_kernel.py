@@ -41,17 +41,19 @@ def shared_bytes(head_dim: int, threads: int = THREADS) -> int:
 
 
 def build(q_shape, k_shape, v_shape, bias_shape, dtype: str, scale: float | None,
-          causal: bool, gpu: bool, max_threads: int = THREADS):
+          causal: bool, gpu: bool, max_threads: int = THREADS, bias_dtype: str | None = None):
     """The PrimFunc for one attention signature: (q, k, v, bias, out), all BSHD but bias.
 
     bias_shape is 4-D, broadcastable to (batch, heads, queries, keys); pass a (1, 1, 1, 1) zero
-    for none. `causal` masks key > query (TopLeft).
+    for none. Its dtype may differ from q's (the float16 text encoder's mask stays float32).
+    `causal` masks key > query (TopLeft).
     """
     from tvm.script import tirx as T
 
     b, sq, h, d = (int(x) for x in q_shape)
     sk, dv = int(k_shape[1]), int(v_shape[3])
     bb, bh, bq, bk = (int(x) for x in bias_shape)
+    bdtype = bias_dtype or dtype
     if scale is None:
         scale = 1.0 / math.sqrt(d)
     g = threads_per_row(d) if gpu else 1
@@ -87,7 +89,7 @@ def build(q_shape, k_shape, v_shape, bias_shape, dtype: str, scale: float | None
 
     @T.prim_func(private=True, s_tir=True)
     def attention(q: T.Buffer((b, sq, h, d), dtype), k: T.Buffer((b, sk, h, d), dtype),
-                  v: T.Buffer((b, sk, h, dv), dtype), bias: T.Buffer((bb, bh, bq, bk), dtype),
+                  v: T.Buffer((b, sk, h, dv), dtype), bias: T.Buffer((bb, bh, bq, bk), bdtype),
                   out: T.Buffer((b, sq, h, dv), dtype)):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
         for wg in outer(n_groups):
@@ -159,4 +161,9 @@ def build(q_shape, k_shape, v_shape, bias_shape, dtype: str, scale: float | None
                         for i in T.unroll(dvg):
                             out[bi, row, hi, gi * dvg + i] = T.cast(o_reg[i] / st[1], dtype)
 
-    return attention
+    # NOTE: re-parsed from its own text: the parsed function carries source spans naming this
+    # file by its absolute path, which would make the module differ between two checkouts
+    # (and every stage after `passes` rebuild in a fresh clone)
+    import tvm
+
+    return tvm.script.from_source(attention.script())

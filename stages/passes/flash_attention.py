@@ -38,10 +38,11 @@ def make(target):
                 causal = call.attrs.causal_mask
                 if causal not in (None, "TopLeft"):
                     raise ValueError(f"flash_attention: causal_mask {causal!r} is not supported")
-                key = (*shapes, dtype, scale, causal)
+                bias_dtype = str(bias.ty.dtype)
+                key = (*shapes, dtype, bias_dtype, scale, causal)
                 if key not in kernels:
                     func = attention_kernel.build(*shapes, dtype, scale, causal is not None,
-                                                  gpu, max_threads)
+                                                  gpu, max_threads, bias_dtype=bias_dtype)
                     kernels[key] = self.builder_.add_func(func, f"attention{len(kernels)}")
                 return relax.call_tir(kernels[key], [q, k, v, bias],
                                       call.ty)

@@ -6,7 +6,51 @@ ToMixedPrecision runs convolutions and matmuls on float16 operands with float32 
 and keeps numerically fragile ops (softmax, norms) in float32 where TVM's op policy says so.
 Every weight param of `main` becomes a float16 param (the emit stage writes float16 shards to
 match), while the inputs and the output stay float32, so callers feed every variant alike.
+
+NOTE: TVM 0.27's ToMixedPrecision rebuilds an attention with a bias (CLIP's causal mask) without
+the bias: the float16 text encoder then attended to every token (rel-L2 0.89). The bias is put
+back here, cast to the attention's dtype, on the binding of the same name.
 """
+
+
+def _bindings(func):
+    for block in func.body.blocks:
+        yield from block.bindings
+
+
+def _reattach_biases(before, after):
+    from tvm import relax
+
+    def is_attention(value, op):
+        return isinstance(value, relax.Call) and getattr(value.op, "name", None) == op
+
+    biases = {b.var.name: b.value.args[3] for b in _bindings(before["main"])
+              if is_attention(b.value, "relax.nn.attention_bias")}
+    if not biases:
+        return after
+    main = after["main"]
+    by_name = {p.name: p for p in main.params} | {b.var.name: b.var for b in _bindings(main)}
+    blocks = []
+    for block in main.body.blocks:
+        bindings = []
+        for b in block.bindings:
+            v = b.value
+            if b.var.name in biases and is_attention(v, "relax.nn.attention") and len(v.args) == 3:
+                bias = biases[b.var.name]
+                bias = by_name[bias.name] if isinstance(bias, relax.Var) else bias
+                q = v.args[0]
+                if str(bias.ty.dtype) != str(q.ty.dtype):
+                    bias = relax.op.astype(bias, q.ty.dtype)
+                v = relax.op.nn.attention(*v.args, bias=bias, scale=v.attrs.scale,
+                                          causal_mask=v.attrs.causal_mask,
+                                          window_size=v.attrs.window_size)
+                b = relax.VarBinding(b.var, v)
+            bindings.append(b)
+        blocks.append(type(block)(bindings))
+    after = after.clone()
+    after["main"] = relax.Function(main.params, relax.SeqExpr(blocks, main.body.body),
+                                   main.ret_ty, main.is_pure, main.attrs)
+    return relax.transform.Normalize()(after)
 
 
 def make(target):
@@ -18,7 +62,8 @@ def make(target):
         main = mod["main"]
         num_inputs = int(main.attrs["num_input"])
         weights = [p.name for p in main.params[num_inputs:] if str(p.ty.dtype) == "float32"]
-        return relax.transform.ToMixedPrecision(out_dtype="float32",
-                                                fp16_input_names=weights)(mod)
+        mixed = relax.transform.ToMixedPrecision(out_dtype="float32",
+                                                 fp16_input_names=weights)(mod)
+        return _reattach_biases(mod, mixed)
 
     return to_float16
