@@ -177,8 +177,8 @@ def section_gpu() -> list[str]:
         return out + missing("bench/gpu/run_on_device.sh on the H200 (see bench/gpu/README.md)")
     rows = data["rows"]
     out += [f"One UNet denoising step of SD v1.5 (random init, CFG batch 2, 64x64 latents, "
-            f"{UNET_STEP_TFLOP} TFLOP), every row from one run (`bench/gpu/run_on_device.sh`; "
-            f"raw files in `bench/results/h200/`). webgpu rows: our build's wasm + WGSL with "
+            f"{UNET_STEP_TFLOP} TFLOP), measured with `bench/gpu/run_on_device.sh` (raw files, and "
+            f"which call each row came from, in `bench/results/h200/` and the notes below). webgpu rows: our build's wasm + WGSL with "
             f"the tvmjs runtime under Dawn (npm `webgpu`) in Node on the NVIDIA Vulkan driver; "
             f"tvm cuda rows: the same graph built for `target=cuda`, run by TVM's runtime.",
             ""]
@@ -191,8 +191,10 @@ def section_gpu() -> list[str]:
         if checked:
             check = (f" {r['rel_l2_vs_fp64']:.1e}{'' if r['check_passed'] else ' (FAILED)'} |"
                      if "rel_l2_vs_fp64" in r else " - |")
+        compile_ratio = r.get("ratio_to_torch_compile_fp16")
         out.append(f"| {r['variant']} | {r['ms']:.1f} | {r['ratio_to_torch_eager_fp16']:.2f} | "
-                   f"{r['ratio_to_torch_compile_fp16']:.2f} | {r['tflops']:.1f} | "
+                   f"{'-' if compile_ratio is None else f'{compile_ratio:.2f}'} | "
+                   f"{r['tflops']:.1f} | "
                    f"{r['fraction_of_peak']:.2%} |" + check)
     out += ["", "x columns: ms of the row / ms of the reference (above 1 = slower)."
             + (" rel-L2: the first step's output on the weights and inputs drawn on the GPU "
