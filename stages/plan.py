@@ -18,28 +18,30 @@ from stages.errors import BuildError
 LOWER = ("RewriteDataflowReshape", "ToNonDataflow", "RemovePurityChecking", "CallTIRRewrite")
 
 
-def _allocations(func, op_name: str) -> list[int]:
-    """Byte sizes of the constant-size allocations made with `op_name` in a function body."""
+def _allocation_bytes(call, op_name: str) -> int | None:
+    """Byte size of `call` if it is a constant-size allocation made with `op_name`, else None."""
     import tvm
     from tvm import relax
 
-    sizes = []
-    for block in func.body.blocks:
-        for binding in block.bindings:
-            call = binding.value
-            if not (isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op)
-                    and call.op.name == op_name):
-                continue
-            shape = call.args[0]
-            if not all(isinstance(d, tvm.tirx.IntImm) for d in shape.values):
-                raise ValueError(f"plan: {op_name} with a symbolic shape; static shapes only")
-            n = 1
-            for d in shape.values:
-                n *= int(d)
-            if op_name == "relax.builtin.alloc_tensor":
-                n *= tvm.runtime.DataType(call.args[1].value).bits // 8
-            sizes.append(n)
-    return sizes
+    if not (isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op)
+            and call.op.name == op_name):
+        return None
+    shape = call.args[0]
+    if not all(isinstance(d, tvm.tirx.IntImm) for d in shape.values):
+        raise ValueError(f"plan: {op_name} with a symbolic shape; static shapes only")
+    n = 1
+    for d in shape.values:
+        n *= int(d)
+    if op_name == "relax.builtin.alloc_tensor":
+        n *= tvm.runtime.DataType(call.args[1].value).bits // 8
+    return n
+
+
+def _allocations(func, op_name: str) -> list[int]:
+    """Byte sizes of the constant-size allocations made with `op_name` in a function body."""
+    sizes = (_allocation_bytes(b.value, op_name) for block in func.body.blocks
+             for b in block.bindings)
+    return [n for n in sizes if n is not None]
 
 
 def _param_bytes(func) -> dict[str, int]:
@@ -72,11 +74,9 @@ def _bound_by(func, sizes: dict[str, int], nbytes: int) -> tuple[str, str] | Non
             call, name = binding.value, binding.var.name
             if not isinstance(call, relax.Call):
                 continue
-            if isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.memory.alloc_storage":
-                n = 1
-                for d in call.args[0].values:
-                    n *= int(d)
-                storage[name] = n
+            size = _allocation_bytes(call, "relax.memory.alloc_storage")
+            if size is not None:
+                storage[name] = size
             elif isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.memory.alloc_tensor":
                 where[name] = call.args[0].name
             elif isinstance(call.op, tvm.ir.GlobalVar):

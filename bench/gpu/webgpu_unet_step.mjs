@@ -477,17 +477,12 @@ const tValue = opts.check ? readFloats("timestep", 1) : new Float32Array([500]);
 timestep.copyFromRawBytes(new Uint8Array(tValue.buffer, tValue.byteOffset, 4));
 const text = input(textShape, -1, 1, "encoder_hidden_states");
 const args = !opts.inputs ? [sample, timestep, text] : customInputs.map((c) => {
+  if (c.dtype !== "int32") return input(c.shape, -1, 1, c.name);
   const n = numel(c.shape);
-  const t = tvm.detachFromCurrentScope(tvm.empty(c.shape, c.dtype, dev));
-  if (c.dtype === "int32") {
-    const a = new Int32Array(scratch, 0, n);
-    for (let i = 0; i < n; i++) a[i] = Math.floor(rand() * 49408);
-    t.copyFromRawBytes(new Uint8Array(scratch, 0, 4 * n));
-  } else {
-    const a = new Float32Array(scratch, 0, n);
-    for (let i = 0; i < n; i++) a[i] = rand() * 2 - 1;
-    t.copyFromRawBytes(new Uint8Array(scratch, 0, 4 * n));
-  }
+  const ids = new Int32Array(scratch, 0, n);   // token ids below CLIP's vocabulary size
+  for (let i = 0; i < n; i++) ids[i] = Math.floor(rand() * 49408);
+  const t = tvm.detachFromCurrentScope(tvm.empty(c.shape, "int32", dev));
+  t.copyFromRawBytes(new Uint8Array(scratch, 0, 4 * n));
   return t;
 });
 await dev.sync();

@@ -7,29 +7,21 @@ the way out. Each pair would be a kernel that copies the tensor to where it alre
 
 
 def make(target):
-    import tvm
-    from tvm import relax
-    from tvm.relax.dpl import is_op, rewrite_call, wildcard
+    from tvm.relax.dpl import is_op, wildcard
+
+    from stages.passes.rewrite import pattern_pass
 
     inner = is_op("relax.permute_dims")(wildcard())
     outer = is_op("relax.permute_dims")(inner)
 
+    def axes(call, rank):
+        return [int(i) for i in call.attrs.axes] if call.attrs.axes is not None \
+            else list(range(rank))[::-1]
+
     def undo(expr, matches):
-        first, second = matches[inner], expr
-        x = first.args[0]
+        x = matches[inner].args[0]
         rank = len(x.ty.shape)
-        a = [int(i) for i in first.attrs.axes] if first.attrs.axes is not None else \
-            list(range(rank))[::-1]
-        b = [int(i) for i in second.attrs.axes] if second.attrs.axes is not None else \
-            list(range(rank))[::-1]
+        a, b = axes(matches[inner], rank), axes(expr, rank)
         return x if [a[i] for i in b] == list(range(rank)) else expr
 
-    @tvm.transform.module_pass(opt_level=0, name="websd.CancelTransposes")
-    def cancel_transposes(mod, _ctx):
-        mod = mod.clone()
-        for gv, func in list(mod.functions.items()):
-            if isinstance(func, relax.Function):
-                mod[gv] = rewrite_call(outer, undo, func)
-        return mod
-
-    return cancel_transposes
+    return pattern_pass("websd.CancelTransposes", (outer, undo))

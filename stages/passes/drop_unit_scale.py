@@ -8,10 +8,10 @@ The UNet runs them at every denoising step; the VAE decoder's few run once per i
 
 def make(target):
     import numpy as np
-    import tvm
     import tvm_ffi
-    from tvm import relax
-    from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
+    from tvm.relax.dpl import is_const, is_op, wildcard
+
+    from stages.passes.rewrite import pattern_pass
 
     x, one = wildcard(), is_const()
     scaled = is_op("relax.divide")(x, one) | is_op("relax.multiply")(x, one)
@@ -22,12 +22,4 @@ def make(target):
             return expr
         return matches[x] if np.all(matches[one].value.numpy() == 1) else expr
 
-    @tvm.transform.module_pass(opt_level=0, name="websd.DropUnitScale")
-    def drop_unit_scale(mod, _ctx):
-        mod = mod.clone()
-        for gv, func in list(mod.functions.items()):
-            if isinstance(func, relax.Function):
-                mod[gv] = rewrite_call(scaled, drop, func)
-        return mod
-
-    return drop_unit_scale
+    return pattern_pass("websd.DropUnitScale", (scaled, drop))

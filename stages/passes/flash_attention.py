@@ -6,6 +6,8 @@ whole score matrix in between. One PrimFunc per distinct signature (shapes, dtyp
 A missing bias is a (1, 1, 1, 1) zero, so every kernel takes the same five buffers.
 """
 
+ATTENTION_OPS = ("relax.nn.attention", "relax.nn.attention_bias")   # without and with a bias
+
 
 def make(target):
     import numpy as np
@@ -13,8 +15,9 @@ def make(target):
     from tvm import relax
 
     from stages.passes import attention_kernel
+    from stages.passes.pipeline import GPU
 
-    gpu = target.kind.name != "llvm"
+    gpu = target.kind.name in GPU
     max_threads = int(target.attrs["max_num_threads"]) if gpu else 1
 
     @tvm.transform.module_pass(opt_level=0, name="websd.FlashAttention")
@@ -25,7 +28,7 @@ def make(target):
         class Rewrite(relax.PyExprMutator):
             def visit_call_(self, call):
                 call = super().visit_call_(call)
-                if not (isinstance(call.op, tvm.ir.Op) and call.op.name in ("relax.nn.attention", "relax.nn.attention_bias")):
+                if not (isinstance(call.op, tvm.ir.Op) and call.op.name in ATTENTION_OPS):
                     return call
                 q, k, v = call.args[:3]
                 bias = call.args[3] if len(call.args) > 3 else None
@@ -44,8 +47,7 @@ def make(target):
                     func = attention_kernel.build(*shapes, dtype, scale, causal is not None,
                                                   gpu, max_threads, bias_dtype=bias_dtype)
                     kernels[key] = self.builder_.add_func(func, f"attention{len(kernels)}")
-                return relax.call_tir(kernels[key], [q, k, v, bias],
-                                      call.ty)
+                return relax.call_tir(kernels[key], [q, k, v, bias], call.ty)
 
         rewriter = Rewrite(mod)
         for gv, func in list(mod.functions.items()):

@@ -16,5 +16,5 @@ def make(target):
     from stages.passes import group_norm_rule, matmul_rule
 
     return dl.ApplyDefaultSchedule(
-        group_norm_rule.make_rule(), matmul_rule.make_rule(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(),
-        dl.gpu.Fallback())
+        group_norm_rule.make_rule(), matmul_rule.make_rule(), dl.gpu.GEMV(), dl.gpu.Reduction(),
+        dl.gpu.GeneralReduction(), dl.gpu.Fallback())

@@ -7,9 +7,10 @@ call to read 77 rows of it. Casting after the gather gives the same values.
 
 
 def make(target):
-    import tvm
     from tvm import relax
-    from tvm.relax.dpl import is_op, rewrite_call, wildcard
+    from tvm.relax.dpl import is_op, wildcard
+
+    from stages.passes.rewrite import pattern_pass
 
     table, ids = wildcard(), wildcard()
     cast = is_op("relax.astype")(table)
@@ -19,12 +20,4 @@ def make(target):
         return relax.op.astype(relax.op.take(matches[table], matches[ids], axis=expr.attrs.axis),
                                matches[cast].attrs.dtype)
 
-    @tvm.transform.module_pass(opt_level=0, name="websd.TakeBeforeCast")
-    def take_before_cast(mod, _ctx):
-        mod = mod.clone()
-        for gv, func in list(mod.functions.items()):
-            if isinstance(func, relax.Function):
-                mod[gv] = rewrite_call(gather, swap, func)
-        return mod
-
-    return take_before_cast
+    return pattern_pass("websd.TakeBeforeCast", (gather, swap))

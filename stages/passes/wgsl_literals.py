@@ -17,9 +17,10 @@ def make(target):
     import math
 
     import numpy as np
-    import tvm
     from tvm import relax
-    from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
+    from tvm.relax.dpl import is_const, is_op, wildcard
+
+    from stages.passes.rewrite import pattern_pass
 
     source = wildcard()
     cast = is_op("relax.astype")(source)
@@ -40,13 +41,4 @@ def make(target):
             return relax.op.less(matches[value], relax.const(np.array(-FLOAT32_MAX, dtype)))
         return relax.op.greater(matches[value], relax.const(np.array(FLOAT32_MAX, dtype)))
 
-    @tvm.transform.module_pass(opt_level=0, name="WGSLLiterals")
-    def rewrite(mod, _ctx):
-        mod = mod.clone()
-        for gv, func in list(mod.functions.items()):
-            if isinstance(func, relax.Function):
-                func = rewrite_call(cast, int8_as_float32, func)
-                mod[gv] = rewrite_call(compare, finite_compare, func)
-        return mod
-
-    return rewrite
+    return pattern_pass("WGSLLiterals", (cast, int8_as_float32), (compare, finite_compare))
