@@ -68,8 +68,10 @@ def main() -> None:
             variants[name]["measured_peak_bytes"] = int(stats.group(1)) << 20
             variants[name]["measured_on"] = run.get("adapter", {}).get("device")
     totals = {}
-    for precision in cfg.target["target"]["precisions"]:
-        mine = [variants[v] for v in cfg.variants if config.split_variant(v)[1] == precision]
+    flavor_of = {v: config.flavor(config.split_variant(v)[1], config.variant_features(v))
+                 for v in cfg.variants}
+    for precision in dict.fromkeys(flavor_of.values()):   # a flavor: config.flavor
+        mine = [variants[v] for v in cfg.variants if flavor_of[v] == precision]
         params = sum(v["shard_bytes"] for v in mine)
         activations = max(v["planned_activation_bytes"] for v in mine)
         totals[precision] = {"download_bytes": params + sum(v["library_bytes"] for v in mine),
@@ -82,6 +84,7 @@ def main() -> None:
     # each precision fits WebGPU's defaults
     spec = dag.spec(cfg, "package")
     needs = requirements({v: {"precision": config.split_variant(v)[1],
+                              "features": config.variant_features(v),
                               "largest_buffer_bytes": s["largest_buffer_bytes"],
                               "param_bytes": s["shard_bytes"],
                               "activation_bytes": s["planned_activation_bytes"]}

@@ -18,18 +18,45 @@ COMPONENTS = ("text_encoder", "unet", "vae_decoder")
 # A component is built once per precision its target lists. The float32 variant keeps the
 # component's name; the others add a suffix: `emit:unet` (float32), `emit:unet-fp16`.
 PRECISIONS = {"float32": "", "float16": "-fp16"}
+# Optional GPU features a target may build for (`target.features`): each adds one variant of
+# every component in float16 that needs the feature, which the page runs only where the adapter
+# has it: `unet-fp16-sm` (subgroup matrices: stages/passes/subgroup_matrix.py).
+FEATURES = {"subgroup-matrix": "-sm"}
+# The WebGPU adapter features each needs, besides the float16 variants' shader-f16; and the
+# subgroup size its kernels are laid out for (the adapter must report exactly it).
+WEBGPU_FEATURES = {"subgroup-matrix": ("subgroups", "chromium-experimental-subgroup-matrix")}
+SUBGROUP_SIZE = {"subgroup-matrix": 32}
 
 
-def variant_name(component: str, precision: str) -> str:
-    return component + PRECISIONS[precision]
+def variant_name(component: str, precision: str, features: tuple[str, ...] = ()) -> str:
+    return component + PRECISIONS[precision] + "".join(FEATURES[f] for f in features)
+
+
+def variant_features(variant: str) -> tuple[str, ...]:
+    """`unet-fp16-sm` -> ("subgroup-matrix",); `unet-fp16` -> ()."""
+    found = []
+    for feature, suffix in reversed(FEATURES.items()):
+        if variant.endswith(suffix):
+            found.insert(0, feature)
+            variant = variant[:-len(suffix)]
+    return tuple(found)
 
 
 def split_variant(variant: str) -> tuple[str, str]:
-    """`unet-fp16` -> ("unet", "float16"); `unet` -> ("unet", "float32")."""
+    """`unet-fp16` -> ("unet", "float16"); `unet` -> ("unet", "float32"); a feature variant
+    (`unet-fp16-sm`) -> its component and precision."""
+    for suffix in (FEATURES[f] for f in reversed(variant_features(variant))):
+        variant = variant[:-len(suffix)]
     for precision, suffix in PRECISIONS.items():
         if suffix and variant.endswith(suffix):
             return variant[:-len(suffix)], precision
     return variant, "float32"
+
+
+def flavor(precision: str, features: tuple[str, ...] = ()) -> str:
+    """What the page chooses between: a precision, with the features its variants need
+    ("float16+subgroup-matrix")."""
+    return "+".join((precision, *features))
 
 
 class ConfigError(Exception):
@@ -71,6 +98,7 @@ MODEL_SCHEMA = {
 }
 TARGET_SCHEMA = {
     "target": {"tvm": dict, "library": ("so", "wasm"), "precisions": [tuple(PRECISIONS)],
+               "features": [tuple(FEATURES)],
                "shard_mb": int, "max_storage_buffer_binding_size": int},
     "verify": {"max_rel_l2": float, "max_rel_l2_fp16": float, "seed": int},
     "tune": {"trials": int, "top": int, "trials_per_iter": int, "builder_timeout_s": int,
@@ -174,9 +202,12 @@ class Config:
 
     @property
     def variants(self) -> tuple[str, ...]:
-        """Every component at every precision of the target, float32 first: the subtasks."""
-        return tuple(variant_name(c, p) for p in self.target["target"]["precisions"]
-                     for c in COMPONENTS)
+        """Every component at every precision of the target, float32 first, then the feature
+        variants: the subtasks."""
+        t = self.target["target"]
+        return (tuple(variant_name(c, p) for p in t["precisions"] for c in COMPONENTS)
+                + tuple(variant_name(c, "float16", (f,)) for f in t.get("features", ())
+                        for c in COMPONENTS))
 
     def arch(self, component: str) -> dict:
         """The architecture section that builds a component's torch module."""
@@ -218,6 +249,10 @@ def load(model: str = "tiny", target: str = "llvm", path: str | None = None) -> 
     if not precisions or precisions[0] != "float32" or len(set(precisions)) != len(precisions):
         raise ConfigError(f"{_rel(target_file)}: target.precisions = {precisions!r}; fix: list "
                           f"\"float32\" first (the reference), then \"float16\" if wanted")
+    if tdata["target"].get("features") and "float16" not in precisions:
+        raise ConfigError(f"{_rel(target_file)}: target.features needs \"float16\" in "
+                          f"target.precisions (feature variants are float16); fix: add it or "
+                          f"drop target.features")
     tune = tdata.get("tune", {})
     if "rpc_tracker" in tune:
         host, _, port = tune["rpc_tracker"].rpartition(":")

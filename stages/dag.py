@@ -12,7 +12,7 @@ import importlib.metadata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stages.config import COMPONENTS, ROOT, Config, split_variant
+from stages.config import COMPONENTS, ROOT, Config, split_variant, variant_features
 from stages.passes import pipeline
 
 BUILD = ROOT / "build"
@@ -94,6 +94,9 @@ def spec(cfg: Config, stage: str, component: str = "model") -> Spec:
     (`unet`, or `unet-fp16`: see config.split_variant)."""
     m, t = cfg.model_name, cfg.target_name
     base, precision = split_variant(component)
+    features = variant_features(component)
+    # NOTE: only a feature variant's keys name its features: the plain variants' keys stay put
+    feat = {"features": list(features)} if features else {}
     if stage in PRECISION_FREE and base != component:
         return spec(cfg, stage, base)
     common = BUILD / m / component / stage           # target-independent stages
@@ -149,9 +152,11 @@ def spec(cfg: Config, stage: str, component: str = "model") -> Spec:
     if stage == "passes":
         return Spec(stage, component, {"module": out("import", "module")},
                     {"module": per_target / "module.json"},
-                    {"component": base, "precision": precision, "target": target["tvm"],
-                     "passes": pipeline.steps(stage, base, target["tvm"]["kind"], precision)},
-                    modules=pipeline.modules(stage, base, target["tvm"]["kind"], precision))
+                    {"component": base, "precision": precision, "target": target["tvm"], **feat,
+                     "passes": pipeline.steps(stage, base, target["tvm"]["kind"], precision,
+                                              features)},
+                    modules=pipeline.modules(stage, base, target["tvm"]["kind"], precision,
+                                             features))
     if stage == "schedule":
         db = TUNING / m / t / component
         inputs = {"module": out("passes", "module")}
@@ -160,9 +165,11 @@ def spec(cfg: Config, stage: str, component: str = "model") -> Spec:
         limits = {k: target[k] for k in ("max_storage_buffer_binding_size",) if k in target}
         return Spec(stage, component, inputs, {"module": per_target / "module.json"},
                     {"component": base, "precision": precision, "target": target["tvm"],
-                     **limits,
-                     "passes": pipeline.steps(stage, base, target["tvm"]["kind"], precision)},
-                    modules=pipeline.modules(stage, base, target["tvm"]["kind"], precision))
+                     **limits, **feat,
+                     "passes": pipeline.steps(stage, base, target["tvm"]["kind"], precision,
+                                              features)},
+                    modules=pipeline.modules(stage, base, target["tvm"]["kind"], precision,
+                                             features))
     if stage == "plan":
         limits = {k: target[k] for k in ("max_storage_buffer_binding_size",) if k in target}
         return Spec(stage, component, {"module": out("schedule", "module")},
@@ -177,8 +184,13 @@ def spec(cfg: Config, stage: str, component: str = "model") -> Spec:
                      "params": dist / "params",
                      "manifest": dist / "manifest.json"},
                     {"component": component, "target": target["tvm"], "precision": precision,
-                     "shard_mb": target["shard_mb"]},
-                    modules=("stages.manifest",),   # the runner writes manifest.json
+                     "shard_mb": target["shard_mb"], **feat},
+                    # the runner writes manifest.json; a feature variant's kernels are swapped in
+                    modules=("stages.manifest",) + (("stages.wgsl_swap",
+                                                     "stages.passes.subgroup_matrix",
+                                                     "stages.passes.subgroup_matrix_gemm",
+                                                     "stages.passes.subgroup_matrix_attention")
+                                                    if features else ()),
                     trees=frozenset({"params"}))
     if stage == "verify":
         inputs = {"library": out("emit", "library"), "params": out("emit", "params"),
@@ -192,7 +204,7 @@ def spec(cfg: Config, stage: str, component: str = "model") -> Spec:
         threshold = vcfg["max_rel_l2_fp16"] if precision == "float16" else vcfg["max_rel_l2"]
         return Spec(stage, component, inputs,
                     {"report": dist / "verify.json"},
-                    {"component": base, "precision": precision, "target": target["tvm"],
+                    {"component": base, "precision": precision, "target": target["tvm"], **feat,
                      "inputs": cfg.input_specs(base), "max_rel_l2": threshold,
                      "seed": vcfg["seed"], "vocab_size": cfg.model["text_encoder"]["vocab_size"]},
                     tree_inputs=frozenset({"params"}))

@@ -2,7 +2,8 @@
 
 relax.build runs the finishing lowering (memory planning already happened in `plan`) and the
 TIR pipeline; the library is exported for the target (a shared object for llvm, a wasm module
-with its WGSL for webgpu). The params become a tvmjs tensor cache (params/tensor-cache.json +
+with its WGSL for webgpu; a feature variant's hand-written kernels go in as it is packed:
+stages/wgsl_swap.py). The params become a tvmjs tensor cache (params/tensor-cache.json +
 params_shard_N.bin, raw bytes in the dtype `main` takes, `shard_mb` per shard): the format the
 page downloads shard by shard. The runner adds manifest.json with the sha256 of every file,
 which is what loaders check the shards against.
@@ -58,7 +59,13 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
     executable = relax.build(mod, target, relax_pipeline=finalize)
     if outputs["library"].suffix == ".wasm":
         runtime = [p for n, p in inputs.items() if n.endswith(".o")]
-        executable.export_library(str(outputs["library"]), fcompile=wasm_linker(runtime))
+        swap = {}
+        if "subgroup-matrix" in cfg.get("features", ()):
+            from stages.passes.subgroup_matrix import wgsl_bodies
+            from stages.wgsl_swap import pack_imports
+
+            swap = {"fpack_imports": pack_imports(wgsl_bodies)}
+        executable.export_library(str(outputs["library"]), fcompile=wasm_linker(runtime), **swap)
     else:
         executable.export_library(str(outputs["library"]))
     write_params(mod, inputs["params"], outputs["params"], cfg["shard_mb"])

@@ -4,8 +4,9 @@ dist/<model>/<target>/ gets the tokenizer, the scheduler config and the schedule
 (schedules.json, what the page's step math reads) beside the component
 variants that emit wrote, and manifest.json: the sha256 and size of every file under it
 (taken from the component manifests, which hashed them), and for each variant its library,
-params, precision and verify result, and what the model needs from a WebGPU adapter (the
-largest buffer it binds; shader-f16 for the float16 variants). The page and the Python runner
+params, precision, features and verify result, and what each flavor (a precision, with the
+features its variants need) needs from a WebGPU adapter (the largest buffer it binds;
+shader-f16 for the float16 variants; subgroups and subgroup matrices for the -sm ones). The page and the Python runner
 start from this file and check every byte they load against it.
 """
 
@@ -15,23 +16,29 @@ import json
 import shutil
 from pathlib import Path
 
-from stages.config import split_variant
+from stages.config import SUBGROUP_SIZE, WEBGPU_FEATURES, flavor, split_variant, variant_features
 from stages.manifest import listing
 
 
 def requirements(variants: dict, workgroup_limits: dict) -> dict:
-    """What each precision needs from a WebGPU adapter, from its variants' records.
+    """What each flavor (a precision and its features: config.flavor) needs from a WebGPU
+    adapter, from its variants' records.
 
-    variants: {name: {"precision", "largest_buffer_bytes", "param_bytes", "activation_bytes"}};
+    variants: {name: {"precision", "features" (optional), "largest_buffer_bytes",
+    "param_bytes", "activation_bytes"}};
     workgroup_limits: what the kernels were scheduled for (the target config; None on CPU
     targets). gpu_bytes is the GPU memory of one image as the page holds it: every variant's
     params plus the largest planned activations (each component gives its own back after use).
     """
     needs = {}
-    for precision in dict.fromkeys(v["precision"] for v in variants.values()):
-        mine = [v for v in variants.values() if v["precision"] == precision]
-        needs[precision] = {
-            "features": ["shader-f16"] if precision == "float16" else [],
+    of = {n: flavor(v["precision"], tuple(v.get("features", ()))) for n, v in variants.items()}
+    for name in dict.fromkeys(of.values()):
+        mine = [v for n, v in variants.items() if of[n] == name]
+        precision, *features = name.split("+")
+        needs[name] = {
+            "features": (["shader-f16"] if precision == "float16" else [])
+            + [f for feat in features for f in WEBGPU_FEATURES[feat]],
+            **({"subgroupSize": SUBGROUP_SIZE[features[0]]} if features else {}),
             "maxStorageBufferBindingSize": max(v["largest_buffer_bytes"] for v in mine),
             "maxBufferSize": max(v["largest_buffer_bytes"] for v in mine),
             "download_bytes": sum(v["param_bytes"] for v in mine),
@@ -63,11 +70,14 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
                           if rel.startswith("params/") and rel.endswith(".bin"))
         variants[v] = {
             "component": component, "precision": precision,
+            "features": list(variant_features(v)),
+            "flavor": flavor(precision, variant_features(v)),
             "library": f"{v}/{library}", "params": f"{v}/params/tensor-cache.json",
             "manifest": f"{v}/manifest.json", "param_bytes": param_bytes,
             "activation_bytes": plan["planned"]["bytes"],
             "largest_buffer_bytes": plan["largest_buffer_bytes"],
-            "verify": {"rel_l2": verified["rel_l2"], "max_rel_l2": verified["max_rel_l2"]},
+            "verify": {"rel_l2": verified["rel_l2"], "max_rel_l2": verified["max_rel_l2"],
+                       **({"skipped": verified["skipped"]} if "skipped" in verified else {})},
         }
     needs = requirements(variants, cfg["workgroup_limits"])
     index = {

@@ -38,5 +38,6 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
                 mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
         if cfg["passes"]:
             phase(f"schedule:{cfg['component']}", " -> ".join(cfg["passes"]))
-            mod = pipeline.build("schedule", cfg["component"], target, cfg["precision"])(mod)
+            mod = pipeline.build("schedule", cfg["component"], target, cfg["precision"],
+                                  tuple(cfg.get("features", ())))(mod)
     outputs["module"].write_text(tvm.ir.save_json(mod))

@@ -25,8 +25,9 @@ STAGES_PER_COMPONENT = ("weights", "capture", "import", "passes", "schedule", "p
 ALL_TASKS = {"tokenizer", "scheduler", "schedules", "package"} | {
     f"{s}:{c}" for s in STAGES_PER_COMPONENT for c in COMPONENTS}
 # webgpu adds the toolchain, the page bundle, and a float16 variant of every component from
-# `passes` on
-FP16_TASKS = {f"{s}:{c}-fp16" for s in STAGES_PER_COMPONENT[3:] for c in COMPONENTS}
+# `passes` on, and its subgroup-matrix variant (configs/targets/webgpu.toml features)
+FP16_TASKS = {f"{s}:{c}{v}" for s in STAGES_PER_COMPONENT[3:] for c in COMPONENTS
+              for v in ("-fp16", "-fp16-sm")}
 WEBGPU_TASKS = ALL_TASKS | {"toolchain", "bundle"} | FP16_TASKS
 
 

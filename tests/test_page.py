@@ -166,6 +166,9 @@ def test_the_page_loads_from_the_network_first_and_says_what_it_runs(session):
     assert start["page"]["imageSize"] == "64x64"
     assert start["page"]["precision"].startswith("float32")   # no shader-f16 on CPU WebGPU
     assert start["status"]["precision"] == "float32"
+    # the build offers the subgroup-matrix flavor too; Chromium's CPU adapter (SwiftShader) has
+    # neither shader-f16 nor subgroup matrices: the page takes the plainest flavor
+    assert start["status"]["flavor"] == "float32"
     # the GPU memory it expects, before loading: manifest.json's requirements
     assert re.fullmatch(r"\d+\.\d MB", start["page"]["gpuMemory"]), start["page"]
     bins = [f for f in session["firstLoad"]["files"] if f["path"].endswith(".bin")]
@@ -279,6 +282,32 @@ def test_float16_variants_run_where_the_gpu_has_shader_f16(dist, origin, tmp_pat
         assert db >= 35, f"{spec['name']} float16: PSNR {db:.2f} dB < 35"
     print("\nNode + Dawn (" + report["adapter"]["description"] + ") vs stages/generate.py:\n"
           + "\n".join(lines))
+
+
+def test_the_page_picks_the_fastest_flavor_the_adapter_can_run(dist):
+    """gpu.js chooseFlavor on the built manifest's requirements, for the adapters that matter:
+    the matrix units where the adapter has subgroup matrices and 32-wide subgroups, else float16
+    where it has shader-f16, else float32."""
+    requirements = json.loads((dist["webgpu"] / "manifest.json").read_text())["requirements"]
+    assert set(requirements) == {"float32", "float16", "float16+subgroup-matrix"}
+    adapters = {
+        "h200": (["shader-f16", "subgroups", "chromium-experimental-subgroup-matrix"], 32, 32),
+        "intel": (["shader-f16", "subgroups", "chromium-experimental-subgroup-matrix"], 8, 32),
+        "f16": (["shader-f16", "subgroups"], 32, 32),
+        "cpu": ([], 4, 4),
+    }
+    script = ("import { chooseFlavor } from './src/gpu.js';\n"
+              f"const req = {json.dumps(requirements)};\n"
+              f"const adapters = {json.dumps(adapters)};\n"
+              "const out = {};\n"
+              "for (const [name, [features, lo, hi]] of Object.entries(adapters)) out[name] = "
+              "chooseFlavor(req, new Set(features), { subgroupMinSize: lo, subgroupMaxSize: hi });\n"
+              "console.log(JSON.stringify(out));\n")
+    proc = subprocess.run(["node", "--input-type=module", "-e", script], cwd=WEB,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"h200": "float16+subgroup-matrix", "intel": "float16",
+                                       "f16": "float16", "cpu": "float32"}
 
 
 def test_without_webgpu_the_page_says_so(origin):

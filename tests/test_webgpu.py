@@ -38,15 +38,27 @@ def test_cold_webgpu_build_verifies_every_component_under_webgpu(webgpu_build):
             cache = json.loads((dist / variant / "params/tensor-cache.json").read_text())
             dtypes = {r["dtype"] for shard in cache["records"] for r in shard["records"]}
             assert precision in dtypes and dtypes <= {precision, "int32", "int64"}, dtypes
+        # the subgroup-matrix variant: built, its kernels swapped in, and not run on an adapter
+        # without subgroup matrices (lavapipe), which its report says
+        sm = dist / f"{c}-fp16-sm"
+        assert (sm / f"{c}-fp16-sm.wasm").read_bytes()[:4] == b"\0asm"
+        result = json.loads((sm / "verify.json").read_text())
+        assert result["passed"] is None and "chromium-experimental-subgroup-matrix" in \
+            result["skipped"], result
+        if c != "text_encoder":   # its 77-token matmuls fit no 16x16 tiling
+            assert b"subgroupMatrixMultiplyAccumulate" in (sm / f"{c}-fp16-sm.wasm").read_bytes()
     # float16 shards are half the float32 ones
     index = json.loads((dist / "manifest.json").read_text())
     needs = index["requirements"]
     assert needs["float16"]["download_bytes"] * 2 == pytest.approx(
         needs["float32"]["download_bytes"], rel=0.01)
     assert needs["float16"]["features"] == ["shader-f16"]
+    assert needs["float16+subgroup-matrix"]["features"] == [
+        "shader-f16", "subgroups", "chromium-experimental-subgroup-matrix"]
+    assert needs["float16+subgroup-matrix"]["subgroupSize"] == 32
     # the GPU memory the page announces: all params + the largest component's activations
-    for precision, need in needs.items():
-        mine = [v for v in index["variants"].values() if v["precision"] == precision]
+    for flavor, need in needs.items():
+        mine = [v for v in index["variants"].values() if v["flavor"] == flavor]
         assert need["gpu_bytes"] == sum(v["param_bytes"] for v in mine) + max(
             v["activation_bytes"] for v in mine)
     # every file under dist/tiny/webgpu is in the manifest, with its sha256
@@ -70,7 +82,7 @@ def test_webgpu_noop_and_webgpu_only_pass_edit(webgpu_build, tmp_path):
     doit(ws, "build", "target=webgpu")
     # a comment: every webgpu variant re-runs its passes, which write the same module (cutoff)
     assert report(ws, target="webgpu")["built"] == {
-        f"passes:{c}{suffix}" for c in COMPONENTS for suffix in ("", "-fp16")}
+        f"passes:{c}{suffix}" for c in COMPONENTS for suffix in ("", "-fp16", "-fp16-sm")}
 
 
 def run_harness(component_dir, tmp_path):

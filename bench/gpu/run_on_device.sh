@@ -20,6 +20,9 @@
 # (Dawn toggles for the wasm runs; default vulkan_enable_f16_on_nvidia: without it Dawn hides
 # shader-f16 on NVIDIA's Vulkan driver), TORCH_VARIANTS (default all five),
 # TORCH_ITERS (30), WEBGPU_ITERS (20), TORCH_ARGS / WEBGPU_ARGS (extra arguments), SKIP_TORCH=1,
+# GEMM_CASES (a bench/gpu/gemm_cases.py file: run bench/gpu/wgsl_gemm.mjs on it, at most
+# GEMM_TIMEOUT_S, 240), TTI_DIST (a dist/<model>/webgpu dir without its *.bin: fill its shards
+# here, then bench/gpu/time_to_image.mjs and diffusers_time_to_image.py; TTI_MODEL, TTI_ARGS),
 # SKIP_PROBE=1, SKIP_DEBS=1 (dry run off the device), DEADLINE_S (540: the whole run stays inside
 # one 10-minute command), PYTHON (python3).
 set -u
@@ -69,7 +72,7 @@ unxz_to "$P/node.xz" $W/node && chmod +x $W/node
 rm -rf $W/node_modules && cp -r "$P/node_modules" $W/node_modules
 unxz_to "$P/dawn.node.xz" $W/node_modules/webgpu/dist/linux-x64/dawn.node
 export WEBSD_NODE_MODULES=$W/node_modules
-DAWN_FEATURES=${DAWN_FEATURES-vulkan_enable_f16_on_nvidia}
+DAWN_FEATURES=${DAWN_FEATURES-vulkan_enable_f16_on_nvidia,allow_unsafe_apis}
 DF=(); [ -n "$DAWN_FEATURES" ] && DF=(--dawn-features "$DAWN_FEATURES")
 say "node $($W/node --version)"
 
@@ -91,12 +94,27 @@ CHECK_DIR=$W/check
 if [ ${#SO_DIRS[@]} -gt 0 ] || [ "$CHECK" = 1 ]; then
   mkdir -p $W/tvmrt && unxz_to "$P/tvm-runtime.tar.xz" $W/tvmrt.tar && tar -xf $W/tvmrt.tar -C $W/tvmrt
   CK=(); [ "$CHECK" = 1 ] && CK=(--check-dir "$CHECK_DIR" --webgpu "${WASM_DIRS[@]}")
-  t=$(( $(left) - 300 )); [ $t -gt 240 ] && t=240
-  say "tvm + check data (timeout ${t}s)"
-  TVM_USE_RUNTIME_LIB=1 PYTHONPATH=$W/tvmrt:$PYTHONPATH PYTHONUNBUFFERED=1 timeout $t \
-    $PY bench/gpu/tvm_unet_step.py --out "$OUT/tvm_unet_step.json" --cuda "${SO_DIRS[@]}" \
-    "${CK[@]}" --iters "${TORCH_ITERS:-30}" ${TVM_ARGS:-}
-  say "tvm rc=$?"
+  # what the later steps need: torch's 300 s, or a minute per wasm dir without it
+  reserve=300; [ "${SKIP_TORCH:-0}" = 1 ] && reserve=$(( 60 * ${#WASM_DIRS[@]} + 30 ))
+  t=$(( $(left) - reserve )); [ $t -gt 240 ] && t=240
+  if [ $t -lt 30 ]; then
+    say "skip tvm + check data: ${t}s left for it (raise DEADLINE_S)"
+  else
+    say "tvm + check data (timeout ${t}s)"
+    TVM_USE_RUNTIME_LIB=1 PYTHONPATH=$W/tvmrt:$PYTHONPATH PYTHONUNBUFFERED=1 timeout $t \
+      $PY bench/gpu/tvm_unet_step.py --out "$OUT/tvm_unet_step.json" --cuda "${SO_DIRS[@]}" \
+      "${CK[@]}" --iters "${TORCH_ITERS:-30}" ${TVM_ARGS:-}
+    say "tvm rc=$?"
+  fi
+fi
+
+# ---- the subgroup-matrix GEMM microbenchmark (bench/gpu/gemm_cases.py writes GEMM_CASES) ----------
+if [ -n "${GEMM_CASES:-}" ]; then
+  say "wgsl_gemm $GEMM_CASES"
+  t=$(( $(left) - 20 )); [ $t -gt "${GEMM_TIMEOUT_S:-240}" ] && t=${GEMM_TIMEOUT_S:-240}
+  timeout $t $W/node bench/gpu/wgsl_gemm.mjs "$GEMM_CASES" "$OUT/wgsl_gemm.json" \
+    --dawn-features "allow_unsafe_apis,${DAWN_FEATURES}" 2>&1 | grep -v 'artificially reduced'
+  say "wgsl_gemm rc=${PIPESTATUS[0]}"
 fi
 
 # ---- WebGPU: probe, then each wasm dir ----------------------------------------------------------
@@ -122,6 +140,25 @@ for d in "${WASM_DIRS[@]}" "${OTHER_DIRS[@]}"; do
     --iters "${WEBGPU_ITERS:-20}" "${DF[@]}" "${CA[@]}" ${WEBGPU_ARGS:-} 2>&1 | grep -v 'artificially reduced'
   say "webgpu $name rc=${PIPESTATUS[0]}"
 done
+
+# ---- time to image: the page's pipeline vs diffusers (TTI_DIST: a dist dir without its shards) --
+if [ -n "${TTI_DIST:-}" ]; then
+  t=$(( $(left) - 20 ))
+  say "time to image: fill $TTI_DIST's shards from the model's seed"
+  timeout $t $PY bench/gpu/fill_params.py "$TTI_DIST" --model "${TTI_MODEL:-sd-v1-5}"
+  # the page's modules import their packages by name, from web/node_modules
+  [ -e web/node_modules ] || ln -s "$W/node_modules" web/node_modules
+  t=$(( $(left) - 20 )); [ $t -gt 300 ] && t=300
+  say "time to image: webgpu (timeout ${t}s)"
+  timeout $t $W/node bench/gpu/time_to_image.mjs "$TTI_DIST" "$OUT/tti_webgpu.json" \
+    --dawn-features "$DAWN_FEATURES" ${TTI_ARGS:-} 2>&1 | grep -v 'artificially reduced'
+  say "time to image: webgpu rc=${PIPESTATUS[0]}"
+  t=$(( $(left) - 10 ))
+  say "time to image: diffusers (timeout ${t}s)"
+  timeout $t $PY bench/gpu/diffusers_time_to_image.py "$TTI_DIST" "$OUT/tti_diffusers.json" \
+    --model "${TTI_MODEL:-sd-v1-5}" 2>&1 | grep -v 'should be kept in float32'
+  say "time to image: diffusers rc=${PIPESTATUS[0]}"
+fi
 
 # ---- PyTorch ----------------------------------------------------------------------------------
 if [ "${SKIP_TORCH:-0}" != 1 ]; then

@@ -4,6 +4,7 @@
 //        [--batch 2] [--warmup 3] [--iters 20] [--flop 1.61e12] [--peak 790e12]
 //        [--backend vulkan] [--adapter NAME] [--wasm unet-fp16.wasm]
 //        [--dawn-features vulkan_enable_f16_on_nvidia] [--max-seconds 120] [--setup-only 1]
+//        [--submit-every 48]
 //
 // `probe` in place of <dir>: only the adapter, its limits and features, and one small compute
 // shader (with `enable f16;` when shader-f16 is there) checked on readback.
@@ -38,6 +39,8 @@
 // pass (tvmjs makes one pass per dispatch): report.profile = GPU ms per kernel and step, by
 // entry point, costliest first (needs the adapter's timestamp-query; Dawn's timestamp
 // quantization is turned off for it).
+// --submit-every N: submit the encoded work every N dispatches (web/src/submit.js, what the
+// page does; default its DISPATCHES_PER_SUBMIT), 0: tvmjs's one submit per call.
 // --sync-pipelines 1 (compile shaders lazily at the first step instead of
 // tvm.asyncLoadWebGPUPipelines); --setup-only 1 (stop after param upload and shader compile: a
 // check of a full-size build on a CPU adapter). Modules come from $WEBSD_NODE_MODULES, else
@@ -47,6 +50,7 @@ import path from "node:path";
 import { createRequire } from "node:module";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { performance } from "node:perf_hooks";
+import { DISPATCHES_PER_SUBMIT, submitInBatches } from "../../web/src/submit.js";
 
 const t0 = performance.now();
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -124,7 +128,7 @@ const requiredLimits = {};
 const askLimits = process.env.WEBSD_LIMITS ? process.env.WEBSD_LIMITS.split(",") : LIMITS;
 for (const k of askLimits) if (adapter.limits[k] !== undefined) requiredLimits[k] = adapter.limits[k];
 const adapterFeatures = [...adapter.features].sort();
-const requiredFeatures = (process.env.WEBSD_FEATURES ?? "shader-f16,subgroups").split(",")
+const requiredFeatures = (process.env.WEBSD_FEATURES ?? "shader-f16,subgroups,chromium-experimental-subgroup-matrix").split(",")
   .concat(opts.profile ? ["timestamp-query"] : []).filter((f) => adapter.features.has(f));
 const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
 // NOTE: dawn.node (npm webgpu 0.6.2) crashes (SIGSEGV, or SIGABRT with "The futex facility
@@ -409,6 +413,10 @@ const tvm = await tvmjs.instantiate(
   tvmjs.createPolyfillWASI(), () => {});
 dbg("initWebGPU");
 tvm.initWebGPU(device);
+// as the page runs it (web/src/model.js): submit every N dispatches; --submit-every 0 keeps
+// tvmjs's one submit per call
+const submitEvery = Number(opts["submit-every"] ?? DISPATCHES_PER_SUBMIT);
+if (submitEvery > 0) submitInBatches(tvm, submitEvery);
 const dev = tvm.webgpu();
 tvm.beginScope();
 

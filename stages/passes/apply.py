@@ -15,5 +15,6 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
     target = tvm.target.Target(cfg["target"])
     phase(f"passes:{cfg['component']}", " -> ".join(cfg["passes"]))
     with target:
-        mod = pipeline.build("passes", cfg["component"], target, cfg["precision"])(mod)
+        mod = pipeline.build("passes", cfg["component"], target, cfg["precision"],
+                             tuple(cfg.get("features", ())))(mod)
     outputs["module"].write_text(tvm.ir.save_json(mod))

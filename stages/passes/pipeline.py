@@ -25,6 +25,7 @@ class Step:
     components: tuple[str, ...] = ALL
     targets: tuple[str, ...] | None = None     # target kinds; None = every target
     precisions: tuple[str, ...] = ("float32", "float16")
+    features: tuple[str, ...] = ()             # runs only in variants built for all of these
 
 
 PASSES = (
@@ -33,7 +34,12 @@ PASSES = (
     Step("to_float16", precisions=("float16",)),
     Step("take_before_cast", components=("text_encoder",), precisions=("float16",)),
     # NOTE: after to_float16, so each attention kernel is built for the dtype it really gets
+    Step("subgroup_matrix_attention", targets=("webgpu",), precisions=("float16",),
+         features=("subgroup-matrix",)),
     Step("flash_attention"),
+    # NOTE: before transpose_matmul, which would fuse the transposed weights it reads in place
+    Step("subgroup_matrix", targets=("webgpu",), precisions=("float16",),
+         features=("subgroup-matrix",)),
     Step("cancel_transposes"),
     Step("transpose_matmul"),
     Step("wgsl_literals", targets=("webgpu",)),
@@ -56,19 +62,22 @@ SCHEDULES = (
 STAGES = {"passes": PASSES, "schedule": SCHEDULES}
 
 
-def steps(stage: str, component: str, target_kind: str, precision: str) -> list[str]:
+def steps(stage: str, component: str, target_kind: str, precision: str,
+          features: tuple[str, ...] = ()) -> list[str]:
     """Names of the steps a component runs in a stage ("passes" or "schedule"), in order."""
     return [s.module for s in STAGES[stage] if component in s.components
-            and (s.targets is None or target_kind in s.targets) and precision in s.precisions]
+            and (s.targets is None or target_kind in s.targets) and precision in s.precisions
+            and set(s.features) <= set(features)]
 
 
-def modules(stage: str, component: str, target_kind: str, precision: str) -> tuple[str, ...]:
+def modules(stage: str, component: str, target_kind: str, precision: str,
+            features: tuple[str, ...] = ()) -> tuple[str, ...]:
     """Repo modules of those steps: part of that stage's key."""
     return tuple(f"stages.passes.{name}"
-                 for name in steps(stage, component, target_kind, precision))
+                 for name in steps(stage, component, target_kind, precision, features))
 
 
-def build(stage: str, component: str, target, precision: str):
+def build(stage: str, component: str, target, precision: str, features: tuple[str, ...] = ()):
     """A component's steps in a stage for a tvm Target, as one function IRModule -> IRModule.
 
     Each step's make(target) returns a tvm Pass or a plain function of the module (a check);
@@ -78,7 +87,7 @@ def build(stage: str, component: str, target, precision: str):
     import importlib
 
     passes = [importlib.import_module(f"stages.passes.{name}").make(target)
-              for name in steps(stage, component, target.kind.name, precision)]
+              for name in steps(stage, component, target.kind.name, precision, features)]
 
     def run(mod):
         for step in passes:

@@ -124,14 +124,15 @@ async function openGpu() {
     onError: (message) => console.error(`websd: WebGPU error: ${message}`),
   });
   const info = gpu.adapterInfo;
-  $("precision").textContent = gpu.precision === "float16"
+  $("precision").textContent = (gpu.precision === "float16"
     ? "float16 (this GPU has shader-f16)"
-    : `float32 (${info.shaderF16 ? "float16 variants not in this build" : "this GPU has no shader-f16"})`;
+    : `float32 (${info.shaderF16 ? "float16 variants not in this build" : "this GPU has no shader-f16"})`)
+    + (gpu.flavor.includes("+subgroup-matrix") ? ", on the matrix units (subgroup matrices)" : "");
   $("adapter").textContent = ([info.vendor, info.architecture, info.description].filter(Boolean)
     .join(" ") || "unnamed adapter") + (info.featureLevel === "compatibility" ? " (compatibility mode)" : "");
-  $("download-size").textContent = mb(shardsOf(state.manifest, gpu.precision)
+  $("download-size").textContent = mb(shardsOf(state.manifest, gpu.flavor)
     .reduce((a, s) => a + s.size, 0));
-  const expected = state.manifest.requirements?.[gpu.precision]?.gpu_bytes;
+  const expected = state.manifest.requirements?.[gpu.flavor]?.gpu_bytes;
   $("gpu-memory").textContent = expected ? mb(expected) : "?";
   return gpu;
 }
@@ -142,7 +143,7 @@ function loadOnce() {
       state.gpu = await openGpu();
       showGpuError("");
     }
-    const shards = shardsOf(state.manifest, state.gpu.precision);
+    const shards = shardsOf(state.manifest, state.gpu.flavor);
     state.download = { total: shards.reduce((a, s) => a + s.size, 0), loaded: 0, networkBytes: 0,
       t0: performance.now(), readMs: {}, shards: { cache: 0, network: 0 },
       paths: new Set(shards.map((s) => s.path)) };
@@ -308,6 +309,7 @@ window.websd = {
   status() {
     const { paths, readMs, ...download } = state.download;
     return { phase: state.phase, precision: state.gpu?.precision ?? null,
+      flavor: state.gpu?.flavor ?? null,
       adapter: state.gpu?.adapterInfo ?? null, imageSize: state.manifest?.image_size ?? null,
       message: state.message, gpuError: state.gpuError, download,
       loadSeconds: state.model ? Object.fromEntries(COMPONENTS.map(([k]) => [k, state.model[k].loadSeconds])) : null,

@@ -3,8 +3,9 @@
 // Every failure is a GpuError whose message says what is missing and what to do, because a
 // page that silently renders noise (or nothing) on an unsuitable GPU was the original demo's
 // most reported problem. The model's needs come from manifest.json's "requirements" per
-// precision ({features, maxStorageBufferBindingSize, maxBufferSize, ...}); any key there that
-// is a GPUSupportedLimits name is checked, so the build can add limits without a page change.
+// flavor (a precision and the features its variants need: "float16", "float16+subgroup-matrix";
+// {features, subgroupSize, maxStorageBufferBindingSize, maxBufferSize, ...}); any key there
+// that is a GPUSupportedLimits name is checked, so the build can add limits without a page change.
 
 /** A WebGPU problem the user has to act on; `kind` tells tests and the page which one. */
 export class GpuError extends Error {
@@ -26,19 +27,30 @@ const KERNEL_FLOOR = { maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgro
 const REQUESTED = ["maxStorageBufferBindingSize", "maxBufferSize", "maxComputeWorkgroupStorageSize",
   "maxComputeInvocationsPerWorkgroup", "maxComputeWorkgroupSizeX", "maxComputeWorkgroupSizeY",
   "maxComputeWorkgroupSizeZ", "maxStorageBuffersPerShaderStage", "maxComputeWorkgroupsPerDimension"];
-const NOT_LIMITS = new Set(["features", "download_bytes", "gpu_bytes"]);
-// Most capable first: float16 halves the download and the memory when the GPU can run it.
+const NOT_LIMITS = new Set(["features", "subgroupSize", "download_bytes", "gpu_bytes"]);
+// Most capable first: float16 halves the download and the memory when the GPU can run it; a
+// flavor with features (the GPU's matrix units) is faster than the same precision without.
 const PRECISION_ORDER = ["float16", "float32"];
 
 function mib(bytes) {
   return bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(bytes % 2 ** 20 ? 1 : 0)} MiB` : `${bytes} bytes`;
 }
 
-/** The precision to run: the first of PRECISION_ORDER the manifest has and the adapter can do. */
-export function choosePrecision(requirements, adapterFeatures) {
-  const offered = PRECISION_ORDER.filter((p) => requirements?.[p]);
+/** Whether an adapter can run a flavor: its features, and the subgroup size its kernels need. */
+export function canRun(need, adapterFeatures, adapterInfo = {}) {
+  return (need.features || []).every((f) => adapterFeatures.has(f))
+    && (need.subgroupSize === undefined || (adapterInfo.subgroupMinSize === need.subgroupSize
+      && adapterInfo.subgroupMaxSize === need.subgroupSize));
+}
+
+/** The flavor to run: the most capable the manifest has and the adapter can do (PRECISION_ORDER,
+ *  then more features first); the last resort is the manifest's plainest one. */
+export function chooseFlavor(requirements, adapterFeatures, adapterInfo = {}) {
+  const rank = (f) => [PRECISION_ORDER.indexOf(f.split("+")[0]), -f.split("+").length];
+  const offered = Object.keys(requirements || {}).filter((f) => PRECISION_ORDER.includes(f.split("+")[0]))
+    .sort((a, b) => { const [x, y] = [rank(a), rank(b)]; return x[0] - y[0] || x[1] - y[1]; });
   if (!offered.length) throw new GpuError("error", "manifest.json has no \"requirements\"; rebuild the model (doit build target=webgpu)");
-  return offered.find((p) => (requirements[p].features || []).every((f) => adapterFeatures.has(f)))
+  return offered.find((f) => canRun(requirements[f], adapterFeatures, adapterInfo))
     ?? offered[offered.length - 1];
 }
 
@@ -75,7 +87,8 @@ async function requestAdapter(gpu, featureLevel) {
  *   onLost(GpuError): the device was lost (driver reset, GPU process crash, out of memory);
  *     not called after close().
  *   onError(message): a WebGPU validation/out-of-memory error nothing caught.
- * Returns { device, precision, adapterInfo, limits, errors: [messages], close() }.
+ * Returns { device, flavor, precision, adapterInfo, limits, errors: [messages], close() }:
+ *   flavor picks the manifest's variants; precision is its precision.
  */
 export async function openDevice(manifest, { gpu = globalThis.navigator?.gpu, featureLevel, onLost,
   onError } = {}) {
@@ -90,13 +103,14 @@ export async function openDevice(manifest, { gpu = globalThis.navigator?.gpu, fe
       "its driver may be blocklisted or disabled (see chrome://gpu). On Linux, start Chromium " +
       "with --enable-unsafe-webgpu; check that hardware acceleration is on.");
   }
-  const precision = choosePrecision(manifest.requirements, adapter.features);
-  const need = manifest.requirements[precision];
+  const flavor = chooseFlavor(manifest.requirements, adapter.features, adapter.info || {});
+  const precision = flavor.split("+")[0];
+  const need = manifest.requirements[flavor];
   const missing = missingLimits(need, adapter.limits);
   if (missing.length) {
     const what = missing.map((m) => `${m.name}: the model needs ${m.needed} (${mib(m.needed)}), ` +
       `this GPU offers ${m.available ?? "none"}${m.available ? ` (${mib(m.available)})` : ""}`).join("; ");
-    throw new GpuError("limits", `This GPU's WebGPU limits are too small for the ${precision} ` +
+    throw new GpuError("limits", `This GPU's WebGPU limits are too small for the ${flavor} ` +
       `model: ${what}. Use a GPU with larger limits, or a smaller model or image size.`);
   }
   const requiredLimits = {};
@@ -108,7 +122,7 @@ export async function openDevice(manifest, { gpu = globalThis.navigator?.gpu, fe
     device = await adapter.requestDevice({ requiredFeatures: need.features || [], requiredLimits });
   } catch (e) {
     throw new GpuError("device", `The GPU refused a device with the model's needs ` +
-      `(${(need.features || []).join(", ") || "no features"}, ${precision}): ${e.message}`);
+      `(${(need.features || []).join(", ") || "no features"}, ${flavor}): ${e.message}`);
   }
   const errors = [];
   // NOTE: a failed shader or dispatch does not throw; without this it would give noise silently.
@@ -126,7 +140,7 @@ export async function openDevice(manifest, { gpu = globalThis.navigator?.gpu, fe
   });
   const info = adapter.info || {};
   return {
-    device, precision, errors,
+    device, flavor, precision, errors,
     limits: requiredLimits,
     adapterInfo: { vendor: info.vendor || "", architecture: info.architecture || "",
       description: info.description || "", featureLevel: compatibility ? "compatibility" : "core",

@@ -1,5 +1,5 @@
 // loader.js: everything a generation needs, loaded once: tokenizer, the three components of one
-// precision, their parameters. What to load comes from manifest.json alone, so one page
+// flavor (gpu.js), their parameters. What to load comes from manifest.json alone, so one page
 // bundle serves every model and image size the build produces.
 
 import { Component } from "./model.js";
@@ -8,19 +8,19 @@ import { ClipTokenizer } from "./tokenizer.js";
 export const COMPONENTS = [["textEncoder", "text_encoder"], ["unet", "unet"],
   ["vaeDecoder", "vae_decoder"]];
 
-/** The manifest's variant name of a component in a precision ("unet-fp16"). */
-export function variantOf(manifest, component, precision) {
+/** The manifest's variant name of a component in a flavor ("unet-fp16", "unet-fp16-sm"). */
+export function variantOf(manifest, component, flavor) {
   const hit = Object.entries(manifest.variants || {})
-    .find(([, v]) => v.component === component && v.precision === precision);
-  if (!hit) throw new Error(`manifest.json has no ${precision} ${component}; rebuild the model`);
+    .find(([, v]) => v.component === component && (v.flavor ?? v.precision) === flavor);
+  if (!hit) throw new Error(`manifest.json has no ${flavor} ${component}; rebuild the model`);
   return hit[0];
 }
 
-/** The parameter shards a precision downloads: [{path, size}] (what the progress bar counts). */
-export function shardsOf(manifest, precision) {
+/** The parameter shards a flavor downloads: [{path, size}] (what the progress bar counts). */
+export function shardsOf(manifest, flavor) {
   const out = [];
   for (const [, component] of COMPONENTS) {
-    const v = manifest.variants[variantOf(manifest, component, precision)];
+    const v = manifest.variants[variantOf(manifest, component, flavor)];
     const dir = v.params.slice(0, v.params.lastIndexOf("/") + 1);
     for (const [path, entry] of Object.entries(manifest.files)) {
       if (path.startsWith(dir) && path.endsWith(".bin")) out.push({ path, size: entry.size });
@@ -44,7 +44,7 @@ export async function loadModel({ manifest, files, tables, gpu, Tokenizer, onSha
   const tokenizer = await ClipTokenizer.load(Tokenizer, await files.bytes(manifest.tokenizer),
     await files.json(manifest.tokenizer_config));
   const model = {
-    tokenizer, tables, precision: gpu.precision,
+    tokenizer, tables, precision: gpu.precision, flavor: gpu.flavor,
     latentShape: manifest.inputs.vae_decoder.latents[0].slice(),
     imageSize: manifest.image_size,
     scalingFactor: manifest.vae_scaling_factor,
@@ -64,7 +64,7 @@ export async function loadModel({ manifest, files, tables, gpu, Tokenizer, onSha
   };
   try {
     for (const [key, component] of COMPONENTS) {
-      const name = variantOf(manifest, component, gpu.precision);
+      const name = variantOf(manifest, component, gpu.flavor);
       model[key] = await Component.load({ name, variant: manifest.variants[name],
         device: gpu.device, files, onShard });
     }

@@ -7,6 +7,7 @@
 
 import * as tvmjs from "@mlc-ai/web-runtime";
 import { loadParams } from "./params.js";
+import { submitInBatches } from "./submit.js";
 
 function dirOf(path) {
   return path.slice(0, path.lastIndexOf("/"));
@@ -33,6 +34,7 @@ export class Component {
     const t1 = performance.now();
     try {
       tvm.initWebGPU(device);
+      submitInBatches(tvm);
       const gpu = tvm.webgpu();
       component.gpu = gpu;
       const paramsDir = dirOf(variant.params).slice(dir.length + 1);

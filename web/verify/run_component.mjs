@@ -3,7 +3,10 @@
 //   node web/verify/run_component.mjs job.json
 //
 // job.json: {"wasm": path, "params": the params/ dir (tvmjs tensor cache), "manifest": the
-//            component's manifest.json, "inputs": [{"path", "shape", "dtype"}], "output": path}.
+//            component's manifest.json, "inputs": [{"path", "shape", "dtype"}], "output": path,
+//            "features": the WebGPU features a feature variant needs (optional)}.
+// An adapter without those features cannot run the variant: the run prints
+// {"skipped": why} and exits 3 (verify records it; the device bench checks such variants).
 // WebGPU comes from npm `webgpu` (Dawn); the runtime is tvmjs (npm @mlc-ai/web-runtime, the
 // TVM 0.27 JS runtime). Params go through the page's loader (web/src/params.js), which checks
 // every shard against manifest.json: a changed shard fails the run, naming the shard.
@@ -13,6 +16,7 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import { create, globals } from "webgpu";
 import { loadParams } from "../src/params.js";
+import { submitInBatches } from "../src/submit.js";
 
 const require = createRequire(import.meta.url);
 const tvmjs = require("@mlc-ai/web-runtime");
@@ -27,12 +31,19 @@ Object.assign(globalThis, globals);
 // NOTE: dawn.node 0.6.2 crashes (segfault or a futex abort) when V8 collects the GPU, adapter
 // or device objects while they are in use; a module-level const does not keep them alive.
 // Pinning them on globalThis does (seen on the H200 with the NVIDIA driver).
-const gpu = (globalThis.websdGpu = create([]));
+const needed = job.features ?? [];
+// NOTE: Dawn offers experimental features (subgroup matrices) only with allow_unsafe_apis
+const gpu = (globalThis.websdGpu = create(needed.length ? ["enable-dawn-features=allow_unsafe_apis"] : []));
 const adapter = (globalThis.websdAdapter = await gpu.requestAdapter());
 if (!adapter) fail("no WebGPU adapter; fix: install a Vulkan driver (mesa-vulkan-drivers)");
+const lacking = needed.filter((f) => !adapter.features.has(f));
+if (lacking.length) {
+  console.log(JSON.stringify({ skipped: `the adapter (${adapter.info?.description ?? "?"}) lacks ${lacking.join(", ")}` }));
+  process.exit(3);
+}
 const device = (globalThis.websdDevice = await adapter.requestDevice({
   // float16 variants declare `enable f16;` in their WGSL
-  requiredFeatures: adapter.features.has("shader-f16") ? ["shader-f16"] : [],
+  requiredFeatures: [...new Set([...(adapter.features.has("shader-f16") ? ["shader-f16"] : []), ...needed])],
   requiredLimits: {
     maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
     maxBufferSize: adapter.limits.maxBufferSize,
@@ -49,6 +60,7 @@ const tvm = await tvmjs.instantiate(
   wasm.buffer.slice(wasm.byteOffset, wasm.byteOffset + wasm.byteLength),
   tvmjs.createPolyfillWASI(), () => {});
 tvm.initWebGPU(device);
+submitInBatches(tvm);   // as the page runs it (web/src/model.js)
 const gpuDev = tvm.webgpu();
 
 const manifest = JSON.parse(fs.readFileSync(job.manifest, "utf8"));

@@ -1,0 +1,284 @@
+"""float16 convolutions and linear layers as GEMMs on the matrix units (the -sm variants).
+
+Each R.nn.conv2d (NCHW/OIHW, one group) and each R.matmul of a 2-D weight, with float16
+operands and a float32 result (what to_float16 leaves), becomes a call of one GEMM kernel:
+  conv2d(x, w)       -> P = reshape(w, co x ci*kh*kw) @ im2col(x)  (a 1x1 conv reads x in place)
+  matmul(x, w^T)     -> P = x @ w, w read in place as its transpose (torch's Linear)
+then the k splits added up (elementwise, so it fuses with the op's bias and cast) and a reshape
+to the op's shape. The kernel is a TIR
+PrimFunc whose name says its Gemm (stages/passes/subgroup_matrix_gemm.py): its TIR body is a
+plain loop, correct on any WebGPU adapter, and the build swaps in the WGSL subgroup-matrix body
+when it packs the library (stages/wgsl_swap.py). The im2col is a TE op that dlight schedules.
+GEMMs that fit no tiling (k not a multiple of 16: conv_in; m or n not one of 16: the 77-token
+cross-attention keys, 4-channel conv_out) stay as they were.
+
+Runs after to_float16 and flash_attention, before transpose_matmul (which would fuse the
+transposed weights away first).
+"""
+
+from __future__ import annotations
+
+import re
+
+from stages.passes.subgroup_matrix_gemm import TILE, Gemm
+
+# Tilings (tm, tn, wm, wn) in order of preference, and the workgroups a GEMM should have before
+# its k is split: measured on the H200 (bench/results/h200/wgsl_gemm/*.json; those runs vary by
+# up to 2x between calls: the GPU's clocks ramp during short runs). One subgroup per workgroup
+# and operands straight from storage beat the workgroup-memory kernel (`staged`) on every UNet
+# shape there.
+TILINGS = ((2, 4, 1, 1), (4, 4, 1, 1), (4, 2, 1, 1), (2, 2, 1, 1), (1, 2, 1, 1), (1, 1, 1, 1))
+# a transposed B (a linear layer's weight, read column-major) does best with 4x4 tiles
+TILINGS_TRANSPOSED = ((4, 4, 1, 1),) + tuple(t for t in TILINGS if t != (4, 4, 1, 1))
+FILL = 1024               # workgroups that keep the GPU busy without split-K
+MAX_SPLITS = 8
+MIN_K_SLICE = 256
+NAME = re.compile(r"smgemm_m(\d+)_n(\d+)_k(\d+)_b(\d+)_(t?)_s(\d+)_(\d+)x(\d+)x(\d+)x(\d+)")
+
+
+def plan(m: int, n: int, k: int, batch: int, b_transposed: bool) -> Gemm | None:
+    """The Gemm for an m x k by k x n product over `batch`, or None when no tiling fits."""
+    if k % TILE:
+        return None
+    for tm, tn, wm, wn in TILINGS_TRANSPOSED if b_transposed else TILINGS:
+        g = Gemm(m, n, k, batch, 0, 0 if b_transposed else k * n * (batch > 1), b_transposed,
+                 1, tm, tn, wm, wn)
+        if not g.fits():
+            continue
+        wgs = g.grid[0] * g.grid[1] * batch
+        splits = 1
+        while (wgs * splits < FILL and splits < MAX_SPLITS and k % (2 * splits * TILE) == 0
+               and k // (2 * splits) >= MIN_K_SLICE):
+            splits *= 2
+        return Gemm(**{**g.__dict__, "splits": splits})
+    return None
+
+
+def kernel_name(g: Gemm) -> str:
+    return (f"smgemm_m{g.m}_n{g.n}_k{g.k}_b{g.batch}_{'t' if g.b_transposed else ''}_s{g.splits}"
+            f"_{g.tm}x{g.tn}x{g.wm}x{g.wn}")
+
+
+def gemm_from_name(name: str) -> Gemm | None:
+    """The Gemm a kernel's name says (TVM appends `_kernel` to the device function)."""
+    hit = NAME.search(name)
+    if not hit:
+        return None
+    m, n, k, b, t, s, tm, tn, wm, wn = hit.groups()
+    m, n, k, b = int(m), int(n), int(k), int(b)
+    return Gemm(m, n, k, b, 0, 0 if t else k * n * (b > 1), bool(t), int(s),
+                int(tm), int(tn), int(wm), int(wn))
+
+
+def placeholder(g: Gemm):
+    """The TIR kernel the WGSL body replaces: the same buffers, grid and workgroup, and a
+    plain loop body (each invocation owns tile_m * tile_n / threads outputs) that computes the
+    same P wherever the swap does not happen (a CPU adapter verifying the rewrite)."""
+    from tvm.script import tirx as T
+
+    m, n, k, batch, splits, ks = g.m, g.n, g.k, g.batch, g.splits, g.k_slice
+    gx, gy = g.n // g.tile_n, g.m // g.tile_m
+    tile_m, tile_n, threads = g.tile_m, g.tile_n, g.threads
+    per_thread = tile_m * tile_n // threads
+
+    if g.b_transposed:
+        @T.prim_func(private=True, s_tir=True)
+        def gemm(a: T.Buffer((m, k), "float16"), b: T.Buffer((1, n, k), "float16"),
+                 p: T.Buffer((splits, batch, m, n), "float32")):
+            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 4})
+            for bx in T.thread_binding(gx, thread="blockIdx.x"):
+                for by in T.thread_binding(gy * splits * batch, thread="blockIdx.y"):
+                    for tx in T.thread_binding(threads, thread="threadIdx.x"):
+                        with T.sblock("gemm"):
+                            T.reads()
+                            T.writes()
+                            acc = T.alloc_buffer((1,), "float32", scope="local")
+                            for t in T.serial(per_thread):
+                                acc[0] = T.float32(0)
+                                for kk in T.serial(ks):
+                                    acc[0] = acc[0] + T.cast(
+                                        a[by % gy * tile_m + (t * threads + tx) // tile_n,
+                                          by // gy // batch * ks + kk], "float32") * T.cast(
+                                        b[0, bx * tile_n + (t * threads + tx) % tile_n,
+                                          by // gy // batch * ks + kk], "float32")
+                                p[by // gy // batch, by // gy % batch,
+                                  by % gy * tile_m + (t * threads + tx) // tile_n,
+                                  bx * tile_n + (t * threads + tx) % tile_n] = acc[0]
+    else:
+        @T.prim_func(private=True, s_tir=True)
+        def gemm(a: T.Buffer((m, k), "float16"), b: T.Buffer((batch, k, n), "float16"),
+                 p: T.Buffer((splits, batch, m, n), "float32")):
+            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 4})
+            for bx in T.thread_binding(gx, thread="blockIdx.x"):
+                for by in T.thread_binding(gy * splits * batch, thread="blockIdx.y"):
+                    for tx in T.thread_binding(threads, thread="threadIdx.x"):
+                        with T.sblock("gemm"):
+                            T.reads()
+                            T.writes()
+                            acc = T.alloc_buffer((1,), "float32", scope="local")
+                            for t in T.serial(per_thread):
+                                acc[0] = T.float32(0)
+                                for kk in T.serial(ks):
+                                    acc[0] = acc[0] + T.cast(
+                                        a[by % gy * tile_m + (t * threads + tx) // tile_n,
+                                          by // gy // batch * ks + kk], "float32") * T.cast(
+                                        b[by // gy % batch, by // gy // batch * ks + kk,
+                                          bx * tile_n + (t * threads + tx) % tile_n], "float32")
+                                p[by // gy // batch, by // gy % batch,
+                                  by % gy * tile_m + (t * threads + tx) // tile_n,
+                                  bx * tile_n + (t * threads + tx) % tile_n] = acc[0]
+
+    import tvm
+
+    return tvm.script.from_source(gemm.script())
+
+
+def _im2col(x, kh: int, kw: int, strides, padding, ho: int, wo: int):
+    """cols[b, (ci * kh + i) * kw + j, y * wo + x'] = x[b, ci, y*sh + i - pt, x'*sw + j - pl]
+    (zero outside): a convolution's input as the right-hand operand of its GEMM."""
+    from tvm import te, tirx
+
+    bsz, ci, h, w = (int(d) for d in x.shape)
+    sh, sw = strides
+    pt, pl = padding
+
+    def at(b, kk, pp):
+        y = pp // wo * sh + kk % (kh * kw) // kw - pt
+        xx = pp % wo * sw + kk % kw - pl
+        inside = tirx.all(y >= 0, y < h, xx >= 0, xx < w)
+        return tirx.if_then_else(
+            inside, x[b, kk // (kh * kw), tirx.max(tirx.min(y, h - 1), 0),
+                      tirx.max(tirx.min(xx, w - 1), 0)], tirx.const(0, x.dtype))
+
+    return te.compute((bsz, ci * kh * kw, ho * wo), at, name="im2col")
+
+
+def _add_splits(p):
+    """out[b, i, j] = sum over s of p[s, b, i, j], written out: an elementwise op."""
+    from tvm import te
+
+    splits, *shape = (int(d) for d in p.shape)
+
+    def at(*idx):
+        total = p[(0, *idx)]
+        for s in range(1, splits):
+            total = total + p[(s, *idx)]
+        return total
+
+    return te.compute(tuple(shape), at, name="add_splits")
+
+
+def make(target):
+    import tvm
+    from tvm import relax
+
+    @tvm.transform.module_pass(opt_level=0, name="websd.SubgroupMatrix")
+    def subgroup_matrix(mod, _ctx):
+        kernels: dict[Gemm, tvm.ir.GlobalVar] = {}
+
+        @relax.expr_functor.mutator
+        class Rewrite(relax.PyExprMutator):
+            def gemm(self, g: Gemm, a, b):
+                """Emit P = a @ b (float32 partials) and its sum over the splits: (batch, m, n)."""
+                if g not in kernels:
+                    name = kernel_name(g)
+                    kernels[g] = self.builder_.add_func(
+                        placeholder(g).with_attr("global_symbol", name), name)
+                p = self.builder_.emit(relax.call_tir(
+                    kernels[g], [a, b],
+                    relax.TensorType((g.splits, g.batch, g.m, g.n), "float32")))
+                # NOTE: the splits are added as an elementwise op, not a sum over the outer
+                # axis: it fuses with what the op's result feeds (its bias, its cast) into one
+                # kernel, where a reduction was a kernel of its own, and a slow one
+                return self.builder_.emit_te(_add_splits, p, primfunc_name_hint="add_splits")
+            def finish(self, call, out):
+                shape = [int(d) for d in call.ty.shape]
+                out = self.builder_.emit(relax.op.reshape(out, shape))
+                if call.ty.dtype != "float32":
+                    out = self.builder_.emit(relax.op.astype(out, call.ty.dtype))
+                return out
+
+            def conv2d(self, call):
+                x, w = call.args
+                at = call.attrs
+                if (x.ty.dtype != "float16" or w.ty.dtype != "float16"
+                        or at.groups != 1 or at.data_layout != "NCHW"
+                        or at.kernel_layout != "OIHW" or at.out_layout != "NCHW"
+                        or any(int(d) != 1 for d in at.dilation)):
+                    return None
+                bsz, ci, _, _ = (int(d) for d in x.ty.shape)
+                co, _, kh, kw = (int(d) for d in w.ty.shape)
+                _, _, ho, wo = (int(d) for d in call.ty.shape)
+                strides = [int(s) for s in at.strides]
+                pad = [int(p) for p in at.padding]
+                g = plan(co, ho * wo, ci * kh * kw, bsz, False)
+                if g is None:
+                    return None
+                a = self.builder_.emit(relax.op.reshape(w, (co, ci * kh * kw)))
+                if kh == kw == 1 and strides == [1, 1] and not any(pad):
+                    b = self.builder_.emit(relax.op.reshape(x, (bsz, ci, ho * wo)))
+                else:
+                    b = self.builder_.emit_te(_im2col, x, kh, kw, strides, pad[:2], ho, wo,
+                                              primfunc_name_hint="im2col")
+                return self.finish(call, self.gemm(g, a, b))
+
+            def matmul(self, call):
+                x, y = call.args
+                if (x.ty.dtype != "float16" or y.ty.dtype != "float16"
+                        or y.ty.ndim != 2):
+                    return None
+                xs = [int(d) for d in x.ty.shape]
+                lead, k = xs[:-1], xs[-1]
+                n = int(y.ty.shape[1])
+                m = 1
+                for d in lead:
+                    m *= d
+                source = self.lookup_binding(y) if isinstance(y, relax.Var) else None
+                transposed = (isinstance(source, relax.Call) and isinstance(source.op, tvm.ir.Op)
+                              and source.op.name == "relax.permute_dims"
+                              and [int(a) for a in source.attrs.axes] == [1, 0])
+                g = plan(m, n, k, 1, transposed)
+                if g is None:
+                    return None
+                a = self.builder_.emit(relax.op.reshape(x, (m, k)))
+                b = self.builder_.emit(relax.op.reshape(source.args[0] if transposed else y,
+                                                        (1, n, k) if transposed else (1, k, n)))
+                return self.finish(call, self.gemm(g, a, b))
+
+            def visit_call_(self, call):
+                call = super().visit_call_(call)
+                if isinstance(call.op, tvm.ir.Op):
+                    rule = {"relax.nn.conv2d": self.conv2d,
+                            "relax.matmul": self.matmul}.get(call.op.name)
+                    out = rule(call) if rule else None
+                    if out is not None:
+                        return out
+                return call
+
+        rewriter = Rewrite(mod)
+        for gv, func in list(mod.functions.items()):
+            if isinstance(func, relax.Function):
+                rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
+        return rewriter.builder_.get()
+
+    return subgroup_matrix
+
+
+def wgsl_bodies(name: str, source: str) -> str | None:
+    """The subgroup-matrix shader for a kernel of this pass or of subgroup_matrix_attention
+    (None for any other kernel): what stages/wgsl_swap.py puts in a -sm library."""
+    from stages.passes import subgroup_matrix_attention
+
+    return wgsl_body(name, source) or subgroup_matrix_attention.wgsl_body(name, source)
+
+
+def wgsl_body(name: str, source: str) -> str | None:
+    """The GEMM shader for a kernel this pass made (None for any other kernel)."""
+    from stages.passes.subgroup_matrix_gemm import DIRECTIVES, ENABLES, entry_point
+    from stages.wgsl_swap import rewrite
+
+    g = gemm_from_name(name)
+    if g is None:
+        return None
+    return rewrite(source, name, lambda fn, bufs: entry_point(g, fn, bufs["a"], bufs["b"], bufs["p"]),
+                   ENABLES, DIRECTIVES)

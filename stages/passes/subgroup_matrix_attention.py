@@ -1,0 +1,303 @@
+"""Attention on the matrix units (the -sm variants): softmax(q k^T * scale) v in subgroup matrices.
+
+With the convolutions and linear layers on the matrix units, the SD UNet's self-attention at
+64x64 latents (4096 tokens, head_dim 40) on the SIMT kernel (stages/passes/attention_kernel.py)
+was a third of a step's GPU time. Here a workgroup is one subgroup and serves 16 query rows of
+one (batch, head), in two passes over the keys, KEYS at a time:
+  1. S = Q K^T (16 x KEYS, float32 result matrices), each row's max;
+  2. S again, P = exp2((S - max) * scale * log2 e) as float16 through workgroup memory, each
+     row's sum, and O += P V in result matrices (no rescaling: the max is already final).
+Then O / sum, as float16. Computing S twice costs a third more matrix work and saves rescaling
+O at every step, which subgroup matrices (opaque to invocations) could only do through
+workgroup memory. Taken: float16, no mask or bias, not causal, queries a multiple of 16, keys
+a multiple of KEYS (the 77-token cross-attention stays on the SIMT kernel), head_dim a multiple
+of 8 up to 80 (the UNet's 40 and 80).
+
+A first version staged K and V through workgroup memory for 16 rows and ran its softmax on 16
+invocations: 7x slower than the SIMT kernel (bench/results/h200/subgroup_matrix_v2/).
+
+Like the GEMM (stages/passes/subgroup_matrix.py): a TIR PrimFunc with the kernel's buffers and
+grid and a plain body, named after what it computes, whose WGSL the build swaps in
+(stages/wgsl_swap.py).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+from dataclasses import dataclass
+
+from stages.passes.subgroup_matrix_gemm import DIRECTIVES, ENABLES, SUBGROUP, TILE
+
+KEYS = 32                 # keys per step
+ROWS = 16                 # query rows per workgroup (one subgroup matrix tall)
+MAX_HEAD = 80
+NAME = re.compile(r"smattn_b(\d+)_q(\d+)_k(\d+)_h(\d+)_d(\d+)_s([0-9a-f]{8})")
+
+
+@dataclass(frozen=True)
+class Attention:
+    batch: int
+    queries: int
+    keys: int
+    heads: int
+    head_dim: int
+    scale: float
+
+    @property
+    def padded(self) -> int:
+        return -(-self.head_dim // TILE) * TILE
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        return (self.queries // ROWS, self.batch * self.heads, 1)
+
+    @property
+    def shared_bytes(self) -> int:
+        return 2 * ROWS * self.padded + 4 * ROWS * KEYS + 2 * ROWS * KEYS
+
+    def fits(self) -> bool:
+        # keys in whole steps: the 77-token cross-attention stays on the SIMT kernel
+        return (self.queries % ROWS == 0 and self.keys % KEYS == 0 and self.head_dim <= MAX_HEAD
+                and self.head_dim % 8 == 0 and self.shared_bytes <= 16384)
+
+
+def kernel_name(a: Attention) -> str:
+    bits = struct.unpack("<I", struct.pack("<f", a.scale))[0]
+    return f"smattn_b{a.batch}_q{a.queries}_k{a.keys}_h{a.heads}_d{a.head_dim}_s{bits:08x}"
+
+
+def attention_from_name(name: str) -> Attention | None:
+    hit = NAME.search(name)
+    if not hit:
+        return None
+    b, q, k, h, d, s = hit.groups()
+    scale = struct.unpack("<f", struct.pack("<I", int(s, 16)))[0]
+    return Attention(int(b), int(q), int(k), int(h), int(d), scale)
+
+
+def entry_point(a: Attention, name: str, q: str, k: str, v: str, out: str) -> str:
+    """The compute entry point over storage buffers q, k, v, out (float16, BSHD; TVM drops the
+    placeholder's unused bias from the kernel).
+
+    Q's 16 rows go through workgroup memory once, zero-padded to the 16-wide tiles; K and V are
+    loaded as matrices straight from storage, K^T column-major: the padding columns of a K tile
+    hold the next head's values, which meet Q's zeros, and those of a V tile land in output
+    columns that are never written. Each invocation pair (2 r, 2 r + 1) owns score row r, half
+    of its keys each, and meets its partner through workgroup memory (WGSL's uniformity rules
+    refuse subgroup shuffles in the loops that need them)."""
+    d, dp, h, sk, sq = a.head_dim, a.padded, a.heads, a.keys, a.queries
+    row = h * d                       # elements between two tokens of a tensor
+    qscale = float(struct.unpack("<f", struct.pack("<f", a.scale * math.log2(math.e)))[0])
+    left = f"subgroup_matrix_left<f16, {TILE}, {TILE}>"
+    right = f"subgroup_matrix_right<f16, {TILE}, {TILE}>"
+    result = f"subgroup_matrix_result<f32, {TILE}, {TILE}>"
+    dt, kt = dp // TILE, KEYS // TILE
+    half = KEYS // 2
+
+    def scores():
+        lines = []
+        for j in range(kt):
+            lines.append(f"    var s{j} = {result}();")
+            for t in range(dt):
+                lines += [
+                    f"    let k{j}_{t} = subgroupMatrixLoad<{right}, col_major>(&{k}, "
+                    f"kbase + (kc + {j * TILE}u) * {row}u + {t * TILE}u, {row}u);",
+                    f"    s{j} = subgroupMatrixMultiplyAccumulate(ql{t}, k{j}_{t}, s{j});",
+                ]
+            lines.append(f"    subgroupMatrixStore<row_major>(&websd_s, {j * TILE}u, s{j}, {KEYS}u);")
+        return lines
+
+    lines = [
+        f"var<workgroup> websd_q : array<f16, {ROWS * dp}>;",
+        f"var<workgroup> websd_s : array<f32, {ROWS * KEYS}>;",
+        f"var<workgroup> websd_p : array<f16, {ROWS * KEYS}>;",
+        f"var<workgroup> websd_r : array<f32, {SUBGROUP}>;   // per-invocation row partials",
+        "",
+        f"@compute @workgroup_size({SUBGROUP}, 1, 1)",
+        f"fn {name}(@builtin(workgroup_id) wg : vec3<u32>,",
+        "    @builtin(local_invocation_index) lid : u32) {",
+        f"  let q0 = wg.x * {ROWS}u;",
+        f"  let bb = wg.y / {h}u;",
+        f"  let hh = wg.y % {h}u;",
+        f"  let kbase = bb * {sk * row}u + hh * {d}u;",
+        f"  let vbase = kbase;",
+        f"  for (var i = lid; i < {ROWS * dp}u; i += {SUBGROUP}u) {{",
+        f"    let c = i % {dp}u;",
+        "    var x = f16(0);",
+        f"    if (c < {d}u) {{ x = {q}[(bb * {sq}u + q0 + i / {dp}u) * {row}u + hh * {d}u + c]; }}",
+        "    websd_q[i] = x;",
+        "  }",
+        "  workgroupBarrier();",
+    ]
+    lines += [f"  let ql{t} = subgroupMatrixLoad<{left}, row_major>(&websd_q, {t * TILE}u, {dp}u);"
+              for t in range(dt)]
+    lines += [
+        "  let r = lid / 2u;",
+        f"  let c0 = (lid % 2u) * {half}u;",
+        "  var m = -3.0e38;",
+        f"  for (var kc = 0u; kc < {sk}u; kc += {KEYS}u) {{",
+    ]
+    lines += scores()
+    lines += [
+        "    workgroupBarrier();",
+        f"    for (var c = c0; c < c0 + {half}u; c++) {{",
+        f"      m = max(m, websd_s[r * {KEYS}u + c]);",
+        "    }",
+        "    workgroupBarrier();",
+        "  }",
+        # the two invocations of a row meet through workgroup memory
+        "  websd_r[lid] = m;",
+        "  workgroupBarrier();",
+        "  m = max(websd_r[r * 2u], websd_r[r * 2u + 1u]);",
+        "  var l = 0.0;",
+    ]
+    lines += [f"  var o{t} = {result}();" for t in range(dt)]
+    lines += [f"  for (var kc = 0u; kc < {sk}u; kc += {KEYS}u) {{"]
+    lines += scores()
+    lines += [
+        "    workgroupBarrier();",
+        f"    for (var c = c0; c < c0 + {half}u; c++) {{",
+        f"      let p = f16(exp2((websd_s[r * {KEYS}u + c] - m) * {qscale!r}));",
+        "      l += f32(p);",
+        f"      websd_p[r * {KEYS}u + c] = p;",
+        "    }",
+        "    workgroupBarrier();",
+    ]
+    for j in range(kt):
+        lines.append(f"    let p{j} = subgroupMatrixLoad<{left}, row_major>(&websd_p, {j * TILE}u, {KEYS}u);")
+    for t in range(dt):
+        for j in range(kt):
+            lines += [
+                f"    let v{j}_{t} = subgroupMatrixLoad<{right}, row_major>(&{v}, "
+                f"vbase + (kc + {j * TILE}u) * {row}u + {t * TILE}u, {row}u);",
+                f"    o{t} = subgroupMatrixMultiplyAccumulate(p{j}, v{j}_{t}, o{t});",
+            ]
+    lines += ["  }", "  workgroupBarrier();", "  websd_r[lid] = l;", "  workgroupBarrier();",
+              "  if (lid < 16u) { websd_s[256u + lid] = websd_r[lid * 2u] + websd_r[lid * 2u + 1u]; }"]
+    # O / sum, through workgroup memory one 16x16 tile at a time
+    for t in range(dt):
+        lines += [
+            "  workgroupBarrier();",
+            f"  subgroupMatrixStore<row_major>(&websd_s, 0u, o{t}, {TILE}u);",
+            "  workgroupBarrier();",
+            f"  for (var e = lid; e < {TILE * TILE}u; e += {SUBGROUP}u) {{",
+            f"    let lr = websd_s[256u + e / {TILE}u];",
+            f"    let c = {t * TILE}u + e % {TILE}u;",
+            f"    if (c < {d}u) {{",
+            f"      {out}[(bb * {sq}u + q0 + e / {TILE}u) * {row}u + hh * {d}u + c] = "
+            f"f16(websd_s[e] / lr);",
+            "    }",
+            "  }",
+        ]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def wgsl_body(name: str, source: str) -> str | None:
+    from stages.wgsl_swap import rewrite
+
+    a = attention_from_name(name)
+    if a is None:
+        return None
+    return rewrite(source, name, lambda fn, bufs: entry_point(a, fn, bufs["q"], bufs["k"],
+                                                              bufs["v"], bufs["out"]),
+                   ENABLES, DIRECTIVES)
+
+
+def placeholder(a: Attention):
+    """The TIR kernel the WGSL replaces: buffers (q, k, v, bias, out), grid and workgroup of
+    the WGSL kernel, and a plain body (invocation r < 16 computes query row r: two passes over
+    the keys) that computes the same where the swap does not happen."""
+    from tvm.script import tirx as T
+
+    b, sq, sk, h, d = a.batch, a.queries, a.keys, a.heads, a.head_dim
+    gx, gy, _ = a.grid
+    qscale = a.scale * math.log2(math.e)
+
+    @T.prim_func(private=True, s_tir=True)
+    def attn(q: T.Buffer((b, sq, h, d), "float16"), k: T.Buffer((b, sk, h, d), "float16"),
+             v: T.Buffer((b, sk, h, d), "float16"), bias: T.Buffer((1, 1, 1, 1), "float16"),
+             out: T.Buffer((b, sq, h, d), "float16")):
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
+        for bx in T.thread_binding(gx, thread="blockIdx.x"):
+            for by in T.thread_binding(gy, thread="blockIdx.y"):
+                for tx in T.thread_binding(SUBGROUP, thread="threadIdx.x"):
+                    with T.sblock("attention"):
+                        T.reads()
+                        T.writes()
+                        st = T.alloc_buffer((3,), "float32", scope="local")   # max, sum, score
+                        acc = T.alloc_buffer((d,), "float32", scope="local")
+                        if tx < ROWS:
+                            st[0] = T.float32(-3.0e38)
+                            st[1] = T.float32(0)
+                            for c in T.serial(d):
+                                acc[c] = T.float32(0)
+                            for j in T.serial(sk):
+                                st[2] = T.float32(0)
+                                for c in T.serial(d):
+                                    st[2] = st[2] + T.cast(q[by // h, bx * ROWS + tx, by % h, c], "float32") * T.cast(k[by // h, j, by % h, c], "float32")
+                                st[0] = T.max(st[0], st[2])
+                            for j in T.serial(sk):
+                                st[2] = T.float32(0)
+                                for c in T.serial(d):
+                                    st[2] = st[2] + T.cast(q[by // h, bx * ROWS + tx, by % h, c], "float32") * T.cast(k[by // h, j, by % h, c], "float32")
+                                st[2] = T.exp2((st[2] - st[0]) * T.float32(qscale))
+                                st[1] = st[1] + st[2]
+                                for c in T.serial(d):
+                                    acc[c] = acc[c] + st[2] * T.cast(v[by // h, j, by % h, c], "float32")
+                            for c in T.serial(d):
+                                out[by // h, bx * ROWS + tx, by % h, c] = T.cast(acc[c] / st[1], "float16")
+
+    import tvm
+
+    return tvm.script.from_source(attn.script())
+
+
+def make(target):
+    """Rewrite each eligible R.nn.attention (see above) to the kernel; flash_attention, after
+    this step, takes the rest."""
+    import numpy as np
+    import tvm
+    from tvm import relax
+
+    @tvm.transform.module_pass(opt_level=0, name="websd.SubgroupMatrixAttention")
+    def subgroup_matrix_attention(mod, _ctx):
+        kernels: dict[Attention, tvm.ir.GlobalVar] = {}
+
+        @relax.expr_functor.mutator
+        class Rewrite(relax.PyExprMutator):
+            def visit_call_(self, call):
+                call = super().visit_call_(call)
+                if not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.nn.attention"
+                        and len(call.args) == 3):
+                    return call
+                q, k, v = call.args
+                if any(str(t.ty.dtype) != "float16" for t in (q, k, v)):
+                    return call
+                if call.attrs.causal_mask is not None:
+                    return call
+                (b, sq, h, d), (_, sk, _, dk), (_, _, _, dv) = (
+                    [int(x) for x in t.ty.shape] for t in (q, k, v))
+                if not (d == dk == dv):
+                    return call
+                scale = call.attrs.scale
+                scale = 1.0 / math.sqrt(d) if scale is None else float(scale.value)
+                a = Attention(b, sq, sk, h, d, scale)
+                if not a.fits():
+                    return call
+                if a not in kernels:
+                    name = kernel_name(a)
+                    kernels[a] = self.builder_.add_func(
+                        placeholder(a).with_attr("global_symbol", name), name)
+                zero = relax.const(np.zeros((1, 1, 1, 1), dtype="float16"))
+                return relax.call_tir(kernels[a], [q, k, v, zero], call.ty)
+
+        rewriter = Rewrite(mod)
+        for gv, func in list(mod.functions.items()):
+            if isinstance(func, relax.Function):
+                rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
+        return rewriter.builder_.get()
+
+    return subgroup_matrix_attention

@@ -1,0 +1,181 @@
+"""The subgroup-matrix variant's two halves that can run here (the kernels themselves need a GPU
+with subgroup matrices: bench/gpu/run_on_device.sh checks them against PyTorch float64):
+the graph rewrite (convolutions and linear layers as GEMMs over im2col and split k) computes
+what the ops computed, and the packed library carries our WGSL in place of TVM's."""
+
+import struct
+
+import numpy as np
+import pytest
+
+WEBGPU = {"kind": "webgpu", "max_num_threads": 256, "max_shared_memory_per_block": 16384,
+          "host": {"kind": "llvm", "mtriple": "wasm32-unknown-unknown-wasm"}}
+
+
+def _cpu_gemm(g):
+    """A CPU PrimFunc with the GEMM kernel's signature and meaning (P = A @ B per k split)."""
+    from tvm import te
+
+    a = te.placeholder((g.m, g.k), "float16", name="a")
+    b = te.placeholder((1, g.n, g.k) if g.b_transposed else (g.batch, g.k, g.n), "float16",
+                       name="b")
+    r = te.reduce_axis((0, g.k_slice), name="r")
+
+    def at(s, z, i, j):
+        kk = s * g.k_slice + r
+        bv = b[0, j, kk] if g.b_transposed else b[z, kk, j]
+        return te.sum(a[i, kk].astype("float32") * bv.astype("float32"), axis=r)
+
+    p = te.compute((g.splits, g.batch, g.m, g.n), at, name="p")
+    return te.create_prim_func([a, b, p])
+
+
+def _model():
+    from tvm import relax
+
+    bb = relax.BlockBuilder()
+    shapes = {"x": (2, 32, 8, 8), "w3": (64, 32, 3, 3), "w1": (32, 32, 1, 1),
+              "ws": (32, 32, 3, 3), "wk": (64, 1152, 1, 1), "xk": (2, 1152, 8, 8),
+              "xl": (2, 64, 48), "wl": (96, 48)}
+    args = {n: relax.Var(n, relax.TensorType(s, "float16")) for n, s in shapes.items()}
+    conv = relax.op.nn.conv2d
+    with bb.function("main", list(args.values())):
+        with bb.dataflow():
+            a = args
+            outs = [
+                bb.emit(conv(a["x"], a["w3"], padding=1, out_dtype="float32")),
+                bb.emit(conv(a["x"], a["w1"], out_dtype="float32")),
+                bb.emit(conv(a["x"], a["ws"], strides=2, padding=1, out_dtype="float32")),
+                bb.emit(conv(a["xk"], a["wk"], out_dtype="float32")),   # k 1152: split
+            ]
+            wt = bb.emit(relax.op.permute_dims(a["wl"], [1, 0]))
+            outs.append(bb.emit(relax.op.matmul(a["xl"], wt, out_dtype="float32")))
+            out = bb.emit_output(relax.Tuple(outs))
+        bb.emit_func_output(out)
+    return bb.get(), shapes
+
+
+def _run_cpu(mod, inputs):
+    import tvm
+    from tvm import relax
+
+    ex = relax.build(mod, tvm.target.Target("llvm"))
+    vm = relax.VirtualMachine(ex, tvm.cpu())
+    outs = vm["main"](*[tvm.runtime.tensor(v) for v in inputs])
+    return [o.numpy() for o in outs]
+
+
+def test_the_rewrite_computes_what_the_ops_computed():
+    import tvm
+
+    from stages.passes import subgroup_matrix
+
+    mod, shapes = _model()
+    rewritten = subgroup_matrix.make(tvm.target.Target(WEBGPU))(mod)
+    gemms = {gv.name_hint: subgroup_matrix.gemm_from_name(gv.name_hint)
+             for gv in rewritten.functions if gv.name_hint.startswith("smgemm_")}
+    assert len(gemms) == 5 and any(g.splits > 1 for g in gemms.values()), gemms
+    assert any(g.b_transposed for g in gemms.values())
+    text = rewritten["main"].script()
+    assert "R.nn.conv2d" not in text and "R.matmul" not in text
+    # the GEMM kernels as CPU PrimFuncs of the same meaning: the rest of the rewritten graph
+    # (im2col, reshapes, the sums over k splits) runs as it is
+    for gv in list(rewritten.functions):
+        if gv.name_hint in gemms:
+            rewritten[gv] = _cpu_gemm(gemms[gv.name_hint]).with_attr("global_symbol",
+                                                                      gv.name_hint)
+    rng = np.random.default_rng(0)
+    inputs = [rng.uniform(-1, 1, s).astype("float16") for s in shapes.values()]
+    for got, want in zip(_run_cpu(rewritten, inputs), _run_cpu(mod, inputs)):
+        assert got.shape == want.shape
+        assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-5
+
+
+def test_a_gemm_that_fits_no_tiling_is_left_alone():
+    from stages.passes.subgroup_matrix import plan
+
+    assert plan(154, 32, 32, 1, True) is None      # 2 x 77 tokens
+    assert plan(320, 64, 36, 2, False) is None     # conv_in: k = 4 * 9
+    assert plan(4, 4096, 2880, 2, False) is None   # conv_out: 4 channels
+
+
+def test_the_packed_library_carries_our_wgsl():
+    import tvm
+    import tvm_ffi
+    from tvm.script import tirx as T
+
+    from stages.passes import subgroup_matrix_attention as sma
+    from stages.passes.subgroup_matrix import kernel_name, placeholder, plan, wgsl_bodies
+    from stages.wgsl_swap import MODULE_KEY, shaders, swap
+
+    @T.prim_func(s_tir=True)
+    def other(x: T.Buffer((64,), "float32"), y: T.Buffer((64,), "float32")):
+        T.func_attr({"global_symbol": "other", "tirx.noalias": True})
+        for tx in T.thread_binding(64, "threadIdx.x"):
+            with T.sblock("b"):
+                y[tx] = x[tx] * T.float32(2)
+
+    funcs = {"other": other}
+    for args in [(32, 64, 288, 2, False), (128, 32, 32, 1, True)]:
+        g = plan(*args)
+        funcs[kernel_name(g)] = placeholder(g).with_attr("global_symbol", kernel_name(g))
+    attention = sma.Attention(2, 64, 64, 8, 40, 40 ** -0.5)
+    funcs[sma.kernel_name(attention)] = sma.placeholder(attention).with_attr(
+        "global_symbol", sma.kernel_name(attention))
+    lib = tvm.tirx.build(tvm.IRModule(funcs), target=tvm.target.Target(WEBGPU))
+    blob = bytes(tvm_ffi.get_global_func("runtime.ModulePackImportsToTensor")(lib).numpy())
+    new, done = swap(blob, wgsl_bodies)
+    assert done == sorted(n + "_kernel" for n in funcs if n != "other")
+    # the byte counts that enclose the module still add up, and every shader reads back
+    assert struct.unpack_from("<Q", new)[0] == len(new) - 8
+    at = new.find(MODULE_KEY) + len(MODULE_KEY)
+    module = new[at + 8:at + 8 + struct.unpack_from("<Q", new, at)[0]]
+    assert at + 8 + len(module) <= len(new)
+    before = shaders(blob[blob.find(MODULE_KEY):])
+    after = {n: module[s:s + length].decode() for n, (s, length) in shaders(module).items()}
+    assert set(after) == set(before) == {n + "_kernel" for n in funcs}
+    assert "subgroupMatrix" not in after["other_kernel"]
+    for name in done:
+        text = after[name]
+        assert text.startswith("//") and "enable chromium_experimental_subgroup_matrix;" in text
+        assert text.count("@compute") == 1 and f"fn {name}(" in text
+        assert "subgroupMatrixMultiplyAccumulate" in text and "var<uniform> podArgs" in text
+    # TVM binds the buffers it keeps in its own order: the kernels name them, not count them
+    attn = after[sma.kernel_name(attention) + "_kernel"]
+    assert "&k_ptr" in attn and "&v_ptr" in attn and "out_ptr[" in attn and "bias" not in attn
+    # TVM's own packing of the swapped bytes is what emit links
+    obj = tvm_ffi.get_global_func("codegen.codegen_blob")(
+        new, False, '{"kind": "llvm", "mtriple": "wasm32-unknown-unknown-wasm"}', "")
+    assert obj.kind == "llvm"
+
+
+def test_a_library_laid_out_otherwise_is_refused():
+    from stages.wgsl_swap import SwapError, swap
+
+    with pytest.raises(SwapError):
+        swap(struct.pack("<Q", 3) + b"abc", lambda name, source: None)
+
+
+def test_self_attention_goes_to_the_matrix_units_and_the_rest_stays():
+    import tvm
+    from tvm import relax
+
+    from stages.passes import subgroup_matrix_attention as sma
+
+    bb = relax.BlockBuilder()
+    q = relax.Var("q", relax.TensorType((2, 64, 8, 40), "float16"))
+    k = relax.Var("k", relax.TensorType((2, 77, 8, 40), "float16"))
+    with bb.function("main", [q, k]):
+        with bb.dataflow():
+            outs = [bb.emit(relax.op.nn.attention(q, q, q)),             # self: taken
+                    bb.emit(relax.op.nn.attention(q, k, k)),             # 77 keys: SIMT
+                    bb.emit(relax.op.nn.attention(q, q, q, causal_mask="TopLeft"))]
+            out = bb.emit_output(relax.Tuple(outs))
+        bb.emit_func_output(out)
+    mod = sma.make(tvm.target.Target(WEBGPU))(bb.get())
+    names = [gv.name_hint for gv in mod.functions if gv.name_hint.startswith("smattn_")]
+    assert len(names) == 1
+    a = sma.attention_from_name(names[0])
+    assert (a.batch, a.queries, a.keys, a.heads, a.head_dim) == (2, 64, 64, 8, 40)
+    assert abs(a.scale - 40 ** -0.5) < 1e-7
+    assert mod["main"].script().count("R.nn.attention") == 2
