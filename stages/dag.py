@@ -185,12 +185,7 @@ def spec(cfg: Config, stage: str, component: str = "model") -> Spec:
                      "manifest": dist / "manifest.json"},
                     {"component": component, "target": target["tvm"], "precision": precision,
                      "shard_mb": target["shard_mb"], **feat},
-                    # the runner writes manifest.json; a feature variant's kernels are swapped in
-                    modules=("stages.manifest",) + (("stages.wgsl_swap",
-                                                     "stages.passes.subgroup_matrix",
-                                                     "stages.passes.subgroup_matrix_gemm",
-                                                     "stages.passes.subgroup_matrix_attention")
-                                                    if features else ()),
+                    modules=("stages.manifest",),   # the runner writes manifest.json
                     trees=frozenset({"params"}))
     if stage == "verify":
         inputs = {"library": out("emit", "library"), "params": out("emit", "params"),

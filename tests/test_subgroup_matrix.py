@@ -13,18 +13,19 @@ WEBGPU = {"kind": "webgpu", "max_num_threads": 256, "max_shared_memory_per_block
 
 
 def _cpu_gemm(g):
-    """A CPU PrimFunc with the GEMM kernel's signature and meaning (P = A @ B per k split)."""
+    """A CPU PrimFunc with the GEMM kernel's signature and meaning (P = A @ B per k split; B
+    flat, as subgroup_matrix.placeholder takes it)."""
     from tvm import te
 
     a = te.placeholder((g.m, g.k), "float16", name="a")
-    b = te.placeholder((1, g.n, g.k) if g.b_transposed else (g.batch, g.k, g.n), "float16",
-                       name="b")
+    b = te.placeholder((g.batch * g.k * g.n,), "float16", name="b")
     r = te.reduce_axis((0, g.k_slice), name="r")
+    bz, bk, bc = (0, 1, g.k) if g.b_transposed else (g.k * g.n, g.n, 1)
 
     def at(s, z, i, j):
         kk = s * g.k_slice + r
-        bv = b[0, j, kk] if g.b_transposed else b[z, kk, j]
-        return te.sum(a[i, kk].astype("float32") * bv.astype("float32"), axis=r)
+        return te.sum(a[i, kk].astype("float32") * b[z * bz + kk * bk + j * bc].astype("float32"),
+                      axis=r)
 
     p = te.compute((g.splits, g.batch, g.m, g.n), at, name="p")
     return te.create_prim_func([a, b, p])

@@ -16,43 +16,36 @@ def make(target):
 
     from stages.passes import attention_kernel
     from stages.passes.pipeline import GPU
+    from stages.passes.rewrite import call_pass
 
     gpu = target.kind.name in GPU
     max_threads = int(target.attrs["max_num_threads"]) if gpu else 1
 
-    @tvm.transform.module_pass(opt_level=0, name="websd.FlashAttention")
-    def flash_attention(mod, _ctx):
+    def fresh():
         kernels: dict[tuple, tvm.ir.GlobalVar] = {}
 
-        @relax.expr_functor.mutator
-        class Rewrite(relax.PyExprMutator):
-            def visit_call_(self, call):
-                call = super().visit_call_(call)
-                if not (isinstance(call.op, tvm.ir.Op) and call.op.name in ATTENTION_OPS):
-                    return call
-                q, k, v = call.args[:3]
-                bias = call.args[3] if len(call.args) > 3 else None
-                dtype = str(q.ty.dtype)
-                if bias is None:
-                    bias = relax.const(np.zeros((1, 1, 1, 1), dtype=dtype))
-                shapes = tuple(tuple(int(x) for x in t.ty.shape) for t in (q, k, v, bias))
-                scale = call.attrs.scale
-                scale = None if scale is None else float(scale.value)
-                causal = call.attrs.causal_mask
-                if causal not in (None, "TopLeft"):
-                    raise ValueError(f"flash_attention: causal_mask {causal!r} is not supported")
-                bias_dtype = str(bias.ty.dtype)
-                key = (*shapes, dtype, bias_dtype, scale, causal)
-                if key not in kernels:
-                    func = attention_kernel.build(*shapes, dtype, scale, causal is not None,
-                                                  gpu, max_threads, bias_dtype=bias_dtype)
-                    kernels[key] = self.builder_.add_func(func, f"attention{len(kernels)}")
-                return relax.call_tir(kernels[key], [q, k, v, bias], call.ty)
+        def rewrite(mutator, call):
+            if not (isinstance(call.op, tvm.ir.Op) and call.op.name in ATTENTION_OPS):
+                return None
+            q, k, v = call.args[:3]
+            bias = call.args[3] if len(call.args) > 3 else None
+            dtype = str(q.ty.dtype)
+            if bias is None:
+                bias = relax.const(np.zeros((1, 1, 1, 1), dtype=dtype))
+            shapes = tuple(tuple(int(x) for x in t.ty.shape) for t in (q, k, v, bias))
+            scale = call.attrs.scale
+            scale = None if scale is None else float(scale.value)
+            causal = call.attrs.causal_mask
+            if causal not in (None, "TopLeft"):
+                raise ValueError(f"flash_attention: causal_mask {causal!r} is not supported")
+            bias_dtype = str(bias.ty.dtype)
+            key = (*shapes, dtype, bias_dtype, scale, causal)
+            if key not in kernels:
+                func = attention_kernel.build(*shapes, dtype, scale, causal is not None,
+                                              gpu, max_threads, bias_dtype=bias_dtype)
+                kernels[key] = mutator.builder_.add_func(func, f"attention{len(kernels)}")
+            return relax.call_tir(kernels[key], [q, k, v, bias], call.ty)
 
-        rewriter = Rewrite(mod)
-        for gv, func in list(mod.functions.items()):
-            if isinstance(func, relax.Function):
-                rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
-        return rewriter.builder_.get()
+        return rewrite
 
-    return flash_attention
+    return call_pass("websd.FlashAttention", fresh)

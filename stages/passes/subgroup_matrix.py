@@ -73,60 +73,39 @@ def gemm_from_name(name: str) -> Gemm | None:
 def placeholder(g: Gemm):
     """The TIR kernel the WGSL body replaces: the same buffers, grid and workgroup, and a
     plain loop body (each invocation owns tile_m * tile_n / threads outputs) that computes the
-    same P wherever the swap does not happen (a CPU adapter verifying the rewrite)."""
+    same P wherever the swap does not happen (a CPU adapter verifying the rewrite). B is flat:
+    (batch, k, n), or (n, k) when transposed; element (z, kk, col) at z * bz + kk * bk + col * bc."""
     from tvm.script import tirx as T
 
     m, n, k, batch, splits, ks = g.m, g.n, g.k, g.batch, g.splits, g.k_slice
     gx, gy = g.n // g.tile_n, g.m // g.tile_m
     tile_m, tile_n, threads = g.tile_m, g.tile_n, g.threads
     per_thread = tile_m * tile_n // threads
+    bz, bk, bc = (0, 1, k) if g.b_transposed else (k * n, n, 1)
 
-    if g.b_transposed:
-        @T.prim_func(private=True, s_tir=True)
-        def gemm(a: T.Buffer((m, k), "float16"), b: T.Buffer((1, n, k), "float16"),
-                 p: T.Buffer((splits, batch, m, n), "float32")):
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 4})
-            for bx in T.thread_binding(gx, thread="blockIdx.x"):
-                for by in T.thread_binding(gy * splits * batch, thread="blockIdx.y"):
-                    for tx in T.thread_binding(threads, thread="threadIdx.x"):
-                        with T.sblock("gemm"):
-                            T.reads()
-                            T.writes()
-                            acc = T.alloc_buffer((1,), "float32", scope="local")
-                            for t in T.serial(per_thread):
-                                acc[0] = T.float32(0)
-                                for kk in T.serial(ks):
-                                    acc[0] = acc[0] + T.cast(
-                                        a[by % gy * tile_m + (t * threads + tx) // tile_n,
-                                          by // gy // batch * ks + kk], "float32") * T.cast(
-                                        b[0, bx * tile_n + (t * threads + tx) % tile_n,
-                                          by // gy // batch * ks + kk], "float32")
-                                p[by // gy // batch, by // gy % batch,
-                                  by % gy * tile_m + (t * threads + tx) // tile_n,
-                                  bx * tile_n + (t * threads + tx) % tile_n] = acc[0]
-    else:
-        @T.prim_func(private=True, s_tir=True)
-        def gemm(a: T.Buffer((m, k), "float16"), b: T.Buffer((batch, k, n), "float16"),
-                 p: T.Buffer((splits, batch, m, n), "float32")):
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 4})
-            for bx in T.thread_binding(gx, thread="blockIdx.x"):
-                for by in T.thread_binding(gy * splits * batch, thread="blockIdx.y"):
-                    for tx in T.thread_binding(threads, thread="threadIdx.x"):
-                        with T.sblock("gemm"):
-                            T.reads()
-                            T.writes()
-                            acc = T.alloc_buffer((1,), "float32", scope="local")
-                            for t in T.serial(per_thread):
-                                acc[0] = T.float32(0)
-                                for kk in T.serial(ks):
-                                    acc[0] = acc[0] + T.cast(
-                                        a[by % gy * tile_m + (t * threads + tx) // tile_n,
-                                          by // gy // batch * ks + kk], "float32") * T.cast(
-                                        b[by // gy % batch, by // gy // batch * ks + kk,
-                                          bx * tile_n + (t * threads + tx) % tile_n], "float32")
-                                p[by // gy // batch, by // gy % batch,
-                                  by % gy * tile_m + (t * threads + tx) // tile_n,
-                                  bx * tile_n + (t * threads + tx) % tile_n] = acc[0]
+    @T.prim_func(private=True, s_tir=True)
+    def gemm(a: T.Buffer((m, k), "float16"), b: T.Buffer((batch * k * n,), "float16"),
+             p: T.Buffer((splits, batch, m, n), "float32")):
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 4})
+        for bx in T.thread_binding(gx, thread="blockIdx.x"):
+            for by in T.thread_binding(gy * splits * batch, thread="blockIdx.y"):
+                for tx in T.thread_binding(threads, thread="threadIdx.x"):
+                    with T.sblock("gemm"):
+                        T.reads()
+                        T.writes()
+                        acc = T.alloc_buffer((1,), "float32", scope="local")
+                        for t in T.serial(per_thread):
+                            acc[0] = T.float32(0)
+                            for kk in T.serial(ks):
+                                acc[0] = acc[0] + T.cast(
+                                    a[by % gy * tile_m + (t * threads + tx) // tile_n,
+                                      by // gy // batch * ks + kk], "float32") * T.cast(
+                                    b[by // gy % batch * bz + (by // gy // batch * ks + kk) * bk
+                                      + (bx * tile_n + (t * threads + tx) % tile_n) * bc],
+                                    "float32")
+                            p[by // gy // batch, by // gy % batch,
+                              by % gy * tile_m + (t * threads + tx) // tile_n,
+                              bx * tile_n + (t * threads + tx) % tile_n] = acc[0]
 
     import tvm
 
@@ -172,96 +151,82 @@ def make(target):
     import tvm
     from tvm import relax
 
-    @tvm.transform.module_pass(opt_level=0, name="websd.SubgroupMatrix")
-    def subgroup_matrix(mod, _ctx):
+    from stages.passes.rewrite import call_pass
+
+    def fresh():
         kernels: dict[Gemm, tvm.ir.GlobalVar] = {}
 
-        @relax.expr_functor.mutator
-        class Rewrite(relax.PyExprMutator):
-            def gemm(self, g: Gemm, a, b):
-                """Emit P = a @ b (float32 partials) and its sum over the splits: (batch, m, n)."""
-                if g not in kernels:
-                    name = kernel_name(g)
-                    kernels[g] = self.builder_.add_func(
-                        placeholder(g).with_attr("global_symbol", name), name)
-                p = self.builder_.emit(relax.call_tir(
-                    kernels[g], [a, b],
-                    relax.TensorType((g.splits, g.batch, g.m, g.n), "float32")))
-                # NOTE: the splits are added as an elementwise op, not a sum over the outer
-                # axis: it fuses with what the op's result feeds (its bias, its cast) into one
-                # kernel, where a reduction was a kernel of its own, and a slow one
-                return self.builder_.emit_te(_add_splits, p, primfunc_name_hint="add_splits")
-            def finish(self, call, out):
-                shape = [int(d) for d in call.ty.shape]
-                out = self.builder_.emit(relax.op.reshape(out, shape))
-                if call.ty.dtype != "float32":
-                    out = self.builder_.emit(relax.op.astype(out, call.ty.dtype))
-                return out
+        def gemm(m, g: Gemm, a, b):
+            """Emit P = a @ b (float32 partials; b flat) and its splits added: (batch, m, n)."""
+            if g not in kernels:
+                name = kernel_name(g)
+                kernels[g] = m.builder_.add_func(
+                    placeholder(g).with_attr("global_symbol", name), name)
+            p = m.builder_.emit(relax.call_tir(
+                kernels[g], [a, m.builder_.emit(relax.op.reshape(b, (g.batch * g.k * g.n,)))],
+                relax.TensorType((g.splits, g.batch, g.m, g.n), "float32")))
+            # NOTE: the splits are added as an elementwise op, not a sum over the outer axis:
+            # it fuses with what the op's result feeds (its bias, its cast) into one kernel,
+            # where a reduction was a kernel of its own, and a slow one
+            return m.builder_.emit_te(_add_splits, p, primfunc_name_hint="add_splits")
 
-            def conv2d(self, call):
-                x, w = call.args
-                at = call.attrs
-                if (x.ty.dtype != "float16" or w.ty.dtype != "float16"
-                        or at.groups != 1 or at.data_layout != "NCHW"
-                        or at.kernel_layout != "OIHW" or at.out_layout != "NCHW"
-                        or any(int(d) != 1 for d in at.dilation)):
-                    return None
-                bsz, ci, _, _ = (int(d) for d in x.ty.shape)
-                co, _, kh, kw = (int(d) for d in w.ty.shape)
-                _, _, ho, wo = (int(d) for d in call.ty.shape)
-                strides = [int(s) for s in at.strides]
-                pad = [int(p) for p in at.padding]
-                g = plan(co, ho * wo, ci * kh * kw, bsz, False)
-                if g is None:
-                    return None
-                a = self.builder_.emit(relax.op.reshape(w, (co, ci * kh * kw)))
-                if kh == kw == 1 and strides == [1, 1] and not any(pad):
-                    b = self.builder_.emit(relax.op.reshape(x, (bsz, ci, ho * wo)))
-                else:
-                    b = self.builder_.emit_te(_im2col, x, kh, kw, strides, pad[:2], ho, wo,
-                                              primfunc_name_hint="im2col")
-                return self.finish(call, self.gemm(g, a, b))
+        def finish(m, call, out):
+            out = m.builder_.emit(relax.op.reshape(out, [int(d) for d in call.ty.shape]))
+            if call.ty.dtype != "float32":
+                out = m.builder_.emit(relax.op.astype(out, call.ty.dtype))
+            return out
 
-            def matmul(self, call):
-                x, y = call.args
-                if (x.ty.dtype != "float16" or y.ty.dtype != "float16"
-                        or y.ty.ndim != 2):
-                    return None
-                xs = [int(d) for d in x.ty.shape]
-                lead, k = xs[:-1], xs[-1]
-                n = int(y.ty.shape[1])
-                m = 1
-                for d in lead:
-                    m *= d
-                source = self.lookup_binding(y) if isinstance(y, relax.Var) else None
-                transposed = (isinstance(source, relax.Call) and isinstance(source.op, tvm.ir.Op)
-                              and source.op.name == "relax.permute_dims"
-                              and [int(a) for a in source.attrs.axes] == [1, 0])
-                g = plan(m, n, k, 1, transposed)
-                if g is None:
-                    return None
-                a = self.builder_.emit(relax.op.reshape(x, (m, k)))
-                b = self.builder_.emit(relax.op.reshape(source.args[0] if transposed else y,
-                                                        (1, n, k) if transposed else (1, k, n)))
-                return self.finish(call, self.gemm(g, a, b))
+        def conv2d(m, call):
+            x, w = call.args
+            at = call.attrs
+            if (x.ty.dtype != "float16" or w.ty.dtype != "float16" or at.groups != 1
+                    or at.data_layout != "NCHW" or at.kernel_layout != "OIHW"
+                    or at.out_layout != "NCHW" or any(int(d) != 1 for d in at.dilation)):
+                return None
+            bsz, ci, _, _ = (int(d) for d in x.ty.shape)
+            co, _, kh, kw = (int(d) for d in w.ty.shape)
+            _, _, ho, wo = (int(d) for d in call.ty.shape)
+            strides = [int(s) for s in at.strides]
+            pad = [int(p) for p in at.padding]
+            g = plan(co, ho * wo, ci * kh * kw, bsz, False)
+            if g is None:
+                return None
+            a = m.builder_.emit(relax.op.reshape(w, (co, ci * kh * kw)))
+            if kh == kw == 1 and strides == [1, 1] and not any(pad):
+                b = x
+            else:
+                b = m.builder_.emit_te(_im2col, x, kh, kw, strides, pad[:2], ho, wo,
+                                       primfunc_name_hint="im2col")
+            return finish(m, call, gemm(m, g, a, b))
 
-            def visit_call_(self, call):
-                call = super().visit_call_(call)
-                if isinstance(call.op, tvm.ir.Op):
-                    rule = {"relax.nn.conv2d": self.conv2d,
-                            "relax.matmul": self.matmul}.get(call.op.name)
-                    out = rule(call) if rule else None
-                    if out is not None:
-                        return out
-                return call
+        def matmul(m, call):
+            x, y = call.args
+            if x.ty.dtype != "float16" or y.ty.dtype != "float16" or y.ty.ndim != 2:
+                return None
+            xs = [int(d) for d in x.ty.shape]
+            k, n = xs[-1], int(y.ty.shape[1])
+            rows = 1
+            for d in xs[:-1]:
+                rows *= d
+            source = m.lookup_binding(y) if isinstance(y, relax.Var) else None
+            transposed = (isinstance(source, relax.Call) and isinstance(source.op, tvm.ir.Op)
+                          and source.op.name == "relax.permute_dims"
+                          and [int(a) for a in source.attrs.axes] == [1, 0])
+            g = plan(rows, n, k, 1, transposed)
+            if g is None:
+                return None
+            a = m.builder_.emit(relax.op.reshape(x, (rows, k)))
+            return finish(m, call, gemm(m, g, a, source.args[0] if transposed else y))
 
-        rewriter = Rewrite(mod)
-        for gv, func in list(mod.functions.items()):
-            if isinstance(func, relax.Function):
-                rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
-        return rewriter.builder_.get()
+        rules = {"relax.nn.conv2d": conv2d, "relax.matmul": matmul}
 
-    return subgroup_matrix
+        def rewrite(m, call):
+            rule = rules.get(call.op.name) if isinstance(call.op, tvm.ir.Op) else None
+            return rule(m, call) if rule else None
+
+        return rewrite
+
+    return call_pass("websd.SubgroupMatrix", fresh)
 
 
 def wgsl_bodies(name: str, source: str) -> str | None:

@@ -262,42 +262,32 @@ def make(target):
     import tvm
     from tvm import relax
 
-    @tvm.transform.module_pass(opt_level=0, name="websd.SubgroupMatrixAttention")
-    def subgroup_matrix_attention(mod, _ctx):
+    from stages.passes.rewrite import call_pass
+
+    def fresh():
         kernels: dict[Attention, tvm.ir.GlobalVar] = {}
 
-        @relax.expr_functor.mutator
-        class Rewrite(relax.PyExprMutator):
-            def visit_call_(self, call):
-                call = super().visit_call_(call)
-                if not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.nn.attention"
-                        and len(call.args) == 3):
-                    return call
-                q, k, v = call.args
-                if any(str(t.ty.dtype) != "float16" for t in (q, k, v)):
-                    return call
-                if call.attrs.causal_mask is not None:
-                    return call
-                (b, sq, h, d), (_, sk, _, dk), (_, _, _, dv) = (
-                    [int(x) for x in t.ty.shape] for t in (q, k, v))
-                if not (d == dk == dv):
-                    return call
-                scale = call.attrs.scale
-                scale = 1.0 / math.sqrt(d) if scale is None else float(scale.value)
-                a = Attention(b, sq, sk, h, d, scale)
-                if not a.fits():
-                    return call
-                if a not in kernels:
-                    name = kernel_name(a)
-                    kernels[a] = self.builder_.add_func(
-                        placeholder(a).with_attr("global_symbol", name), name)
-                zero = relax.const(np.zeros((1, 1, 1, 1), dtype="float16"))
-                return relax.call_tir(kernels[a], [q, k, v, zero], call.ty)
+        def rewrite(m, call):
+            if not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.nn.attention"
+                    and len(call.args) == 3 and call.attrs.causal_mask is None):
+                return None
+            q, k, v = call.args
+            if any(str(t.ty.dtype) != "float16" for t in (q, k, v)):
+                return None
+            (b, sq, h, d), (_, sk, _, dk), (_, _, _, dv) = (
+                [int(x) for x in t.ty.shape] for t in (q, k, v))
+            scale = call.attrs.scale
+            scale = 1.0 / math.sqrt(d) if scale is None else float(scale.value)
+            a = Attention(b, sq, sk, h, d, scale)
+            if not (d == dk == dv and a.fits()):
+                return None
+            if a not in kernels:
+                name = kernel_name(a)
+                kernels[a] = m.builder_.add_func(
+                    placeholder(a).with_attr("global_symbol", name), name)
+            zero = relax.const(np.zeros((1, 1, 1, 1), dtype="float16"))
+            return relax.call_tir(kernels[a], [q, k, v, zero], call.ty)
 
-        rewriter = Rewrite(mod)
-        for gv, func in list(mod.functions.items()):
-            if isinstance(func, relax.Function):
-                rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
-        return rewriter.builder_.get()
+        return rewrite
 
-    return subgroup_matrix_attention
+    return call_pass("websd.SubgroupMatrixAttention", fresh)
