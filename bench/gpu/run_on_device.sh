@@ -22,7 +22,8 @@
 # TORCH_ITERS (30), WEBGPU_ITERS (20), TORCH_ARGS / WEBGPU_ARGS (extra arguments), SKIP_TORCH=1,
 # GEMM_CASES (a bench/gpu/gemm_cases.py file: run bench/gpu/wgsl_gemm.mjs on it, at most
 # GEMM_TIMEOUT_S, 240), TTI_DIST (a dist/<model>/webgpu dir without its *.bin: fill its shards
-# here, then bench/gpu/time_to_image.mjs and diffusers_time_to_image.py; TTI_MODEL, TTI_ARGS),
+# here, then bench/gpu/time_to_image.mjs and diffusers_time_to_image.py; TTI_MODEL, TTI_ARGS,
+# TTI_TORCH_ARGS),
 # SKIP_PROBE=1, SKIP_DEBS=1 (dry run off the device), DEADLINE_S (540: the whole run stays inside
 # one 10-minute command), PYTHON (python3).
 set -u
@@ -77,8 +78,10 @@ DF=(); [ -n "$DAWN_FEATURES" ] && DF=(--dawn-features "$DAWN_FEATURES")
 say "node $($W/node --version)"
 
 # ---- PyTorch's side packages (diffusers) and TVM's runtime (no compiler) ------------------------
+# time to image also needs transformers (diffusers' pipeline runs the CLIP text model): whl-tti
+TTI_WHL=(); [ -n "${TTI_DIST:-}" ] && [ -d "$P/whl-tti" ] && TTI_WHL=("$P"/whl-tti/*.whl)
 $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site "$P"/whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+  --target /tmp/site "$P"/whl/*.whl "${TTI_WHL[@]}" && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 WASM_DIRS=(); SO_DIRS=()
 for d in "$@"; do   # a build dir may carry its library xz-compressed (x.wasm.xz): 20x smaller
   for z in "$d"/*.xz; do [ -f "$z" ] && [ ! -f "${z%.xz}" ] && unxz_to "$z" "${z%.xz}"; done
@@ -156,7 +159,7 @@ if [ -n "${TTI_DIST:-}" ]; then
   t=$(( $(left) - 10 ))
   say "time to image: diffusers (timeout ${t}s)"
   timeout $t $PY bench/gpu/diffusers_time_to_image.py "$TTI_DIST" "$OUT/tti_diffusers.json" \
-    --model "${TTI_MODEL:-sd-v1-5}" 2>&1 | grep -v 'should be kept in float32'
+    --model "${TTI_MODEL:-sd-v1-5}" ${TTI_TORCH_ARGS:-} 2>&1 | grep -v 'should be kept in float32'
   say "time to image: diffusers rc=${PIPESTATUS[0]}"
 fi
 
@@ -234,6 +237,17 @@ for label, ms, setup, flop, loop in rows:
           f"{fmt(e['ratio_to_torch_eager_fp16'])} "
           f"{fmt(e['ratio_to_torch_compile_fp16'])} {tf / 1e12:8.1f} {100 * tf / PEAK:6.2f} "
           f"{(setup or 0):8.1f}" + (f"  rel-L2 {e['rel_l2_vs_fp64']:.1e}" if "rel_l2_vs_fp64" in e else ""))
+tti = {}
+for side in ("webgpu", "diffusers"):
+    tp = os.path.join(out, f"tti_{side}.json")
+    if os.path.exists(tp):
+        t = json.load(open(tp))
+        tti[side] = {k: t.get(k) for k in ("flavor", "dtype", "first_image_s", "steady_image_s",
+                                            "load_s", "steps", "image_size")}
+        print(f"time to image, {side}: first {t['first_image_s']:.2f} s, steady "
+              f"{t['steady_image_s'] or float('nan'):.2f} s")
+if tti:
+    summary["time_to_image"] = tti
 json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=1)
 EOF
 say "done"

@@ -29,7 +29,20 @@ def _reattach_biases(before, after):
     if not biases:
         return after
     main = after["main"]
-    by_name = {p.name: p for p in main.params} | {b.var.name: b.var for b in _bindings(main)}
+    # NOTE: ToMixedPrecision's new bindings may reuse a name (SD's text encoder: a 2-D cast
+    # named like the 4-D mask): of the vars with the bias's name, take the one of its shape
+    by_name: dict[str, list] = {}
+    for var in [*main.params, *(b.var for b in _bindings(main))]:
+        by_name.setdefault(var.name, []).append(var)
+
+    def same(bias):
+        shape = [int(d) for d in bias.ty.shape]
+        hits = [v for v in by_name.get(bias.name, []) if [int(d) for d in v.ty.shape] == shape]
+        if not hits:
+            raise ValueError(f"to_float16: the attention bias {bias.name} {shape} is gone after "
+                             f"ToMixedPrecision")
+        return hits[0]
+
     blocks = []
     for block in main.body.blocks:
         bindings = []
@@ -37,7 +50,7 @@ def _reattach_biases(before, after):
             v = b.value
             if b.var.name in biases and is_attention(v, "relax.nn.attention") and len(v.args) == 3:
                 bias = biases[b.var.name]
-                bias = by_name[bias.name] if isinstance(bias, relax.Var) else bias
+                bias = same(bias) if isinstance(bias, relax.Var) else bias
                 q = v.args[0]
                 if str(bias.ty.dtype) != str(q.ty.dtype):
                     bias = relax.op.astype(bias, q.ty.dtype)
