@@ -100,6 +100,28 @@ def test_a_gemm_that_fits_no_tiling_is_left_alone():
     assert plan(4, 4096, 2880, 2, False) is None   # conv_out: 4 channels
 
 
+def test_a_convolution_whose_im2col_is_too_large_stays_simt():
+    """SD's VAE decoder at 512x512: 256 -> 128 channels, a 1.2 GB im2col."""
+    import tvm
+    from tvm import relax
+
+    from stages.passes import subgroup_matrix
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 256, 512, 512), "float16"))
+    w = relax.Var("w", relax.TensorType((128, 256, 3, 3), "float16"))
+    w1 = relax.Var("w1", relax.TensorType((128, 256, 1, 1), "float16"))
+    with bb.function("main", [x, w, w1]):
+        with bb.dataflow():
+            big = bb.emit(relax.op.nn.conv2d(x, w, padding=1, out_dtype="float32"))
+            in_place = bb.emit(relax.op.nn.conv2d(x, w1, out_dtype="float32"))   # no im2col
+            out = bb.emit_output(relax.Tuple([big, in_place]))
+        bb.emit_func_output(out)
+    mod = subgroup_matrix.make(tvm.target.Target(WEBGPU))(bb.get())
+    assert mod["main"].script().count("R.nn.conv2d") == 1
+    assert sum(gv.name_hint.startswith("smgemm_") for gv in mod.functions) == 1
+
+
 def test_the_packed_library_carries_our_wgsl():
     import tvm
     import tvm_ffi

@@ -10,7 +10,8 @@ PrimFunc whose name says its Gemm (stages/passes/subgroup_matrix_gemm.py): its T
 plain loop, correct on any WebGPU adapter, and the build swaps in the WGSL subgroup-matrix body
 when it packs the library (stages/wgsl_swap.py). The im2col is a TE op that dlight schedules.
 GEMMs that fit no tiling (k not a multiple of 16: conv_in; m or n not one of 16: the 77-token
-cross-attention keys, 4-channel conv_out) stay as they were.
+cross-attention keys, 4-channel conv_out) stay as they were, and so do convolutions whose im2col
+would exceed IM2COL_MAX_BYTES.
 
 Runs after to_float16 and flash_attention, before transpose_matmul (which would fuse the
 transposed weights away first).
@@ -31,6 +32,9 @@ TILINGS = ((2, 4, 1, 1), (4, 4, 1, 1), (4, 2, 1, 1), (2, 2, 1, 1), (1, 2, 1, 1),
 # a transposed B (a linear layer's weight, read column-major) does best with 4x4 tiles
 TILINGS_TRANSPOSED = ((4, 4, 1, 1),) + tuple(t for t in TILINGS if t != (4, 4, 1, 1))
 FILL = 1024               # workgroups that keep the GPU busy without split-K
+# A convolution whose im2col would be larger stays on the SIMT kernels: the VAE decoder's at
+# 256x256 and 512x512 (302 MB to 1.2 GB), the memory an image needs (the UNet's largest: 141 MB)
+IM2COL_MAX_BYTES = 256 << 20
 MAX_SPLITS = 8
 MIN_K_SLICE = 256
 NAME = re.compile(r"smgemm_m(\d+)_n(\d+)_k(\d+)_b(\d+)_(t?)_s(\d+)_(\d+)x(\d+)x(\d+)x(\d+)")
@@ -191,8 +195,11 @@ def make(target):
             g = plan(co, ho * wo, ci * kh * kw, bsz, False)
             if g is None:
                 return None
+            in_place = kh == kw == 1 and strides == [1, 1] and not any(pad)
+            if not in_place and bsz * g.k * g.n * 2 > IM2COL_MAX_BYTES:
+                return None
             a = m.builder_.emit(relax.op.reshape(w, (co, ci * kh * kw)))
-            if kh == kw == 1 and strides == [1, 1] and not any(pad):
+            if in_place:
                 b = x
             else:
                 b = m.builder_.emit_te(_im2col, x, kh, kw, strides, pad[:2], ho, wo,
