@@ -23,12 +23,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def export_name(key: str) -> str:
-    """The Relax param name of a state-dict key of the component wrapper ("m.conv_in.weight" ->
-    "p_m_conv_in_weight"): what torch.export gives and the tensor cache keeps."""
-    return "p_" + key.replace(".", "_")
+from tvm_unet_step import export_name  # noqa: E402  (the state-dict key -> tensor-cache name)
 
 
 def fill(variant_dir: Path, state: dict) -> dict[str, dict]:
