@@ -193,6 +193,7 @@ def spec(cfg: Config, stage: str, component: str = "model") -> Spec:
                   "config": out("weights", "config"), "weights": out("weights", "weights")}
         if target["library"] == "wasm":   # the Node + Dawn harness and its pinned packages
             inputs.update({"harness": WEB / "verify" / "run_component.mjs",
+                           "plan": out("plan", "plan"),
                            "loader": WEB / "src" / "params.js",
                            "package-lock": WEB / "package-lock.json"})
         vcfg = cfg.target["verify"]

@@ -4,9 +4,12 @@
 //
 // job.json: {"wasm": path, "params": the params/ dir (tvmjs tensor cache), "manifest": the
 //            component's manifest.json, "inputs": [{"path", "shape", "dtype"}], "output": path,
-//            "features": the WebGPU features a feature variant needs (optional)}.
-// An adapter without those features cannot run the variant: the run prints
-// {"skipped": why} and exits 3 (verify records it; the device bench checks such variants).
+//            "features": the WebGPU features a feature variant needs (optional),
+//            "largest_buffer_bytes": the largest buffer a kernel binds (optional)}.
+// An adapter without those features, or whose storage bindings are smaller (lavapipe's 128 MiB
+// against the full-size float32 text encoder's 152 MB embedding table), cannot run the
+// variant: the run prints {"skipped": why} and exits 3 (verify records it; the device bench
+// checks such variants).
 // WebGPU comes from npm `webgpu` (Dawn); the runtime is tvmjs (npm @mlc-ai/web-runtime, the
 // TVM 0.27 JS runtime). Params go through the page's loader (web/src/params.js), which checks
 // every shard against manifest.json: a changed shard fails the run, naming the shard.
@@ -37,8 +40,10 @@ const gpu = (globalThis.websdGpu = create(needed.length ? ["enable-dawn-features
 const adapter = (globalThis.websdAdapter = await gpu.requestAdapter());
 if (!adapter) fail("no WebGPU adapter; fix: install a Vulkan driver (mesa-vulkan-drivers)");
 const lacking = needed.filter((f) => !adapter.features.has(f));
+const binding = adapter.limits.maxStorageBufferBindingSize;
+if (job.largest_buffer_bytes > binding) lacking.push(`storage bindings of ${job.largest_buffer_bytes} bytes (it has ${binding})`);
 if (lacking.length) {
-  console.log(JSON.stringify({ skipped: `the adapter (${adapter.info?.description ?? "?"}) lacks ${lacking.join(", ")}` }));
+  console.log(JSON.stringify({ skipped: `this machine's WebGPU adapter (${adapter.info?.description ?? "?"}) lacks ${lacking.join(", ")}` }));
   process.exit(3);
 }
 const device = (globalThis.websdDevice = await adapter.requestDevice({
