@@ -1,19 +1,22 @@
-"""Write the subgroup-matrix GEMM microbenchmark's cases: SD v1.5 UNet GEMM shapes x tilings.
+"""Write the WGSL kernel microbenchmark's cases: SD v1.5 UNet shapes x kernel variants.
 
-    python bench/gpu/gemm_cases.py OUT.json
+    python bench/gpu/kernel_cases.py OUT.json [gemm] [attention]
 
-Each case is a whole WGSL shader (three storage buffers a, b, c, our entry point from
-stages/passes/subgroup_matrix_gemm.py) with its sizes and grid, for bench/gpu/wgsl_gemm.mjs to
-run and check on the device. The shapes are the UNet's convolutions as GEMMs (weight x im2col,
-CFG batch 2, 64x64 latents) and its linear layers (tokens x weight^T).
+Each case is a whole WGSL shader (storage buffers in binding order, our entry point `main` from
+stages/passes/subgroup_matrix_gemm.py or subgroup_matrix_attention.py), its sizes, grid and kind,
+for bench/gpu/wgsl_kernels.mjs to run, check and time on the device. The GEMM shapes are the
+UNet's convolutions as GEMMs (weight x im2col, CFG batch 2, 64x64 latents) and its linear layers
+(tokens x weight^T); the attention shapes its self-attention at 64x64 and 32x32 latents.
 """
 
 import json
+import math
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from stages.passes import subgroup_matrix_attention as sma  # noqa: E402
 from stages.passes.subgroup_matrix_gemm import DIRECTIVES, ENABLES, Gemm, entry_point  # noqa: E402
 
 SHAPES = {
@@ -23,37 +26,72 @@ SHAPES = {
     "conv1280@8": Gemm(1280, 64, 11520, 2, 0, 11520 * 64),
     "conv1x1_640@32": Gemm(640, 1024, 320, 2, 0, 320 * 1024),
     "linear320@64": Gemm(8192, 320, 320, 1, b_transposed=True),
+    "linear640@32": Gemm(2048, 640, 640, 1, b_transposed=True),
+    "linear1280@16": Gemm(512, 1280, 1280, 1, b_transposed=True),
     "geglu320@64": Gemm(8192, 2560, 320, 1, b_transposed=True),
+    "geglu640@32": Gemm(2048, 5120, 640, 1, b_transposed=True),
+    "geglu1280@16": Gemm(512, 10240, 1280, 1, b_transposed=True),
     "ff320@64": Gemm(8192, 320, 1280, 1, b_transposed=True),
-    "vae512@64": Gemm(512, 4096, 4608, 1, 0, 4608 * 4096),
-    "vae256@256": Gemm(256, 65536, 2304, 1, 0, 2304 * 65536),
+    "ff640@32": Gemm(2048, 640, 2560, 1, b_transposed=True),
+    "ff1280@16": Gemm(512, 1280, 5120, 1, b_transposed=True),
     "square4096": Gemm(4096, 4096, 4096, 1),
 }
 TILINGS = [(2, 4, 1, 1), (4, 4, 1, 1), (4, 2, 1, 1), (2, 2, 1, 1), (2, 4, 2, 2), (4, 4, 2, 2)]
-SPLITS = (1, 2, 4, 8)
+SPLITS = (1, 2, 4, 8, 16)
+ATTENTION = {
+    "self@64": sma.Attention(2, 4096, 4096, 8, 40, 1 / math.sqrt(40)),
+    "self@32": sma.Attention(2, 1024, 1024, 8, 80, 1 / math.sqrt(80)),
+    # scores spread wide enough that rows' maxima grow along the keys (the rescaling path)
+    "self@32/scale1": sma.Attention(2, 1024, 1024, 8, 80, 1.0),
+}
+ATTENTION_TILES = (1, 2)   # row tiles of 16 per subgroup
 
 
-def shader(g: Gemm) -> str:
+def shader(buffers: list[tuple[str, str, str]], body: str) -> str:
     head = "".join(f"enable {e};\n" for e in ENABLES) + "".join(d + "\n" for d in DIRECTIVES)
-    head += ("@group(0) @binding(0) var<storage, read> A : array<f16>;\n"
-             "@group(0) @binding(1) var<storage, read> B : array<f16>;\n"
-             "@group(0) @binding(2) var<storage, read_write> P : array<f32>;\n\n")
-    return head + entry_point(g, "main", "A", "B", "P")
+    head += "".join(f"@group(0) @binding({i}) var<storage, {access}> {name} : array<{ty}>;\n"
+                    for i, (name, access, ty) in enumerate(buffers))
+    return head + "\n" + body
 
 
-def main(out: str) -> None:
+def gemm_cases(shapes=SHAPES, tilings=TILINGS, splits_=SPLITS) -> list[dict]:
     cases = []
-    for name, base in SHAPES.items():
-        for tm, tn, wm, wn in TILINGS:
-            for splits in SPLITS:
+    bufs = [("A", "read", "f16"), ("B", "read", "f16"), ("P", "read_write", "f32")]
+    for name, base in shapes.items():
+        for tm, tn, wm, wn in tilings:
+            for splits in splits_:
                 g = replace(base, tm=tm, tn=tn, wm=wm, wn=wn, splits=splits)
-                if not g.fits() or (splits > 1 and g.k_slice < 256):
+                if not g.fits() or (splits > 1 and g.k_slice < 256 and shapes is SHAPES):
                     continue
-                cases.append({"name": f"{name}/{tm}x{tn}x{wm}x{wn}/s{splits}", "gemm": asdict(g),
-                              "grid": g.grid, "flop": g.flop, "wgsl": shader(g)})
+                cases.append({"name": f"{name}/{tm}x{tn}x{wm}x{wn}/s{splits}", "kind": "gemm",
+                              "params": asdict(g), "grid": g.grid, "flop": g.flop,
+                              "wgsl": shader(bufs, entry_point(g, "main", "A", "B", "P"))})
+    return cases
+
+
+def attention_cases(shapes=ATTENTION, tilings=ATTENTION_TILES) -> list[dict]:
+    cases = []
+    bufs = [("Q", "read", "f16"), ("K", "read", "f16"), ("V", "read", "f16"), ("O", "read_write", "f16")]
+    for name, a in shapes.items():
+        flop = 4 * a.batch * a.heads * a.queries * a.keys * a.head_dim
+        for tiles in tilings:
+            v = replace(a, tiles=tiles)
+            if v.fits():
+                cases.append({"name": f"{name}/r{tiles}", "kind": "attention",
+                              "params": asdict(v), "grid": v.grid, "flop": flop,
+                              "wgsl": shader(bufs, sma.entry_point(v, "main", "Q", "K", "V", "O"))})
+    return cases
+
+
+def main(out: str, kinds: list[str]) -> None:
+    cases = []
+    if "gemm" in kinds:
+        cases += gemm_cases()
+    if "attention" in kinds:
+        cases = attention_cases() + cases
     Path(out).write_text(json.dumps(cases))
     print(f"{len(cases)} cases -> {out}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2:] or ["gemm", "attention"])

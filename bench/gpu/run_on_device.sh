@@ -20,8 +20,9 @@
 # (Dawn toggles for the wasm runs; default vulkan_enable_f16_on_nvidia: without it Dawn hides
 # shader-f16 on NVIDIA's Vulkan driver), TORCH_VARIANTS (default all five),
 # TORCH_ITERS (30), WEBGPU_ITERS (20), TORCH_ARGS / WEBGPU_ARGS (extra arguments), SKIP_TORCH=1,
-# GEMM_CASES (a bench/gpu/gemm_cases.py file: run bench/gpu/wgsl_gemm.mjs on it, at most
-# GEMM_TIMEOUT_S, 240), TTI_DIST (a dist/<model>/webgpu dir without its *.bin: fill its shards
+# KERNEL_CASES (a bench/gpu/kernel_cases.py file: run bench/gpu/wgsl_kernels.mjs on it, at most
+# KERNEL_TIMEOUT_S, 240), TTI_DIST (a dist/<model>/webgpu dir without its *.bin, its libraries
+# may be xz'd: fill its shards
 # here, then bench/gpu/time_to_image.mjs and diffusers_time_to_image.py; TTI_MODEL, TTI_ARGS,
 # TTI_TORCH_ARGS),
 # SKIP_PROBE=1, SKIP_DEBS=1 (dry run off the device), DEADLINE_S (540: the whole run stays inside
@@ -111,13 +112,17 @@ if [ ${#SO_DIRS[@]} -gt 0 ] || [ "$CHECK" = 1 ]; then
   fi
 fi
 
-# ---- the subgroup-matrix GEMM microbenchmark (bench/gpu/gemm_cases.py writes GEMM_CASES) ----------
-if [ -n "${GEMM_CASES:-}" ]; then
-  say "wgsl_gemm $GEMM_CASES"
-  t=$(( $(left) - 20 )); [ $t -gt "${GEMM_TIMEOUT_S:-240}" ] && t=${GEMM_TIMEOUT_S:-240}
-  timeout $t $W/node bench/gpu/wgsl_gemm.mjs "$GEMM_CASES" "$OUT/wgsl_gemm.json" \
+# ---- the WGSL kernel microbenchmark (bench/gpu/kernel_cases.py writes KERNEL_CASES) ----------
+if [ -n "${KERNEL_CASES:-}" ]; then
+  say "wgsl_kernels $KERNEL_CASES"
+  t=$(( $(left) - 20 )); [ $t -gt "${KERNEL_TIMEOUT_S:-240}" ] && t=${KERNEL_TIMEOUT_S:-240}
+  timeout $t $W/node bench/gpu/wgsl_kernels.mjs "$KERNEL_CASES" "$OUT/wgsl_kernels.json" \
     --dawn-features "allow_unsafe_apis,${DAWN_FEATURES}" 2>&1 | grep -v 'artificially reduced'
-  say "wgsl_gemm rc=${PIPESTATUS[0]}"
+  say "wgsl_kernels rc=${PIPESTATUS[0]}"
+  if grep -q '"kind": "attention"' "$KERNEL_CASES"; then
+    timeout 120 $PY bench/gpu/torch_attention.py "$OUT/torch_attention.json"
+    say "torch_attention rc=$?"
+  fi
 fi
 
 # ---- WebGPU: probe, then each wasm dir ----------------------------------------------------------
@@ -147,6 +152,7 @@ done
 # ---- time to image: the page's pipeline vs diffusers (TTI_DIST: a dist dir without its shards) --
 if [ -n "${TTI_DIST:-}" ]; then
   t=$(( $(left) - 20 ))
+  for z in "$TTI_DIST"/*/*.xz; do [ -f "$z" ] && unxz_to "$z" "${z%.xz}" && rm "$z"; done   # libraries travel xz'd
   say "time to image: fill $TTI_DIST's shards from the model's seed"
   timeout $t $PY bench/gpu/fill_params.py "$TTI_DIST" --model "${TTI_MODEL:-sd-v1-5}"
   # the page's modules import their packages by name, from web/node_modules

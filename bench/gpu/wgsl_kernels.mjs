@@ -1,11 +1,20 @@
-// Run and check the subgroup-matrix GEMM cases of bench/gpu/gemm_cases.py under Dawn.
+// Run, check and time the hand-written WGSL kernel cases of bench/gpu/kernel_cases.py under Dawn.
 //
-//   node bench/gpu/wgsl_gemm.mjs CASES.json OUT.json [--dawn-features LIST] [--iters 10]
+//   node bench/gpu/wgsl_kernels.mjs CASES.json OUT.json [--dawn-features LIST] [--iters 20]
+//                                   [--emulated 1]
 //
-// For each case: random float16 operands (|x| in [0.125, 2), random sign), one dispatch checked at 64 sampled
-// outputs (float32 partial products summed over the k splits) against a float64 dot product of the same float16 values (rel = max |err| / rms of
-// the sampled reference), then --iters dispatches inside one compute pass between two
-// timestamps: ms per GEMM and TFLOP/s. Prints the adapter's subgroup matrix configs first.
+// Each case is a whole shader with its entry point `main` over storage buffers in binding order,
+// a grid and a `kind` that says what it computes and how to check it:
+//   gemm       a, b (float16), p (float32): P[s, z] = A[z] B[z] over the s-th slice of k
+//   attention  q, k, v (float16, BSHD), out (float16): softmax(q k^T * scale) v
+// Inputs are random float16 (|x| in [0.125, 2) for a GEMM, [-1, 1) for attention); one dispatch
+// is checked at 64 sampled outputs (GEMM: one element; attention: one query row) against float64
+// on the same float16 values (rel = max |err| / rms of the sampled reference). Then the GPU's
+// clocks are brought up (dispatches for at least 300 ms) and --iters dispatches inside one
+// compute pass between two timestamps, five times: the least ms per dispatch and TFLOP/s.
+// Prints the adapter's subgroup matrix configs first. --emulated 1: the cases' matrix ops are
+// written out (bench/gpu/subgroup_matrix_emulation.py), so any adapter with shader-f16 and
+// subgroups runs them (a CPU one in the tests); --iters 0 checks without timing.
 import fs from "node:fs";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -13,7 +22,7 @@ import { pathToFileURL } from "node:url";
 const [casesPath, outPath, ...rest] = process.argv.slice(2);
 const opts = {};
 for (let i = 0; i < rest.length; i += 2) opts[rest[i].replace(/^--/, "")] = rest[i + 1];
-const iters = Number(opts.iters ?? 10);
+const iters = Number(opts.iters ?? 20);
 const nm = process.env.WEBSD_NODE_MODULES ?? path.resolve("web/node_modules");
 const { create, globals } = await import(pathToFileURL(path.join(nm, "webgpu", "index.js")).href);
 Object.assign(globalThis, globals);
@@ -21,7 +30,9 @@ const flags = ["disable-dawn-features=timestamp_quantization"];
 if (opts["dawn-features"]) flags.push(`enable-dawn-features=${opts["dawn-features"]}`);
 const gpu = create(flags);
 const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
-const want = ["shader-f16", "subgroups", "chromium-experimental-subgroup-matrix", "timestamp-query"];
+const emulated = opts.emulated === "1";
+const want = ["shader-f16", "subgroups", ...(emulated ? [] : ["chromium-experimental-subgroup-matrix"]),
+              ...(iters ? ["timestamp-query"] : [])];
 const missing = want.filter((f) => !adapter.features.has(f));
 const report = { adapter: adapter.info?.description, configs: adapter.info?.subgroupMatrixConfigs ?? null,
                  subgroup: [adapter.info?.subgroupMinSize, adapter.info?.subgroupMaxSize], missing, cases: [] };
@@ -44,41 +55,104 @@ function half(h) {
   return s * (1 + m / 1024) * 2 ** (e - 15);
 }
 let seed = 1;
-function rnd() { seed = (seed * 1103515245 + 12345) >>> 0; return (seed / 4294967296) * 2 - 1; }
-// random halves straight as bits: sign, exponent 12..14, mantissa: |x| in [0.125, 2)
-function randomHalf(n) {
+function next() { seed = (seed * 1103515245 + 12345) >>> 0; return seed; }
+function pick(n) { return Math.floor((next() / 4294967296) * n); }
+// random halves straight as bits: sign, exponent lo..lo+2, mantissa: |x| in [2^(lo-15), 2^(lo-12))
+function randomHalf(n, lo) {
   const a = new Uint16Array(n + (n & 1));
-  for (let i = 0; i < n; i++) { seed = (seed * 1103515245 + 12345) >>> 0; const r = seed >>> 5; a[i] = ((r & 1) << 15) | ((12 + (r >>> 1) % 3) << 10) | ((r >>> 3) & 0x3ff); }
+  for (let i = 0; i < n; i++) { const r = next() >>> 5; a[i] = ((r & 1) << 15) | ((lo + (r >>> 1) % 3) << 10) | ((r >>> 3) & 0x3ff); }
   return a;
 }
+const inputs = new Map();
+function input(key, n, lo) { if (!inputs.has(key)) inputs.set(key, randomHalf(n, lo)); return inputs.get(key); }
 function buffer(data, usage) {
   const b = device.createBuffer({ size: data.byteLength, usage: usage | GPUBufferUsage.COPY_DST });
   device.queue.writeBuffer(b, 0, data); return b;
 }
 
-const qs = device.createQuerySet({ type: "timestamp", count: 2 });
+// kind -> { inputs(c): [Uint16Array...], outBytes(c), check(c, ins, out): rel }
+const KINDS = {
+  gemm: {
+    inputs(g) {
+      const aN = g.a_batch_stride ? g.a_batch_stride * g.batch : g.m * g.k;
+      const bN = g.b_batch_stride ? g.b_batch_stride * g.batch : g.k * g.n;
+      return [input(`a${aN}`, aN, 12), input(`b${bN}`, bN, 12)];
+    },
+    outBytes: (g) => g.m * g.n * g.batch * g.splits * 4,
+    check(g, [aH, bH], bytes) {
+      const out = new Float32Array(bytes);
+      let maxErr = 0, sumSq = 0;
+      for (let s = 0; s < 64; s++) {
+        const bi = s % g.batch, r = pick(g.m), col = pick(g.n);
+        let ref = 0;
+        for (let kk = 0; kk < g.k; kk++) {
+          const a = half(aH[bi * g.a_batch_stride + r * g.k + kk]);
+          const b = g.b_transposed ? half(bH[bi * g.b_batch_stride + col * g.k + kk]) : half(bH[bi * g.b_batch_stride + kk * g.n + col]);
+          ref += a * b;
+        }
+        let got = 0;
+        for (let sp = 0; sp < g.splits; sp++) got += out[(sp * g.batch + bi) * g.m * g.n + r * g.n + col];
+        maxErr = Math.max(maxErr, Math.abs(got - ref)); sumSq += ref * ref;
+      }
+      return maxErr / Math.sqrt(sumSq / 64);
+    },
+  },
+  attention: {
+    inputs(a) {
+      const n = a.batch * a.keys * a.heads * a.head_dim, nq = a.batch * a.queries * a.heads * a.head_dim;
+      // the padded loads of the last head read past the tensor's end: keep a little slack
+      return [input(`q${nq}`, nq + 64, 13), input(`k${n}`, n + 64, 13), input(`v${n}`, n + 64, 13)];
+    },
+    outBytes: (a) => a.batch * a.queries * a.heads * a.head_dim * 2,
+    check(a, [qH, kH, vH], bytes) {
+      const out = new Uint16Array(bytes), d = a.head_dim, row = a.heads * d;
+      let maxErr = 0, sumSq = 0, n = 0;
+      for (let s = 0; s < 16; s++) {
+        const b = pick(a.batch), i = pick(a.queries), h = pick(a.heads);
+        const qo = (b * a.queries + i) * row + h * d, sc = new Float64Array(a.keys);
+        let mx = -Infinity;
+        for (let j = 0; j < a.keys; j++) {
+          const ko = (b * a.keys + j) * row + h * d;
+          let dot = 0;
+          for (let c = 0; c < d; c++) dot += half(qH[qo + c]) * half(kH[ko + c]);
+          sc[j] = dot * a.scale; mx = Math.max(mx, sc[j]);
+        }
+        let sum = 0;
+        for (let j = 0; j < a.keys; j++) { sc[j] = Math.exp(sc[j] - mx); sum += sc[j]; }
+        for (let c = 0; c < d; c++) {
+          let ref = 0;
+          for (let j = 0; j < a.keys; j++) ref += sc[j] * half(vH[(b * a.keys + j) * row + h * d + c]);
+          ref /= sum;
+          maxErr = Math.max(maxErr, Math.abs(half(out[qo + c]) - ref)); sumSq += ref * ref; n++;
+        }
+      }
+      return maxErr / Math.sqrt(sumSq / n);
+    },
+  },
+};
+
+const qs = iters ? device.createQuerySet({ type: "timestamp", count: 2 }) : null;
 const qbuf = device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
 const qread = device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-const dataCache = new Map();
-function operand(key, n) { if (!dataCache.has(key)) dataCache.set(key, randomHalf(n)); return dataCache.get(key); }
 
 for (const c of JSON.parse(fs.readFileSync(casesPath, "utf8"))) {
-  const g = c.gemm; const row = { name: c.name, flop: c.flop };
+  const kind = KINDS[c.kind ?? "gemm"], p = c.params ?? c.gemm;
+  const row = { name: c.name, flop: c.flop };
+  const made = [];
   try {
     errors.length = 0;
-    const aN = g.a_batch_stride ? g.a_batch_stride * g.batch : g.m * g.k;
-    const bN = g.b_batch_stride ? g.b_batch_stride * g.batch : g.k * g.n;
-    const aH = operand(`a${aN}`, aN), bH = operand(`b${bN}`, bN);
-    const A = buffer(aH, GPUBufferUsage.STORAGE), B = buffer(bH, GPUBufferUsage.STORAGE);
-    const cBytes = g.m * g.n * g.batch * g.splits * 4;
-    const C = device.createBuffer({ size: cBytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+    const ins = kind.inputs(p);
+    const bufs = ins.map((h) => buffer(h, GPUBufferUsage.STORAGE));
+    const outBytes = kind.outBytes(p);
+    const O = device.createBuffer({ size: outBytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+    made.push(...bufs, O);
     const module = device.createShaderModule({ code: c.wgsl });
     const info = await module.getCompilationInfo();
     const msgs = info.messages.filter((m) => m.type === "error" || m.type === "warning").map((m) => `${m.type}: ${m.message}`);
     if (msgs.length) row.messages = msgs.slice(0, 3);
     const pipeline = await device.createComputePipelineAsync({ layout: "auto", compute: { module, entryPoint: "main" } });
-    const bg = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [
-      { binding: 0, resource: { buffer: A } }, { binding: 1, resource: { buffer: B } }, { binding: 2, resource: { buffer: C } }] });
+    const bg = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0),
+      entries: [...bufs, O].map((b, i) => ({ binding: i, resource: { buffer: b } })) });
     const run = (n, timed) => {
       const enc = device.createCommandEncoder();
       const pass = enc.beginComputePass(timed ? { timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : {});
@@ -88,35 +162,27 @@ for (const c of JSON.parse(fs.readFileSync(casesPath, "utf8"))) {
       if (timed) { enc.resolveQuerySet(qs, 0, 2, qbuf, 0); enc.copyBufferToBuffer(qbuf, 0, qread, 0, 16); }
       device.queue.submit([enc.finish()]);
     };
-    run(1, false);
-    const rb = device.createBuffer({ size: cBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    const enc = device.createCommandEncoder(); enc.copyBufferToBuffer(C, 0, rb, 0, cBytes); device.queue.submit([enc.finish()]);
-    await rb.mapAsync(GPUMapMode.READ); const out = new Float32Array(rb.getMappedRange().slice(0)); rb.unmap();
-    let maxErr = 0, sumSq = 0;
-    for (let s = 0; s < 64; s++) {
-      const bi = s % g.batch, r = Math.floor(Math.abs(rnd()) * g.m) % g.m, col = Math.floor(Math.abs(rnd()) * g.n) % g.n;
-      let ref = 0;
-      for (let kk = 0; kk < g.k; kk++) {
-        const a = half(aH[bi * g.a_batch_stride + r * g.k + kk]);
-        const b = g.b_transposed ? half(bH[bi * g.b_batch_stride + col * g.k + kk]) : half(bH[bi * g.b_batch_stride + kk * g.n + col]);
-        ref += a * b;
-      }
-      let got = 0;
-      for (let sp = 0; sp < g.splits; sp++) got += out[(sp * g.batch + bi) * g.m * g.n + r * g.n + col];
-      maxErr = Math.max(maxErr, Math.abs(got - ref)); sumSq += ref * ref;
-    }
-    row.rel = maxErr / Math.sqrt(sumSq / 64);
-    run(2, false); await device.queue.onSubmittedWorkDone();
-    const times = [];
-    for (let rep = 0; rep < 3; rep++) {
-      run(iters, true); await qread.mapAsync(GPUMapMode.READ);
+    const timed = async (n) => {
+      run(n, true); await qread.mapAsync(GPUMapMode.READ);
       const t = new BigUint64Array(qread.getMappedRange().slice(0)); qread.unmap();
-      times.push(Number(t[1] - t[0]) / 1e6 / iters);
-    }
-    row.ms = Math.min(...times); row.tflops = c.flop / row.ms / 1e9;
+      return Number(t[1] - t[0]) / 1e6;
+    };
+    run(1, false);
+    const rb = device.createBuffer({ size: outBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    made.push(rb);
+    const enc = device.createCommandEncoder(); enc.copyBufferToBuffer(O, 0, rb, 0, outBytes); device.queue.submit([enc.finish()]);
+    await rb.mapAsync(GPUMapMode.READ); const bytes = rb.getMappedRange().slice(0); rb.unmap();
+    row.rel = kind.check(p, ins, bytes);
     if (errors.length) row.errors = errors.slice(0, 3);
-    A.destroy(); B.destroy(); C.destroy(); rb.destroy();
-  } catch (e) { row.error = String(e?.message ?? e).slice(0, 400); }
+    if (!iters) throw null;
+    for (let warm = 0; warm < 300;) warm += await timed(iters);
+    const times = [];
+    for (let rep = 0; rep < 5; rep++) times.push((await timed(iters)) / iters);
+    row.ms = Math.min(...times); row.ms_median = times.sort((x, y) => x - y)[2];
+    row.tflops = c.flop / row.ms / 1e9;
+    if (errors.length) row.errors = errors.slice(0, 3);
+  } catch (e) { if (e !== null) row.error = String(e?.message ?? e).slice(0, 600); }
+  for (const b of made) b.destroy();
   console.log(JSON.stringify(row));
   report.cases.push(row);
   fs.writeFileSync(outPath, JSON.stringify(report, null, 1));   // so far: a timeout keeps these

@@ -33,7 +33,7 @@ from stages.passes.subgroup_matrix_gemm import DIRECTIVES, ENABLES, SUBGROUP, TI
 KEYS = 32                 # keys per step
 ROWS = 16                 # query rows per workgroup (one subgroup matrix tall)
 MAX_HEAD = 80
-NAME = re.compile(r"smattn_b(\d+)_q(\d+)_k(\d+)_h(\d+)_d(\d+)_s([0-9a-f]{8})")
+NAME = re.compile(r"smattn_b(\d+)_q(\d+)_k(\d+)_h(\d+)_d(\d+)_s([0-9a-f]{8})_r(\d)")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class Attention:
     heads: int
     head_dim: int
     scale: float
+    tiles: int = 2            # row tiles of 16 a workgroup (one subgroup) serves: 1 or 2
 
     @property
     def padded(self) -> int:
@@ -51,79 +52,98 @@ class Attention:
 
     @property
     def grid(self) -> tuple[int, int, int]:
-        return (self.queries // ROWS, self.batch * self.heads, 1)
+        return (self.queries // (ROWS * self.tiles), self.batch * self.heads, 1)
 
     @property
     def shared_bytes(self) -> int:
-        return 2 * ROWS * self.padded + 4 * ROWS * KEYS + 2 * ROWS * KEYS
+        rows = ROWS * self.tiles
+        return 2 * rows * self.padded + 4 * rows * KEYS + 2 * rows * KEYS + 4 * (SUBGROUP + rows)
 
     def fits(self) -> bool:
         # keys in whole steps: the 77-token cross-attention stays on the SIMT kernel
-        return (self.queries % ROWS == 0 and self.keys % KEYS == 0 and self.head_dim <= MAX_HEAD
+        return (self.tiles in (1, 2) and self.queries % (ROWS * self.tiles) == 0
+                and self.keys % KEYS == 0 and self.head_dim <= MAX_HEAD
                 and self.head_dim % 8 == 0 and self.shared_bytes <= 16384)
 
 
 def kernel_name(a: Attention) -> str:
     bits = struct.unpack("<I", struct.pack("<f", a.scale))[0]
-    return f"smattn_b{a.batch}_q{a.queries}_k{a.keys}_h{a.heads}_d{a.head_dim}_s{bits:08x}"
+    return (f"smattn_b{a.batch}_q{a.queries}_k{a.keys}_h{a.heads}_d{a.head_dim}_s{bits:08x}"
+            f"_r{a.tiles}")
 
 
 def attention_from_name(name: str) -> Attention | None:
     hit = NAME.search(name)
     if not hit:
         return None
-    b, q, k, h, d, s = hit.groups()
+    b, q, k, h, d, s, tiles = hit.groups()
     scale = struct.unpack("<f", struct.pack("<I", int(s, 16)))[0]
-    return Attention(int(b), int(q), int(k), int(h), int(d), scale)
+    return Attention(int(b), int(q), int(k), int(h), int(d), scale, int(tiles))
 
 
 def entry_point(a: Attention, name: str, q: str, k: str, v: str, out: str) -> str:
     """The compute entry point over storage buffers q, k, v, out (float16, BSHD; TVM drops the
     placeholder's unused bias from the kernel).
 
-    Q's 16 rows go through workgroup memory once, zero-padded to the 16-wide tiles; K and V are
+    Q's rows go through workgroup memory once, zero-padded to the 16-wide tiles; K and V are
     loaded as matrices straight from storage, K^T column-major: the padding columns of a K tile
     hold the next head's values, which meet Q's zeros, and those of a V tile land in output
-    columns that are never written. Each invocation pair (2 r, 2 r + 1) owns score row r, half
-    of its keys each, and meets its partner through workgroup memory (WGSL's uniformity rules
-    refuse subgroup shuffles in the loops that need them)."""
+    columns that are never written. Each K and V tile serves all `a.tiles` row tiles. The
+    softmax runs on 2 / tiles invocations per score row, each over its share of the row's
+    columns in an order rotated by the row (workgroup memory without bank conflicts); a row's
+    invocations meet through workgroup memory (WGSL's uniformity rules refuse subgroup
+    shuffles in the loops that need them)."""
     d, dp, h, sk, sq = a.head_dim, a.padded, a.heads, a.keys, a.queries
     row = h * d                       # elements between two tokens of a tensor
     qscale = float(struct.unpack("<f", struct.pack("<f", a.scale * math.log2(math.e)))[0])
     left = f"subgroup_matrix_left<f16, {TILE}, {TILE}>"
     right = f"subgroup_matrix_right<f16, {TILE}, {TILE}>"
     result = f"subgroup_matrix_result<f32, {TILE}, {TILE}>"
-    dt, kt = dp // TILE, KEYS // TILE
-    half = KEYS // 2
+    dt, kt, rt = a.padded // TILE, KEYS // TILE, a.tiles
+    rows = ROWS * rt
+    lpr = SUBGROUP // rows            # invocations per score row
+    cpl = KEYS // lpr                 # columns each of them takes
 
-    def scores():
-        lines = []
-        for j in range(kt):
-            lines.append(f"    var s{j} = {result}();")
-            for t in range(dt):
-                lines += [
-                    f"    let k{j}_{t} = subgroupMatrixLoad<{right}, col_major>(&{k}, "
-                    f"kbase + (kc + {j * TILE}u) * {row}u + {t * TILE}u, {row}u);",
-                    f"    s{j} = subgroupMatrixMultiplyAccumulate(ql{t}, k{j}_{t}, s{j});",
-                ]
-            lines.append(f"    subgroupMatrixStore<row_major>(&websd_s, {j * TILE}u, s{j}, {KEYS}u);")
-        return lines
+    def k_tiles():
+        return [f"    let k{j}_{t} = subgroupMatrixLoad<{right}, col_major>(&{k}, "
+                f"kbase + (kc + {j * TILE}u) * {row}u + {t * TILE}u, {row}u);"
+                for j in range(kt) for t in range(dt)]
+
+    def v_tiles():
+        return [f"    let v{j}_{t} = subgroupMatrixLoad<{right}, row_major>(&{v}, "
+                f"kbase + (kc + {j * TILE}u) * {row}u + {t * TILE}u, {row}u);"
+                for j in range(kt) for t in range(dt)]
+
+    def scores(with_v):
+        # S = Q K^T for this step's keys into workgroup memory (then, in pass 2, the V tiles)
+        lines = k_tiles()
+        for i in range(rt):
+            for j in range(kt):
+                lines.append(f"    var s{i}_{j} = {result}();")
+                lines += [f"    s{i}_{j} = subgroupMatrixMultiplyAccumulate(ql{i}_{t}, k{j}_{t}, s{i}_{j});"
+                          for t in range(dt)]
+                lines.append(f"    subgroupMatrixStore<row_major>(&websd_s, {i * TILE * KEYS + j * TILE}u, "
+                             f"s{i}_{j}, {KEYS}u);")
+        return lines + (v_tiles() if with_v else [])
+
+    def column(c):                    # this invocation's c-th column of its row, rotated
+        return f"r * {KEYS}u + part * {cpl}u + ({c} + r) % {cpl}u"
 
     lines = [
-        f"var<workgroup> websd_q : array<f16, {ROWS * dp}>;",
-        f"var<workgroup> websd_s : array<f32, {ROWS * KEYS}>;",
-        f"var<workgroup> websd_p : array<f16, {ROWS * KEYS}>;",
+        f"var<workgroup> websd_q : array<f16, {rows * dp}>;",
+        f"var<workgroup> websd_s : array<f32, {rows * KEYS}>;",
+        f"var<workgroup> websd_p : array<f16, {rows * KEYS}>;",
         f"var<workgroup> websd_r : array<f32, {SUBGROUP}>;   // per-invocation row partials",
+        f"var<workgroup> websd_l : array<f32, {rows}>;       // row sums",
         "",
         f"@compute @workgroup_size({SUBGROUP}, 1, 1)",
         f"fn {name}(@builtin(workgroup_id) wg : vec3<u32>,",
         "    @builtin(local_invocation_index) lid : u32) {",
-        f"  let q0 = wg.x * {ROWS}u;",
+        f"  let q0 = wg.x * {rows}u;",
         f"  let bb = wg.y / {h}u;",
         f"  let hh = wg.y % {h}u;",
         f"  let kbase = bb * {sk * row}u + hh * {d}u;",
-        f"  let vbase = kbase;",
-        f"  for (var i = lid; i < {ROWS * dp}u; i += {SUBGROUP}u) {{",
+        f"  for (var i = lid; i < {rows * dp}u; i += {SUBGROUP}u) {{",
         f"    let c = i % {dp}u;",
         "    var x = f16(0);",
         f"    if (c < {d}u) {{ x = {q}[(bb * {sq}u + q0 + i / {dp}u) * {row}u + hh * {d}u + c]; }}",
@@ -131,66 +151,60 @@ def entry_point(a: Attention, name: str, q: str, k: str, v: str, out: str) -> st
         "  }",
         "  workgroupBarrier();",
     ]
-    lines += [f"  let ql{t} = subgroupMatrixLoad<{left}, row_major>(&websd_q, {t * TILE}u, {dp}u);"
-              for t in range(dt)]
-    lines += [
-        "  let r = lid / 2u;",
-        f"  let c0 = (lid % 2u) * {half}u;",
-        "  var m = -3.0e38;",
-        f"  for (var kc = 0u; kc < {sk}u; kc += {KEYS}u) {{",
-    ]
-    lines += scores()
-    lines += [
-        "    workgroupBarrier();",
-        f"    for (var c = c0; c < c0 + {half}u; c++) {{",
-        f"      m = max(m, websd_s[r * {KEYS}u + c]);",
-        "    }",
-        "    workgroupBarrier();",
-        "  }",
-        # the two invocations of a row meet through workgroup memory
-        "  websd_r[lid] = m;",
-        "  workgroupBarrier();",
-        "  m = max(websd_r[r * 2u], websd_r[r * 2u + 1u]);",
-        "  var l = 0.0;",
-    ]
-    lines += [f"  var o{t} = {result}();" for t in range(dt)]
+    lines += [f"  let ql{i}_{t} = subgroupMatrixLoad<{left}, row_major>(&websd_q, "
+              f"{i * TILE * dp + t * TILE}u, {dp}u);" for i in range(rt) for t in range(dt)]
+    lines += [f"  let r = lid / {lpr}u;", f"  let part = lid % {lpr}u;", "  var m = -3.0e38;"]
     lines += [f"  for (var kc = 0u; kc < {sk}u; kc += {KEYS}u) {{"]
-    lines += scores()
+    lines += scores(False)
+    lines += ["    workgroupBarrier();",
+              f"    for (var c = 0u; c < {cpl}u; c++) {{",
+              f"      m = max(m, websd_s[{column('c')}]);",
+              "    }",
+              "    workgroupBarrier();",
+              "  }"]
+    if lpr > 1:                       # the invocations of a row meet through workgroup memory
+        lines += ["  websd_r[lid] = m;", "  workgroupBarrier();",
+                  f"  m = max(websd_r[r * 2u], websd_r[r * 2u + 1u]);"]
+    lines.append("  var l = 0.0;")
+    lines += [f"  var o{i}_{t} = {result}();" for i in range(rt) for t in range(dt)]
+    lines += [f"  for (var kc = 0u; kc < {sk}u; kc += {KEYS}u) {{"]
+    lines += scores(True)
     lines += [
         "    workgroupBarrier();",
-        f"    for (var c = c0; c < c0 + {half}u; c++) {{",
-        f"      let p = f16(exp2((websd_s[r * {KEYS}u + c] - m) * {qscale!r}));",
+        f"    for (var c = 0u; c < {cpl}u; c++) {{",
+        f"      let at = {column('c')};",
+        f"      let p = f16(exp2((websd_s[at] - m) * {qscale!r}));",
         "      l += f32(p);",
-        f"      websd_p[r * {KEYS}u + c] = p;",
+        "      websd_p[at] = p;",
         "    }",
         "    workgroupBarrier();",
     ]
-    for j in range(kt):
-        lines.append(f"    let p{j} = subgroupMatrixLoad<{left}, row_major>(&websd_p, {j * TILE}u, {KEYS}u);")
-    for t in range(dt):
+    for i in range(rt):
         for j in range(kt):
-            lines += [
-                f"    let v{j}_{t} = subgroupMatrixLoad<{right}, row_major>(&{v}, "
-                f"vbase + (kc + {j * TILE}u) * {row}u + {t * TILE}u, {row}u);",
-                f"    o{t} = subgroupMatrixMultiplyAccumulate(p{j}, v{j}_{t}, o{t});",
-            ]
-    lines += ["  }", "  workgroupBarrier();", "  websd_r[lid] = l;", "  workgroupBarrier();",
-              "  if (lid < 16u) { websd_s[256u + lid] = websd_r[lid * 2u] + websd_r[lid * 2u + 1u]; }"]
+            lines.append(f"    let p{i}_{j} = subgroupMatrixLoad<{left}, row_major>(&websd_p, "
+                         f"{i * TILE * KEYS + j * TILE}u, {KEYS}u);")
+    for i in range(rt):
+        for t in range(dt):
+            lines += [f"    o{i}_{t} = subgroupMatrixMultiplyAccumulate(p{i}_{j}, v{j}_{t}, o{i}_{t});"
+                      for j in range(kt)]
+    lines += ["  }", "  websd_r[lid] = l;", "  workgroupBarrier();",
+              f"  if (lid < {rows}u) {{ websd_l[lid] = "
+              + " + ".join(f"websd_r[lid * {lpr}u + {i}u]" for i in range(lpr)) + "; }"]
     # O / sum, through workgroup memory one 16x16 tile at a time
-    for t in range(dt):
-        lines += [
-            "  workgroupBarrier();",
-            f"  subgroupMatrixStore<row_major>(&websd_s, 0u, o{t}, {TILE}u);",
-            "  workgroupBarrier();",
-            f"  for (var e = lid; e < {TILE * TILE}u; e += {SUBGROUP}u) {{",
-            f"    let lr = websd_s[256u + e / {TILE}u];",
-            f"    let c = {t * TILE}u + e % {TILE}u;",
-            f"    if (c < {d}u) {{",
-            f"      {out}[(bb * {sq}u + q0 + e / {TILE}u) * {row}u + hh * {d}u + c] = "
-            f"f16(websd_s[e] / lr);",
-            "    }",
-            "  }",
-        ]
+    for i in range(rt):
+        for t in range(dt):
+            lines += [
+                "  workgroupBarrier();",
+                f"  subgroupMatrixStore<row_major>(&websd_s, 0u, o{i}_{t}, {TILE}u);",
+                "  workgroupBarrier();",
+                f"  for (var e = lid; e < {TILE * TILE}u; e += {SUBGROUP}u) {{",
+                f"    let c = {t * TILE}u + e % {TILE}u;",
+                f"    if (c < {d}u) {{",
+                f"      {out}[(bb * {sq}u + q0 + {i * TILE}u + e / {TILE}u) * {row}u + hh * {d}u + c] = "
+                f"f16(websd_s[e] / websd_l[{i * TILE}u + e / {TILE}u]);",
+                "    }",
+                "  }",
+            ]
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -229,7 +243,7 @@ def placeholder(a: Attention):
                         T.writes()
                         st = T.alloc_buffer((3,), "float32", scope="local")   # max, sum, score
                         acc = T.alloc_buffer((d,), "float32", scope="local")
-                        if tx < ROWS:
+                        if tx < ROWS * a.tiles:
                             st[0] = T.float32(-3.0e38)
                             st[1] = T.float32(0)
                             for c in T.serial(d):
@@ -237,18 +251,18 @@ def placeholder(a: Attention):
                             for j in T.serial(sk):
                                 st[2] = T.float32(0)
                                 for c in T.serial(d):
-                                    st[2] = st[2] + T.cast(q[by // h, bx * ROWS + tx, by % h, c], "float32") * T.cast(k[by // h, j, by % h, c], "float32")
+                                    st[2] = st[2] + T.cast(q[by // h, bx * (ROWS * a.tiles) + tx, by % h, c], "float32") * T.cast(k[by // h, j, by % h, c], "float32")
                                 st[0] = T.max(st[0], st[2])
                             for j in T.serial(sk):
                                 st[2] = T.float32(0)
                                 for c in T.serial(d):
-                                    st[2] = st[2] + T.cast(q[by // h, bx * ROWS + tx, by % h, c], "float32") * T.cast(k[by // h, j, by % h, c], "float32")
+                                    st[2] = st[2] + T.cast(q[by // h, bx * (ROWS * a.tiles) + tx, by % h, c], "float32") * T.cast(k[by // h, j, by % h, c], "float32")
                                 st[2] = T.exp2((st[2] - st[0]) * T.float32(qscale))
                                 st[1] = st[1] + st[2]
                                 for c in T.serial(d):
                                     acc[c] = acc[c] + st[2] * T.cast(v[by // h, j, by % h, c], "float32")
                             for c in T.serial(d):
-                                out[by // h, bx * ROWS + tx, by % h, c] = T.cast(acc[c] / st[1], "float16")
+                                out[by // h, bx * (ROWS * a.tiles) + tx, by % h, c] = T.cast(acc[c] / st[1], "float16")
 
     import tvm
 
@@ -279,6 +293,8 @@ def make(target):
             scale = call.attrs.scale
             scale = 1.0 / math.sqrt(d) if scale is None else float(scale.value)
             a = Attention(b, sq, sk, h, d, scale)
+            if not a.fits():
+                a = Attention(b, sq, sk, h, d, scale, tiles=1)
             if not (d == dk == dv and a.fits()):
                 return None
             if a not in kernels:
