@@ -2,9 +2,10 @@
 
 With the convolutions and linear layers on the matrix units, the SD UNet's self-attention at
 64x64 latents (4096 tokens, head_dim 40) on the SIMT kernel (stages/passes/attention_kernel.py)
-was a third of a step's GPU time. Here a workgroup is one subgroup and serves 16 query rows of
-one (batch, head), in two passes over the keys, KEYS at a time:
-  1. S = Q K^T (16 x KEYS, float32 result matrices), each row's max;
+was a third of a step's GPU time. Here a workgroup is one subgroup and serves 32 query rows (two
+row tiles of 16 sharing every K and V tile it loads; 16 where the queries are not a multiple
+of 32) of one (batch, head), in two passes over the keys, KEYS at a time:
+  1. S = Q K^T (rows x KEYS, float32 result matrices), each row's max;
   2. S again, P = exp2((S - max) * scale * log2 e) as float16 through workgroup memory, each
      row's sum, and O += P V in result matrices (no rescaling: the max is already final).
 Then O / sum, as float16. Computing S twice costs a third more matrix work and saves rescaling
@@ -14,7 +15,10 @@ a multiple of KEYS (the 77-token cross-attention stays on the SIMT kernel), head
 of 8 up to 80 (the UNet's 40 and 80).
 
 A first version staged K and V through workgroup memory for 16 rows and ran its softmax on 16
-invocations: 7x slower than the SIMT kernel (bench/results/h200/subgroup_matrix_v2/).
+invocations: 7x slower than the SIMT kernel (bench/results/h200/subgroup_matrix_v2/). At 4096
+tokens the one-row-tile kernel with bank-conflicted softmax took 4.24 ms, this one 2.50 ms;
+prefetching the next keys and a one-pass online softmax did not help (bench/results/h200/
+wgsl_kernels/). PyTorch's flash attention: 0.16 ms.
 
 Like the GEMM (stages/passes/subgroup_matrix.py): a TIR PrimFunc with the kernel's buffers and
 grid and a plain body, named after what it computes, whose WGSL the build swaps in
