@@ -22,9 +22,8 @@
 # TORCH_ITERS (30), WEBGPU_ITERS (20), TORCH_ARGS / WEBGPU_ARGS (extra arguments), SKIP_TORCH=1,
 # KERNEL_CASES (a bench/gpu/kernel_cases.py file: run bench/gpu/wgsl_kernels.mjs on it, at most
 # KERNEL_TIMEOUT_S, 240), TTI_DIST (a dist/<model>/webgpu dir without its *.bin, its libraries
-# may be xz'd: fill its shards
-# here, then bench/gpu/time_to_image.mjs and diffusers_time_to_image.py; TTI_MODEL, TTI_ARGS,
-# TTI_TORCH_ARGS),
+# maybe xz'd: fill its shards here, then bench/gpu/time_to_image.mjs and
+# diffusers_time_to_image.py; TTI_MODEL, TTI_ARGS, TTI_TORCH_ARGS),
 # SKIP_PROBE=1, SKIP_DEBS=1 (dry run off the device), DEADLINE_S (540: the whole run stays inside
 # one 10-minute command), PYTHON (python3).
 set -u

@@ -5,13 +5,13 @@ The -sm kernels (stages/passes/subgroup_matrix_gemm.py, subgroup_matrix_attentio
 `emulated(wgsl)` rewrites such a shader into plain WGSL (f16 + subgroups) with the same
 indexing: each invocation holds a whole 16x16 matrix (a struct of 256 f32), loads and stores all
 of it (every invocation of the subgroup writes the same values), and multiplies 16x16x16 itself.
-Subgroup reductions (subgroupMax, subgroupAdd) go through workgroup memory over each 32
-invocations: CPU adapters' subgroups are narrower than the 32 the kernels are laid out for.
 The loops run to a bound read at run time (a storage buffer's length, capped at 16), or the
 CPU driver's compiler would unroll every 16x16x16 product and take minutes per shader.
-Slow, but it runs the kernel's own offsets, strides, loops, barriers, reductions and softmax
-bookkeeping under Dawn on lavapipe, where WGSL's uniformity rules are checked too. What it
-cannot show: the matrix builtins' own validation and speed (the device run does).
+Slow, but it runs the kernel's own offsets, strides, loops and barriers under Dawn on
+lavapipe, where WGSL's uniformity rules are checked too. lavapipe stalls for minutes on
+kernels that hold many matrices at once (the attention, 4x4 GEMM tiles): those are only
+validated here. What it cannot show: the matrix builtins' own validation and speed (the device
+run does).
 """
 
 from __future__ import annotations
@@ -21,12 +21,10 @@ import re
 MATRIX = re.compile(r"subgroup_matrix_(?:left|right|result)<f(?:16|32), 16, 16>")
 LOAD = re.compile(r"subgroupMatrixLoad<SM16, (row_major|col_major)>\(&(\w+), ")
 STORE = re.compile(r"subgroupMatrixStore<(row_major|col_major)>\(&(\w+), ")
-REDUCE = re.compile(r"subgroup(Max|Add)\(")
 AT = {"row_major": "off + r * stride + c", "col_major": "off + c * stride + r"}
-COMBINE = {"Max": "max(x, sm_red[base + i])", "Add": "x + sm_red[base + i]"}
 
 
-def _helpers(n: str, loads, stores, reduces, types) -> list[str]:
+def _helpers(n: str, loads, stores, types) -> list[str]:
     out = ["struct SM16 { v : array<f32, 256> }\n",
            "fn sm_mma(a : SM16, b : SM16, acc : SM16) -> SM16 {\n"
            f"  var m = acc;\n  let n = {n};\n"
@@ -44,14 +42,6 @@ def _helpers(n: str, loads, stores, reduces, types) -> list[str]:
                    f"  let n = {n};\n"
                    "  for (var r = 0u; r < n; r++) { for (var c = 0u; c < n; c++) {\n"
                    f"    {buf}[{AT[major]}] = {types[buf]}(m.v[r * 16u + c]);\n  }} }}\n}}\n")
-    if reduces:
-        out.append("var<workgroup> sm_red : array<f32, 1024>;\n")
-    for op in reduces:
-        out.append(f"fn sm_reduce_{op}(lid : u32, v : f32) -> f32 {{\n"
-                   "  sm_red[lid] = v;\n  workgroupBarrier();\n"
-                   "  let base = lid / 32u * 32u;\n  var x = sm_red[base];\n"
-                   f"  for (var i = 1u; i < 2u * {n}; i++) {{ x = {COMBINE[op]}; }}\n"
-                   "  workgroupBarrier();\n  return x;\n}\n")
     return out
 
 
@@ -63,13 +53,11 @@ def emulated(wgsl: str) -> str:
     body = MATRIX.sub("SM16", wgsl)
     loads = sorted(set((b, m) for m, b in LOAD.findall(body)))
     stores = sorted(set((b, m) for m, b in STORE.findall(body)))
-    reduces = sorted(set(REDUCE.findall(body)))
     body = LOAD.sub(lambda h: f"sm_load_{h.group(2)}_{h.group(1)}(", body)
     body = STORE.sub(lambda h: f"sm_store_{h.group(2)}_{h.group(1)}(", body)
-    body = REDUCE.sub(lambda h: f"sm_reduce_{h.group(1)}(lid, ", body)
     body = body.replace("subgroupMatrixMultiplyAccumulate(", "sm_mma(")
     body = "\n".join(ln for ln in body.splitlines()
                      if "chromium_experimental_subgroup_matrix" not in ln
                      and "chromium.subgroup_matrix_uniformity" not in ln)
     head, sep, rest = body.partition("\n@compute")
-    return head + "\n" + "".join(_helpers(n, loads, stores, reduces, types)) + sep + rest
+    return head + "\n" + "".join(_helpers(n, loads, stores, types)) + sep + rest

@@ -1,7 +1,7 @@
 // Run, check and time the hand-written WGSL kernel cases of bench/gpu/kernel_cases.py under Dawn.
 //
 //   node bench/gpu/wgsl_kernels.mjs CASES.json OUT.json [--dawn-features LIST] [--iters 20]
-//                                   [--emulated 1]
+//                                   [--emulated 1] [--compile-only 1]
 //
 // Each case is a whole shader with its entry point `main` over storage buffers in binding order,
 // a grid and a `kind` that says what it computes and how to check it:
@@ -14,7 +14,8 @@
 // compute pass between two timestamps, five times: the least ms per dispatch and TFLOP/s.
 // Prints the adapter's subgroup matrix configs first. --emulated 1: the cases' matrix ops are
 // written out (bench/gpu/subgroup_matrix_emulation.py), so any adapter with shader-f16 and
-// subgroups runs them (a CPU one in the tests); --iters 0 checks without timing.
+// subgroups runs them (a CPU one in the tests); --iters 0 checks without timing;
+// --compile-only 1 only validates each shader and builds its pipeline.
 import fs from "node:fs";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -22,7 +23,8 @@ import { pathToFileURL } from "node:url";
 const [casesPath, outPath, ...rest] = process.argv.slice(2);
 const opts = {};
 for (let i = 0; i < rest.length; i += 2) opts[rest[i].replace(/^--/, "")] = rest[i + 1];
-const iters = Number(opts.iters ?? 20);
+const compileOnly = opts["compile-only"] === "1";
+const iters = compileOnly ? 0 : Number(opts.iters ?? 20);
 const nm = process.env.WEBSD_NODE_MODULES ?? path.resolve("web/node_modules");
 const { create, globals } = await import(pathToFileURL(path.join(nm, "webgpu", "index.js")).href);
 Object.assign(globalThis, globals);
@@ -135,53 +137,57 @@ const qs = iters ? device.createQuerySet({ type: "timestamp", count: 2 }) : null
 const qbuf = device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
 const qread = device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
 
-for (const c of JSON.parse(fs.readFileSync(casesPath, "utf8"))) {
+// One case: compile (all that --compile-only 1 does), run once and check, then time (unless
+// --iters 0). Buffers it makes go on `made`, for the caller to free.
+async function measure(c, row, made) {
   const kind = KINDS[c.kind ?? "gemm"], p = c.params ?? c.gemm;
-  const row = { name: c.name, flop: c.flop };
-  const made = [];
+  const module = device.createShaderModule({ code: c.wgsl });
+  const info = await module.getCompilationInfo();
+  const msgs = info.messages.filter((m) => m.type === "error" || m.type === "warning").map((m) => `${m.type}: ${m.message}`);
+  if (msgs.length) row.messages = msgs.slice(0, 3);
+  const pipeline = await device.createComputePipelineAsync({ layout: "auto", compute: { module, entryPoint: "main" } });
+  if (compileOnly) return;
+  const ins = kind.inputs(p);
+  const bufs = ins.map((h) => buffer(h, GPUBufferUsage.STORAGE));
+  const outBytes = kind.outBytes(p);
+  const O = device.createBuffer({ size: outBytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+  const rb = device.createBuffer({ size: outBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  made.push(...bufs, O, rb);
+  const bg = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0),
+    entries: [...bufs, O].map((b, i) => ({ binding: i, resource: { buffer: b } })) });
+  const run = (n, timed) => {
+    const enc = device.createCommandEncoder();
+    const pass = enc.beginComputePass(timed ? { timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : {});
+    pass.setPipeline(pipeline); pass.setBindGroup(0, bg);
+    for (let i = 0; i < n; i++) pass.dispatchWorkgroups(...c.grid);
+    pass.end();
+    if (timed) { enc.resolveQuerySet(qs, 0, 2, qbuf, 0); enc.copyBufferToBuffer(qbuf, 0, qread, 0, 16); }
+    device.queue.submit([enc.finish()]);
+  };
+  const timed = async (n) => {
+    run(n, true); await qread.mapAsync(GPUMapMode.READ);
+    const t = new BigUint64Array(qread.getMappedRange().slice(0)); qread.unmap();
+    return Number(t[1] - t[0]) / 1e6;
+  };
+  run(1, false);
+  const enc = device.createCommandEncoder(); enc.copyBufferToBuffer(O, 0, rb, 0, outBytes); device.queue.submit([enc.finish()]);
+  await rb.mapAsync(GPUMapMode.READ); const bytes = rb.getMappedRange().slice(0); rb.unmap();
+  row.rel = kind.check(p, ins, bytes);
+  if (!iters) return;
+  for (let warm = 0; warm < 300;) warm += await timed(iters);
+  const times = [];
+  for (let rep = 0; rep < 5; rep++) times.push((await timed(iters)) / iters);
+  row.ms = Math.min(...times); row.ms_median = times.sort((x, y) => x - y)[2];
+  row.tflops = c.flop / row.ms / 1e9;
+}
+
+for (const c of JSON.parse(fs.readFileSync(casesPath, "utf8"))) {
+  const row = { name: c.name, flop: c.flop }, made = [];
+  errors.length = 0;
   try {
-    errors.length = 0;
-    const ins = kind.inputs(p);
-    const bufs = ins.map((h) => buffer(h, GPUBufferUsage.STORAGE));
-    const outBytes = kind.outBytes(p);
-    const O = device.createBuffer({ size: outBytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
-    made.push(...bufs, O);
-    const module = device.createShaderModule({ code: c.wgsl });
-    const info = await module.getCompilationInfo();
-    const msgs = info.messages.filter((m) => m.type === "error" || m.type === "warning").map((m) => `${m.type}: ${m.message}`);
-    if (msgs.length) row.messages = msgs.slice(0, 3);
-    const pipeline = await device.createComputePipelineAsync({ layout: "auto", compute: { module, entryPoint: "main" } });
-    const bg = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0),
-      entries: [...bufs, O].map((b, i) => ({ binding: i, resource: { buffer: b } })) });
-    const run = (n, timed) => {
-      const enc = device.createCommandEncoder();
-      const pass = enc.beginComputePass(timed ? { timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : {});
-      pass.setPipeline(pipeline); pass.setBindGroup(0, bg);
-      for (let i = 0; i < n; i++) pass.dispatchWorkgroups(...c.grid);
-      pass.end();
-      if (timed) { enc.resolveQuerySet(qs, 0, 2, qbuf, 0); enc.copyBufferToBuffer(qbuf, 0, qread, 0, 16); }
-      device.queue.submit([enc.finish()]);
-    };
-    const timed = async (n) => {
-      run(n, true); await qread.mapAsync(GPUMapMode.READ);
-      const t = new BigUint64Array(qread.getMappedRange().slice(0)); qread.unmap();
-      return Number(t[1] - t[0]) / 1e6;
-    };
-    run(1, false);
-    const rb = device.createBuffer({ size: outBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    made.push(rb);
-    const enc = device.createCommandEncoder(); enc.copyBufferToBuffer(O, 0, rb, 0, outBytes); device.queue.submit([enc.finish()]);
-    await rb.mapAsync(GPUMapMode.READ); const bytes = rb.getMappedRange().slice(0); rb.unmap();
-    row.rel = kind.check(p, ins, bytes);
-    if (errors.length) row.errors = errors.slice(0, 3);
-    if (!iters) throw null;
-    for (let warm = 0; warm < 300;) warm += await timed(iters);
-    const times = [];
-    for (let rep = 0; rep < 5; rep++) times.push((await timed(iters)) / iters);
-    row.ms = Math.min(...times); row.ms_median = times.sort((x, y) => x - y)[2];
-    row.tflops = c.flop / row.ms / 1e9;
-    if (errors.length) row.errors = errors.slice(0, 3);
-  } catch (e) { if (e !== null) row.error = String(e?.message ?? e).slice(0, 600); }
+    await measure(c, row, made);
+  } catch (e) { row.error = String(e?.message ?? e).slice(0, 600); }
+  if (errors.length) row.errors = errors.slice(0, 3);
   for (const b of made) b.destroy();
   console.log(JSON.stringify(row));
   report.cases.push(row);
