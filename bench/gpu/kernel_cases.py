@@ -1,6 +1,6 @@
 """Write the WGSL kernel microbenchmark's cases: SD v1.5 UNet shapes x kernel variants.
 
-    python bench/gpu/kernel_cases.py OUT.json [gemm] [attention]
+    python bench/gpu/kernel_cases.py OUT.json [gemm] [attention] [layout]
 
 Each case is a whole WGSL shader (storage buffers in binding order, our entry point `main` from
 stages/passes/subgroup_matrix_gemm.py or subgroup_matrix_attention.py), its sizes, grid and kind,
@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from stages.passes import subgroup_matrix_attention as sma  # noqa: E402
-from stages.passes.subgroup_matrix import MIN_K_SLICE  # noqa: E402
+from stages.passes.subgroup_matrix import MIN_K_SLICE, plan  # noqa: E402
 from stages.passes.subgroup_matrix_gemm import DIRECTIVES, ENABLES, Gemm, entry_point  # noqa: E402
 
 SHAPES = {
@@ -45,7 +45,8 @@ ATTENTION = {
     # scores spread wide (a few keys take most of each row): the softmax's range in float16
     "self@32/scale1": sma.Attention(2, 1024, 1024, 8, 80, 1.0),
 }
-ATTENTION_TILES = (1, 2)   # row tiles of 16 per subgroup
+# (row tiles of 16 per subgroup, padding of the score rows)
+ATTENTION_VARIANTS = [(2, 0), (2, 8), (1, 8)]
 
 
 def shader(buffers: list[tuple[str, str, str]], body: str) -> str:
@@ -72,17 +73,33 @@ def gemm_cases(shapes=SHAPES, tilings=TILINGS, split_counts=SPLITS,
     return cases
 
 
-def attention_cases(shapes=ATTENTION, tilings=ATTENTION_TILES) -> list[dict]:
+def attention_cases(shapes=ATTENTION, variants=ATTENTION_VARIANTS) -> list[dict]:
     cases = []
     bufs = [("Q", "read", "f16"), ("K", "read", "f16"), ("V", "read", "f16"), ("O", "read_write", "f16")]
     for name, a in shapes.items():
         flop = 4 * a.batch * a.heads * a.queries * a.keys * a.head_dim
-        for tiles in tilings:
-            v = replace(a, tiles=tiles)
+        for tiles, pad in variants:
+            v = replace(a, tiles=tiles, pad=pad)
             if v.fits():
-                cases.append({"name": f"{name}/r{tiles}", "kind": "attention",
+                cases.append({"name": f"{name}/r{tiles}p{pad}", "kind": "attention",
                               "params": asdict(v), "grid": v.grid, "flop": flop,
                               "wgsl": shader(bufs, sma.entry_point(v, "main", "Q", "K", "V", "O"))})
+    return cases
+
+
+def layout_cases() -> list[dict]:
+    """The convolutions' GEMMs (and the square one) with B as stored today, k x n (im2col's
+    rows), and stored n x k (read column-major, as the linear layers' weights are), each at the
+    tiling and split plan() picks: is a convolution faster with its im2col transposed?"""
+    cases = []
+    for name, base in SHAPES.items():
+        if not name.startswith(("conv", "square")):
+            continue
+        g = plan(base.m, base.n, base.k, base.batch, False)
+        for transposed in (False, True):
+            shape = {f"{name}/{'nk' if transposed else 'kn'}": replace(
+                base, b_transposed=transposed, b_batch_stride=base.b_batch_stride)}
+            cases += gemm_cases(shape, [(g.tm, g.tn, g.wm, g.wn)], (g.splits,))
     return cases
 
 
@@ -90,6 +107,8 @@ def main(out: str, kinds: list[str]) -> None:
     cases = []
     if "gemm" in kinds:
         cases += gemm_cases()
+    if "layout" in kinds:
+        cases += layout_cases()
     if "attention" in kinds:
         cases = attention_cases() + cases
     Path(out).write_text(json.dumps(cases))

@@ -34,10 +34,14 @@ from dataclasses import dataclass
 
 from stages.passes.subgroup_matrix_gemm import DIRECTIVES, ENABLES, SUBGROUP, TILE
 
-KEYS = 32                 # keys per step
+KEYS = 32                 # keys per step (64 was slower at both sizes: wgsl_kernels/run3)
 ROWS = 16                 # query rows per workgroup (one subgroup matrix tall)
+# Elements past each score row in workgroup memory, by head_dim, as measured on the H200
+# (bench/results/h200/wgsl_kernels/run3.json): 8 took the 4096-token head_dim-40 attention from
+# 2.51 to 2.32 ms and slowed the 1024-token head_dim-80 one from 0.25 to 0.46 ms.
+PAD_BY_HEAD_DIM = {40: 8}
 MAX_HEAD = 80
-NAME = re.compile(r"smattn_b(\d+)_q(\d+)_k(\d+)_h(\d+)_d(\d+)_s([0-9a-f]{8})_r(\d)")
+NAME = re.compile(r"smattn_b(\d+)_q(\d+)_k(\d+)_h(\d+)_d(\d+)_s([0-9a-f]{8})_r(\d)_p(\d+)")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class Attention:
     head_dim: int
     scale: float
     tiles: int = 2            # row tiles of 16 a workgroup (one subgroup) serves: 1 or 2
+    pad: int = 0              # elements past each row of the scores in workgroup memory
 
     @property
     def padded(self) -> int:
@@ -59,30 +64,36 @@ class Attention:
         return (self.queries // (ROWS * self.tiles), self.batch * self.heads, 1)
 
     @property
+    def stride(self) -> int:
+        """Elements between two rows of the scores (S, float32) and of P (float16)."""
+        return KEYS + self.pad
+
+    @property
     def shared_bytes(self) -> int:
         rows = ROWS * self.tiles
-        return 2 * rows * self.padded + 4 * rows * KEYS + 2 * rows * KEYS + 4 * (SUBGROUP + rows)
+        return 2 * rows * self.padded + 6 * rows * self.stride + 4 * (SUBGROUP + rows)
 
     def fits(self) -> bool:
         # keys in whole steps: the 77-token cross-attention stays on the SIMT kernel
-        return (self.tiles in (1, 2) and self.queries % (ROWS * self.tiles) == 0
-                and self.keys % KEYS == 0 and self.head_dim <= MAX_HEAD
-                and self.head_dim % 8 == 0 and self.shared_bytes <= 16384)
+        return (self.tiles in (1, 2) and self.pad % 8 == 0
+                and self.queries % (ROWS * self.tiles) == 0 and self.keys % KEYS == 0
+                and self.head_dim <= MAX_HEAD and self.head_dim % 8 == 0
+                and self.shared_bytes <= 16384)
 
 
 def kernel_name(a: Attention) -> str:
     bits = struct.unpack("<I", struct.pack("<f", a.scale))[0]
     return (f"smattn_b{a.batch}_q{a.queries}_k{a.keys}_h{a.heads}_d{a.head_dim}_s{bits:08x}"
-            f"_r{a.tiles}")
+            f"_r{a.tiles}_p{a.pad}")
 
 
 def attention_from_name(name: str) -> Attention | None:
     hit = NAME.search(name)
     if not hit:
         return None
-    b, q, k, h, d, s, tiles = hit.groups()
+    b, q, k, h, d, s, tiles, pad = hit.groups()
     scale = struct.unpack("<f", struct.pack("<I", int(s, 16)))[0]
-    return Attention(int(b), int(q), int(k), int(h), int(d), scale, int(tiles))
+    return Attention(int(b), int(q), int(k), int(h), int(d), scale, int(tiles), int(pad))
 
 
 def entry_point(a: Attention, name: str, q: str, k: str, v: str, out: str) -> str:
@@ -103,6 +114,7 @@ def entry_point(a: Attention, name: str, q: str, k: str, v: str, out: str) -> st
     left = f"subgroup_matrix_left<f16, {TILE}, {TILE}>"
     right = f"subgroup_matrix_right<f16, {TILE}, {TILE}>"
     result = f"subgroup_matrix_result<f32, {TILE}, {TILE}>"
+    ld = a.stride                     # elements between two rows of S and of P
     dt, kt, rt = a.padded // TILE, KEYS // TILE, a.tiles
     rows = ROWS * rt
     lpr = SUBGROUP // rows            # invocations per score row
@@ -126,17 +138,17 @@ def entry_point(a: Attention, name: str, q: str, k: str, v: str, out: str) -> st
                 lines.append(f"    var s{i}_{j} = {result}();")
                 lines += [f"    s{i}_{j} = subgroupMatrixMultiplyAccumulate(ql{i}_{t}, k{j}_{t}, s{i}_{j});"
                           for t in range(dt)]
-                lines.append(f"    subgroupMatrixStore<row_major>(&websd_s, {i * TILE * KEYS + j * TILE}u, "
-                             f"s{i}_{j}, {KEYS}u);")
+                lines.append(f"    subgroupMatrixStore<row_major>(&websd_s, {i * TILE * ld + j * TILE}u, "
+                             f"s{i}_{j}, {ld}u);")
         return lines + (v_tiles() if with_v else [])
 
     def column(c):                    # this invocation's c-th column of its row, rotated
-        return f"r * {KEYS}u + part * {cpl}u + ({c} + r) % {cpl}u"
+        return f"r * {ld}u + part * {cpl}u + ({c} + r) % {cpl}u"
 
     lines = [
         f"var<workgroup> websd_q : array<f16, {rows * dp}>;",
-        f"var<workgroup> websd_s : array<f32, {rows * KEYS}>;",
-        f"var<workgroup> websd_p : array<f16, {rows * KEYS}>;",
+        f"var<workgroup> websd_s : array<f32, {rows * ld}>;",
+        f"var<workgroup> websd_p : array<f16, {rows * ld}>;",
         f"var<workgroup> websd_r : array<f32, {SUBGROUP}>;   // per-invocation row partials",
         f"var<workgroup> websd_l : array<f32, {rows}>;       // row sums",
         "",
@@ -186,7 +198,7 @@ def entry_point(a: Attention, name: str, q: str, k: str, v: str, out: str) -> st
     for i in range(rt):
         for j in range(kt):
             lines.append(f"    let p{i}_{j} = subgroupMatrixLoad<{left}, row_major>(&websd_p, "
-                         f"{i * TILE * KEYS + j * TILE}u, {KEYS}u);")
+                         f"{i * TILE * ld + j * TILE}u, {ld}u);")
     for i in range(rt):
         for t in range(dt):
             lines += [f"    o{i}_{t} = subgroupMatrixMultiplyAccumulate(p{i}_{j}, v{j}_{t}, o{i}_{t});"
@@ -296,9 +308,9 @@ def make(target):
                 [int(x) for x in t.ty.shape] for t in (q, k, v))
             scale = call.attrs.scale
             scale = 1.0 / math.sqrt(d) if scale is None else float(scale.value)
-            a = Attention(b, sq, sk, h, d, scale)
+            a = Attention(b, sq, sk, h, d, scale, pad=PAD_BY_HEAD_DIM.get(d, 0))
             if not a.fits():
-                a = Attention(b, sq, sk, h, d, scale, tiles=1)
+                a = Attention(b, sq, sk, h, d, scale, tiles=1, pad=a.pad)
             if not (d == dk == dv and a.fits()):
                 return None
             if a not in kernels:
