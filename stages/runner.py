@@ -51,10 +51,12 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _work_dir(task: str) -> Path:
+WORK = config_mod.ROOT / "build" / ".tmp"
+
+
+def _work_dir(task: str, work: Path) -> Path:
     """A fresh temp dir for one run, named <task>.<pid>.<random>; dirs left behind by killed
     builds (their pid is gone) are removed first, so an interrupted build leaves nothing."""
-    work = config_mod.ROOT / "build" / ".tmp"
     work.mkdir(parents=True, exist_ok=True)
     for stale in work.iterdir():
         parts = stale.name.split(".")
@@ -92,14 +94,27 @@ def execute(cfg: config_mod.Config, stage: str, component: str = "model",
             store: Store | None = None, remote: RemoteCache | None = None) -> str:
     """Bring one stage's outputs up to date; return "built", "restored" (from cache/) or
     "downloaded" (from the remote tier, through cache/)."""
-    store = store or Store(CACHE)
     s = dag.spec(cfg, stage, component)
+
+    def action(inputs, outputs, config):
+        importlib.import_module(dag.STAGES[stage]).run(inputs, outputs, config)
+
+    return execute_spec(s, static_key(s), action, store or Store(CACHE), remote,
+                        {"model": cfg.model_name, "target": cfg.target_name})
+
+
+def execute_spec(s: dag.Spec, static: str, action, store: Store,
+                 remote: RemoteCache | None = None, provenance: dict | None = None,
+                 work: Path = WORK) -> str:
+    """execute() for any Spec: `action(inputs, outputs, config)` writes the outputs (into a
+    temp dir under `work`) when neither `store` nor `remote` has them under the key made of
+    `static` and the inputs' digests. The engine's whole contract, apart from the DAG."""
     for name, path in s.inputs.items():
         if not (path.is_file() or path.is_dir()):
             raise FileNotFoundError(f"{s.task}: input {name} ({_rel(path)}) is missing; "
                                     f"fix: run `doit build` so the stage before it runs")
     digests = {name: digest_path(path) for name, path in s.inputs.items()}
-    key = keys.stage_key(static_key(s), digests)
+    key = keys.stage_key(static, digests)
 
     with store.lock(key):
         entry = store.get_action(key)
@@ -110,15 +125,14 @@ def execute(cfg: config_mod.Config, stage: str, component: str = "model",
             if entry and _restore(store, entry, s):
                 return "downloaded"
 
-        tmp = _work_dir(s.task)
+        tmp = _work_dir(s.task, work)
         try:
             tmp_out = {name: tmp / path.name for name, path in s.outputs.items()}
             for name in s.trees:
                 tmp_out[name].mkdir()
             start = time.monotonic()
-            module = importlib.import_module(dag.STAGES[stage])
-            module.run(dict(s.inputs), {k: v for k, v in tmp_out.items() if k != "manifest"},
-                       s.config)
+            action(dict(s.inputs), {k: v for k, v in tmp_out.items() if k != "manifest"},
+                   s.config)
             if "manifest" in tmp_out:
                 inputs = {n: {"path": _rel(p), "sha256": digests[n]} for n, p in s.inputs.items()}
                 files = {n: p for n, p in tmp_out.items() if n != "manifest"}
@@ -132,8 +146,7 @@ def execute(cfg: config_mod.Config, stage: str, component: str = "model",
                        for name, p in tmp_out.items()}
             entry = {
                 "outputs": outputs,
-                "provenance": {"stage": s.task, "model": cfg.model_name,
-                               "target": cfg.target_name, "inputs": digests,
+                "provenance": {"stage": s.task, **(provenance or {}), "inputs": digests,
                                "config": s.config, "tools": keys.tool_versions(),
                                "seconds": round(time.monotonic() - start, 3)},
             }
