@@ -174,6 +174,24 @@ def doit_action(model: str, target: str, path: str | None, remote: RemoteSetting
     tier = RemoteCache(remote) if remote.mode != "off" else None
     try:
         return {"outcome": execute(cfg, stage, component, remote=tier)}
-    except BuildError as e:
-        return TaskFailed(f"error: {e}")
+    except Exception as e:                   # noqa: BLE001 (sorted out by one_line)
+        message = one_line(e)
+        if message is None:
+            raise
+        return TaskFailed(message)
+
+
+DEBUG = "WEBSD_DEBUG"   # set it (=1) to see the traceback of a failure that names its fix
+
+
+def one_line(error: BaseException) -> str | None:
+    """The one line a user sees for a failure they can fix: a BuildError, or any error whose
+    message names its fix ("...; fix: ..."). None for the rest (bugs: their traceback is what
+    a report needs) and for every failure while $WEBSD_DEBUG is set."""
+    if os.environ.get(DEBUG):
+        return None
+    text = str(error).strip()
+    if isinstance(error, BuildError) or ("fix:" in text and "\n" not in text):
+        return f"error: {text}"
+    return None
 

@@ -167,3 +167,17 @@ def test_concurrent_builds_of_one_stage_run_it_once(ws):
     outcomes = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
     assert outcomes == ["built", "restored", "restored"]
     assert runs(ws, "upper") == 1
+
+
+def test_a_failure_that_names_its_fix_is_one_line_and_a_bug_keeps_its_traceback(monkeypatch):
+    from stages.errors import BuildError
+    from stages.runner import DEBUG, one_line
+
+    monkeypatch.delenv(DEBUG, raising=False)
+    assert one_line(BuildError("plan:unet: 2 GiB buffer; fix: a smaller size")) == \
+        "error: plan:unet: 2 GiB buffer; fix: a smaller size"
+    assert one_line(FileNotFoundError("upper: input source is missing; fix: run `doit build`")) \
+        == "error: upper: input source is missing; fix: run `doit build`"
+    assert one_line(KeyError("features")) is None
+    monkeypatch.setenv(DEBUG, "1")
+    assert one_line(BuildError("x; fix: y")) is None
