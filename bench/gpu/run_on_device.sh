@@ -151,7 +151,9 @@ done
 # ---- time to image: the page's pipeline vs diffusers (TTI_DIST: a dist dir without its shards) --
 if [ -n "${TTI_DIST:-}" ]; then
   t=$(( $(left) - 20 ))
-  for z in "$TTI_DIST"/*/*.xz; do [ -f "$z" ] && unxz_to "$z" "${z%.xz}" && rm "$z"; done   # libraries travel xz'd
+  for z in "$TTI_DIST"/*.xz "$TTI_DIST"/*/*.xz; do   # libraries and large files travel xz'd
+    [ -f "$z" ] && unxz_to "$z" "${z%.xz}" && rm "$z"
+  done
   say "time to image: fill $TTI_DIST's shards from the model's seed"
   timeout $t $PY bench/gpu/fill_params.py "$TTI_DIST" --model "${TTI_MODEL:-sd-v1-5}"
   # the page's modules import their packages by name, from web/node_modules

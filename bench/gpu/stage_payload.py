@@ -10,7 +10,8 @@ the page's bundle stays out: time_to_image.mjs runs web/src itself):
   .gpu/tti/<model>/                    the model directory as the package stage writes it, for
                                        the variants whose name ends with one of --flavors only
                                        (fill_params.py would otherwise draw every variant's
-                                       3.4 GB), without shards (*.bin), libraries xz'd: for
+                                       3.4 GB), without shards (*.bin), libraries and large
+                                       files xz'd: for
                                        TTI_DIST (time to image)
 Both are replaced whole. Prints what each holds and its size.
 """
@@ -24,6 +25,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+XZ_OVER = 256 << 10      # model-level files larger than this travel xz'd (run_on_device.sh unxz's)
 
 
 def _xz(src: Path, dst: Path) -> None:
@@ -65,6 +67,10 @@ def tti(model: str, out: Path, flavors: tuple[str, ...]) -> None:
     out.mkdir(parents=True)
     outputs = {n: out / p.name for n, p in s.outputs.items()}
     package.run(inputs, outputs, {**s.config, "variants": keep})
+    for name, path in outputs.items():       # the tokenizer (3.6 MB), the sampler tables
+        if name != "index" and path.stat().st_size > XZ_OVER:
+            _xz(path, path.with_name(path.name + ".xz"))
+            path.unlink()
     dist = s.outputs["index"].parent
     # NOTE: not the page's bundle (4.9 MB, over the carry limit): time_to_image.mjs runs web/src
     for v in keep:
