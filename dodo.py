@@ -8,8 +8,9 @@
 
 Each stage task is keyed by its input files (doit's file_dep), its config slice, its source and
 the sources it imports, and tool versions (the `uptodate` key below); inside the action the
-store in cache/ restores outputs built before anywhere. The table of stages lives in
-stages/dag.py. Importing this file imports neither torch nor tvm.
+store in cache/ restores outputs built before anywhere. The stages, in order, are the table
+STAGE_TASKS below; each declares its inputs and outputs in its module's spec() (the modules are
+listed in stages/engine/dag.py). Importing this file imports neither torch nor tvm.
 """
 
 import os
@@ -18,8 +19,9 @@ import sys
 from doit import get_var
 from doit.tools import config_changed
 
-from stages import cache_admin, config, dag, remote, runner, tune
-from stages.report import BuildReporter
+from stages.engine import cache_admin, config, dag, remote, runner
+from stages.passes import tune
+from stages.engine.report import BuildReporter
 
 # --- settings: model and target, from the command line (`doit build model=... target=...`) --
 MODEL = get_var("model", "tiny")
@@ -74,82 +76,44 @@ def _per_component(stage: str):
             yield {"name": variant, **_task(s)}
 
 
-# --- model-level stages ---------------------------------------------------------------------
-
-def task_toolchain():
-    """TVM's wasm runtime objects, compiled by emscripten (targets whose library is wasm)."""
-    if CFG.target["target"]["library"] == "wasm":
-        return _task(dag.spec(CFG, "toolchain"))
-    return {"actions": None, "doc": "not needed for this target"}
-
-
-def task_tokenizer():
-    """CLIP tokenizer as tokenizer.json (real BPE vocabulary, or the local model's)."""
-    return _task(dag.spec(CFG, "tokenizer"))
-
-
-def task_scheduler():
-    """Noise scheduler config, written by diffusers."""
-    return _task(dag.spec(CFG, "scheduler"))
-
-
-def task_schedules():
-    """Per-step scheduler coefficients from diffusers, for the page's step math (JSON)."""
-    return _task(dag.spec(CFG, "schedules"))
-
-
-# --- per-component stages, in DAG order -----------------------------------------------------
-
-def task_weights():
-    """Component weights as safetensors + config.json (seeded random init, or a local model)."""
-    yield from _per_component("weights")
+# --- the DAG: one task per stage, in order (per component variant from `weights` to `verify`).
+# Each stage's inputs, outputs and config slice are declared by spec() in its module
+# (dag.STAGES), next to the run() that does the work.
+STAGE_TASKS = {
+    "toolchain": "TVM's wasm runtime objects, compiled by emscripten (targets whose library is wasm).",
+    "tokenizer": "CLIP tokenizer as tokenizer.json (real BPE vocabulary, or the local model's).",
+    "noise_scheduler": "Noise scheduler config, written by diffusers.",
+    "sampler_tables": "Every sampler's per-step coefficients, for the page's step math (JSON).",
+    "weights": "Component weights as safetensors + config.json (seeded random init, or a local model).",
+    "capture": "torch.export of the component at the configured shapes -> graph.pt2.",
+    "import": "Captured graph -> Relax IRModule (JSON) + params (safetensors by Relax name).",
+    "passes": "The compiler pass pipeline (stages/passes/pipeline.py).",
+    "schedule": "Kernel schedules: the tuning database for (model, target, component), then defaults.",
+    "plan": "Static memory planning -> planned module + plan.json.",
+    "emit": "relax.build + export -> library, params and manifest.json under dist/.",
+    "verify": "Compiled component vs PyTorch on the same weights and inputs -> verify.json.",
+    "bundle": "The page: web/ bundled by esbuild into dist/<model>/<target>/ (wasm targets).",
+    "package": "dist/<model>/<target>/: tokenizer, sampler tables and manifest.json of every file.",
+}
+assert list(STAGE_TASKS) == [*dag.MODEL_STAGES, *dag.COMPONENT_STAGES, *dag.FINAL_STAGES]
+WASM = CFG.target["target"]["library"] == "wasm"
 
 
-def task_capture():
-    """torch.export of the component at the configured shapes -> graph.pt2."""
-    yield from _per_component("capture")
+def _stage_task(stage: str, doc: str):
+    if stage in dag.COMPONENT_STAGES:
+        def task():
+            yield from _per_component(stage)
+    else:
+        def task():
+            if stage in dag.WASM_ONLY and not WASM:
+                return {"actions": None, "doc": "not needed for this target"}
+            return _task(dag.spec(CFG, stage))
+    task.__doc__ = doc
+    return task
 
 
-def task_import():
-    """Captured graph -> Relax IRModule (JSON) + params (safetensors by Relax name)."""
-    yield from _per_component("import")
-
-
-def task_passes():
-    """The compiler pass pipeline (stages/passes/pipeline.py)."""
-    yield from _per_component("passes")
-
-
-def task_schedule():
-    """Apply the tuning database for (model, target, component) when there is one."""
-    yield from _per_component("schedule")
-
-
-def task_plan():
-    """Static memory planning -> planned module + plan.json."""
-    yield from _per_component("plan")
-
-
-def task_emit():
-    """relax.build + export -> library, params and manifest.json under dist/."""
-    yield from _per_component("emit")
-
-
-def task_verify():
-    """Compiled component vs PyTorch on the same weights and inputs -> verify.json."""
-    yield from _per_component("verify")
-
-
-def task_package():
-    """dist/<model>/<target>/: tokenizer, scheduler config and manifest.json of every file."""
-    return _task(dag.spec(CFG, "package"))
-
-
-def task_bundle():
-    """The page: web/ bundled by esbuild into dist/<model>/<target>/ (wasm targets)."""
-    if CFG.target["target"]["library"] == "wasm":
-        return _task(dag.spec(CFG, "bundle"))
-    return {"actions": None, "doc": "not needed for this target"}
+for _stage, _doc in STAGE_TASKS.items():
+    globals()[f"task_{_stage}"] = _stage_task(_stage, _doc)
 
 
 # --- commands outside the build ---------------------------------------------------------------
@@ -187,7 +151,7 @@ def task_cache():
 
 def task_serve():
     """Serve dist/<model>/<target>/ on http://127.0.0.1:PORT/ (--port, default 8000)."""
-    from stages import serve
+    from stages.runtime import serve
 
     return {
         "actions": [lambda port: serve.serve(dag.DIST / MODEL / TARGET, port)],
@@ -210,11 +174,16 @@ def task_generate():
         if generate.main(argv) != 0:
             return False
 
+    from stages.runtime import contract
+    from stages.runtime.samplers import SCHEDULERS
+
+    steps, guidance, seed = contract.STEPS, contract.GUIDANCE, contract.SEED
     params = [("prompt", str, "", "the text"), ("negative_prompt", str, "", "the negative text"),
-              ("seed", int, 0, "uint32 seed of the initial latents"),
-              ("steps", int, 20, "denoising steps, 1..50"),
-              ("guidance", float, 7.5, "classifier-free guidance scale, 0..30"),
-              ("scheduler", str, "dpm++2m", "dpm++2m, pndm or euler"),
+              ("seed", int, seed["default"], "uint32 seed of the initial latents"),
+              ("steps", int, steps["default"], f"denoising steps, {steps['min']}..{steps['max']}"),
+              ("guidance", float, guidance["default"],
+               f"classifier-free guidance scale, {guidance['min']:g}..{guidance['max']:g}"),
+              ("scheduler", str, contract.DEFAULT_SAMPLER, ", ".join(SCHEDULERS)),
               ("output", str, "", "PNG path (default out/<model>-<seed>.png)")]
     return {
         "actions": [action],
@@ -232,6 +201,7 @@ def task_build():
     """Build and verify every component of the model for the target (the default task)."""
     return {
         "actions": None,
-        "task_dep": ["toolchain", "tokenizer", "scheduler", "schedules", "bundle", "package"]
+        "task_dep": [s for s in (*dag.MODEL_STAGES, *dag.FINAL_STAGES)
+                     if s not in dag.WASM_ONLY or WASM]
                     + [f"verify:{c}" for c in CFG.variants],
     }

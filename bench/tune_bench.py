@@ -73,8 +73,9 @@ def main() -> None:
     import tvm
     from tvm import relax
 
-    from stages import components, config
-    from stages.params import load as load_params
+    from stages.runtime import components
+    from stages.engine import config
+    from stages.runtime.params import load as load_params
 
     torch.set_num_threads(args.threads)
     cfg = config.load(args.model, "llvm")

@@ -13,6 +13,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from stages.engine.rule import Rule, Spec
+
 # NOTE: the Node-only branches of the tokenizer package (url, module) and of the tvmjs runtime
 # (fs, path, perf_hooks, ws) name these built-ins; they never run in a browser, and esbuild
 # must leave them alone.
@@ -26,6 +28,15 @@ def esbuild(web: Path) -> Path:
     if not exe.is_file():
         raise RuntimeError("bundle: web/node_modules/esbuild is missing; fix: (cd web && npm ci)")
     return exe
+
+
+def spec(r: Rule) -> Spec:
+    """web/ (the page's sources and the lock file of its packages) in; the bundle out."""
+    web = r.root / "web"
+    src = {f"src/{p.name}": p for p in sorted((web / "src").glob("*.js"))}
+    return r.spec({"index.html": web / "index.html", **src,
+                   "package-lock.json": web / "package-lock.json"},
+                  {"index.html": r.top / "index.html", "app.js": r.top / "app.js"}, {})
 
 
 def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:

@@ -1,6 +1,6 @@
 """capture: torch.export of a component's thin wrapper at the configured shapes -> graph.pt2.
 
-The wrapper (stages/components.py) fixes the export boundary; the shapes come from the config
+The wrapper (stages/runtime/components.py) fixes the export boundary; the shapes come from the config
 slice (CFG batch for the UNet), so a shape change re-captures.
 """
 
@@ -8,8 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages import components
-from stages.progress import phase
+from stages.runtime import components
+from stages.engine.progress import phase
+from stages.engine.rule import Rule, Spec
+
+
+def spec(r: Rule) -> Spec:
+    return r.spec({"config": r.out("weights", "config"), "weights": r.out("weights", "weights")},
+                  {"graph": r.common / "graph.pt2"},
+                  {"component": r.component, "inputs": r.cfg.input_specs(r.component)})
 
 
 def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:

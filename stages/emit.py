@@ -3,7 +3,7 @@
 relax.build runs the finishing lowering (memory planning already happened in `plan`) and the
 TIR pipeline; the library is exported for the target (a shared object for llvm, a wasm module
 with its WGSL for webgpu; a feature variant's hand-written kernels go in as it is packed:
-stages/wgsl_swap.py). The params become a tvmjs tensor cache (params/tensor-cache.json +
+stages/passes/wgsl_swap.py). The params become a tvmjs tensor cache (params/tensor-cache.json +
 params_shard_N.bin, raw bytes in the dtype `main` takes, `shard_mb` per shard): the format the
 page downloads shard by shard. The runner adds manifest.json with the sha256 of every file,
 which is what loaders check the shards against.
@@ -16,12 +16,8 @@ import io
 import json
 from pathlib import Path
 
-from stages.progress import phase
-
-# The Relax passes after StaticPlanBlockMemory in TVM's default pipeline, in order.
-FINALIZE = ("LowerAllocTensor", "KillAfterLastUse", "LowerRuntimeBuiltin", "ComputePrimValue",
-            "VMShapeLower", "AttachGlobalSymbol")
-
+from stages.engine.progress import phase
+from stages.engine.rule import Rule, Spec
 
 # How a wasm library is linked: TVM's tvmjs link flags (tvm.support.emcc), with the host code
 # and the packed WGSL emitted as wasm objects (Debian's emcc links with LLVM 14, which cannot
@@ -48,13 +44,29 @@ def wasm_linker(runtime_objects: list[Path]):
     return link
 
 
+def spec(r: Rule) -> Spec:
+    """The planned module and the params in; the library, its params as a tensor cache and the
+    component's manifest.json out, under dist/."""
+    inputs = {"module": r.out("plan", "module"), "params": r.out("import", "params")}
+    if r.target["library"] == "wasm":
+        inputs.update(r.spec_of("toolchain", "model").outputs)
+    return r.spec(inputs,
+                  {"library": r.dist / f"{r.component}.{r.target['library']}",
+                   "params": r.dist / "params", "manifest": r.dist / "manifest.json"},
+                  {"component": r.component, "target": r.target["tvm"],
+                   "precision": r.precision, "shard_mb": r.target["shard_mb"], **r.feat,
+                   "tvm_passes": list(r.tvm_passes)},
+                  modules=("stages.engine.manifest",),   # the runner writes manifest.json
+                  trees=frozenset({"params"}))
+
+
 def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
     import tvm
     from tvm import relax
 
     mod = tvm.ir.load_json(inputs["module"].read_text())
     target = tvm.target.Target(cfg["target"])
-    finalize = tvm.transform.Sequential([getattr(relax.transform, p)() for p in FINALIZE])
+    finalize = tvm.transform.Sequential([getattr(relax.transform, p)() for p in cfg["tvm_passes"]])
     phase(f"emit:{cfg['component']}", f"relax.build for {target.kind.name}")
     executable = relax.build(mod, target, relax_pipeline=finalize)
     if outputs["library"].suffix == ".wasm":
@@ -62,7 +74,7 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
         swap = {}
         if "subgroup-matrix" in cfg.get("features", ()):
             from stages.passes.subgroup_matrix import wgsl_bodies
-            from stages.wgsl_swap import pack_imports
+            from stages.passes.wgsl_swap import pack_imports
 
             swap = {"fpack_imports": pack_imports(wgsl_bodies)}
         executable.export_library(str(outputs["library"]), fcompile=wasm_linker(runtime), **swap)

@@ -16,7 +16,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stages.progress import Bar, phase
+from stages.engine.progress import Bar, phase
+from stages.engine.rule import Rule, Spec
+
+
+def spec(r: Rule) -> Spec:
+    return r.spec({"graph": r.out("capture", "graph")},
+                  {"module": r.common / "module.json", "params": r.common / "params.safetensors"},
+                  {"component": r.component})
 
 
 def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:

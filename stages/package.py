@@ -16,8 +16,43 @@ import json
 import shutil
 from pathlib import Path
 
-from stages.config import SUBGROUP_SIZE, WEBGPU_FEATURES, flavor, split_variant, variant_features
-from stages.manifest import listing
+from stages.engine.config import (COMPONENTS, SUBGROUP_SIZE, WEBGPU_FEATURES, flavor,
+                                  split_variant, variant_features)
+from stages.engine.manifest import listing
+from stages.engine.rule import Rule, Spec
+from stages.runtime import contract
+
+
+COPIED = ("tokenizer.json", "tokenizer_config.json", "scheduler_config.json", "schedules.json")
+
+
+def spec(r: Rule) -> Spec:
+    """Every variant's manifest, verify report and plan, the model-level files and the page in;
+    the model directory's manifest.json out."""
+    inputs = {"tokenizer.json": r.out("tokenizer", "tokenizer.json", "model"),
+              "tokenizer_config.json": r.out("tokenizer", "tokenizer_config.json", "model"),
+              "scheduler_config.json": r.out("noise_scheduler", "scheduler_config.json", "model"),
+              "schedules.json": r.out("sampler_tables", "schedules.json", "model")}
+    if r.target["library"] == "wasm":   # the page, listed in the manifest like the rest
+        inputs.update({f"page/{n}": p for n, p in r.spec_of("bundle", "model").outputs.items()})
+    for v in r.cfg.variants:
+        inputs.update({f"{v}/manifest.json": r.out("emit", "manifest", v),
+                       f"{v}/verify.json": r.out("verify", "report", v),
+                       f"{v}/plan.json": r.out("plan", "plan", v)})
+    tvm = r.target["tvm"]
+    return r.spec(inputs, {**{n: r.top / n for n in COPIED}, "index": r.top / "manifest.json"},
+                  {"model": r.cfg.model_name, "target": r.cfg.target_name,
+                   "variants": list(r.cfg.variants), "library": r.target["library"],
+                   "image_size": r.cfg.model["model"]["image_size"],
+                   "latent_size": r.cfg.latent_size(),
+                   "vae_scaling_factor": r.cfg.model["vae"]["scaling_factor"],
+                   "workgroup_limits": {
+                       "maxComputeInvocationsPerWorkgroup": tvm.get("max_num_threads"),
+                       "maxComputeWorkgroupSizeX": tvm.get("max_num_threads"),
+                       "maxComputeWorkgroupStorageSize": tvm.get("max_shared_memory_per_block")},
+                   "inputs": {c: r.cfg.input_specs(c) for c in COMPONENTS},
+                   "contract": contract.manifest(
+                       r.cfg.model["text_encoder"]["max_position_embeddings"])})
 
 
 def requirements(variants: dict, workgroup_limits: dict) -> dict:
@@ -50,10 +85,9 @@ def requirements(variants: dict, workgroup_limits: dict) -> dict:
 
 
 def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
-    copied = ("tokenizer.json", "tokenizer_config.json", "scheduler_config.json", "schedules.json")
-    for name in copied:
+    for name in COPIED:
         shutil.copyfile(inputs[name], outputs[name])
-    files = listing([outputs[name] for name in copied])
+    files = listing([outputs[name] for name in COPIED])
     files.update(listing([p for n, p in inputs.items() if n.startswith("page/")]))
     variants = {}
     for v in cfg["variants"]:
@@ -84,7 +118,7 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
         "model": cfg["model"], "target": cfg["target"],
         "image_size": cfg["image_size"], "latent_size": cfg["latent_size"],
         "vae_scaling_factor": cfg["vae_scaling_factor"],
-        "inputs": cfg["inputs"],
+        "inputs": cfg["inputs"], "contract": cfg["contract"],
         "tokenizer": "tokenizer.json", "tokenizer_config": "tokenizer_config.json",
         "scheduler": "scheduler_config.json", "schedules": "schedules.json",
         "variants": variants,

@@ -13,10 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stages.errors import BuildError
-
-LOWER = ("RewriteDataflowReshape", "ToNonDataflow", "RemovePurityChecking", "CallTIRRewrite")
-
+from stages.engine.errors import BuildError
+from stages.engine.rule import Rule, Spec
 
 def _allocation_bytes(call, op_name: str) -> int | None:
     """Byte size of `call` if it is a constant-size allocation made with `op_name`, else None."""
@@ -91,6 +89,14 @@ def _bound_by(func, sizes: dict[str, int], nbytes: int) -> tuple[str, str] | Non
     return None
 
 
+def spec(r: Rule) -> Spec:
+    limits = {k: r.target[k] for k in ("max_storage_buffer_binding_size",) if k in r.target}
+    return r.spec({"module": r.out("schedule", "module")},
+                  {"module": r.per_target / "module.json", "plan": r.per_target / "plan.json"},
+                  {"component": r.component, "target": r.target["tvm"], **limits,
+                   "tvm_passes": list(r.tvm_passes)})
+
+
 def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
     import tvm
     from tvm import relax
@@ -98,7 +104,7 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
     mod = tvm.ir.load_json(inputs["module"].read_text())
     target = tvm.target.Target(cfg["target"])
     with target:
-        mod = tvm.transform.Sequential([getattr(relax.transform, p)() for p in LOWER])(mod)
+        mod = tvm.transform.Sequential([getattr(relax.transform, p)() for p in cfg["tvm_passes"]])(mod)
         before = _allocations(mod["main"], "relax.builtin.alloc_tensor")
         mod = relax.transform.StaticPlanBlockMemory()(mod)
         after = _allocations(mod["main"], "relax.memory.alloc_storage")

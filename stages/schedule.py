@@ -3,7 +3,7 @@
 First, when configs/tuning/<model>/<target>/<component>/ holds a MetaSchedule database, its
 records are applied (MetaScheduleApplyDatabase); the database files are inputs of this stage,
 so new records rebuild this component alone. Records are kept per target: a record made for one
-target never reaches another. Then pipeline.SCHEDULES runs: default schedules for the kernels
+target never reaches another. Then pipeline.SCHEDULE runs: default schedules for the kernels
 without a record on GPU targets, and the target's limit checks. A CPU build without records
 keeps the default loops, which LLVM compiles as they are. Tuning itself is
 `doit tune:<component>`, never this stage.
@@ -15,7 +15,23 @@ import shutil
 from pathlib import Path
 
 from stages.passes import pipeline
-from stages.progress import phase
+from stages.engine.progress import phase
+from stages.engine.rule import Rule, Spec
+
+
+def spec(r: Rule) -> Spec:
+    """The module after its passes, and the committed tuning records of this model, target and
+    component (configs/tuning/), in; the scheduled module out."""
+    kind = r.target["tvm"]["kind"]
+    db = r.root / "configs" / "tuning" / r.cfg.model_name / r.cfg.target_name / r.component
+    inputs = {"module": r.out("passes", "module")}
+    inputs.update({p.name: p for p in sorted(db.glob("database_*.json"))} if db.is_dir() else {})
+    limits = {k: r.target[k] for k in ("max_storage_buffer_binding_size",) if k in r.target}
+    return r.spec(inputs, {"module": r.per_target / "module.json"},
+                  {"component": r.base, "precision": r.precision, "target": r.target["tvm"],
+                   **limits, **r.feat,
+                   "passes": pipeline.steps(r.stage, r.base, kind, r.precision, r.features)},
+                  modules=pipeline.modules(r.stage, r.base, kind, r.precision, r.features))
 
 
 def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:

@@ -14,6 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from stages.engine.rule import Rule, Spec, model_files
+
 # CLIP's vocabulary: 256 byte symbols, their 256 end-of-word forms, 48,894 merges, 2 specials.
 NUM_MERGES = 49152 - 256 - 2
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
@@ -42,6 +44,29 @@ def vocab_and_merges(bpe_gz: Path) -> tuple[dict[str, int], list[str]]:
     tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
     tokens += [BOS, EOS]
     return {tok: i for i, tok in enumerate(tokens)}, merges
+
+
+def clip_vocab() -> Path:
+    """The CLIP BPE vocabulary shipped inside the open-clip-torch wheel (read, never imported)."""
+    import importlib.metadata
+
+    try:
+        dist = importlib.metadata.distribution("open-clip-torch")
+    except importlib.metadata.PackageNotFoundError:
+        raise FileNotFoundError("open-clip-torch is not installed; fix: pip install --no-deps "
+                                "open-clip-torch (it carries the CLIP BPE vocabulary)") from None
+    return Path(dist.locate_file("open_clip/bpe_simple_vocab_16e6.txt.gz"))
+
+
+def spec(r: Rule) -> Spec:
+    """The local model's tokenizer files, or the CLIP vocabulary, in; tokenizer.json out."""
+    model_dir = r.cfg.pretrained_path
+    inputs = (model_files(model_dir / "tokenizer", (".json", ".txt"))
+              if model_dir else {"vocab": clip_vocab()})
+    names = ("tokenizer.json", "tokenizer_config.json")
+    return r.spec(inputs, {n: r.common / n for n in names},
+                  {"max_length": r.cfg.model["text_encoder"]["max_position_embeddings"],
+                   "pretrained": bool(model_dir)})
 
 
 def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:

@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stages import components, params
-from stages.config import WEBGPU_FEATURES
-from stages.errors import BuildError
+from stages.runtime import components, params
+from stages.engine.config import WEBGPU_FEATURES
+from stages.engine.errors import BuildError
+from stages.engine.rule import Rule, Spec
 
 
 def rel_l2(actual, expected) -> float:
@@ -62,6 +63,27 @@ def run_webgpu(inputs: dict[str, Path], example: dict, specs: dict, shape, featu
         if proc.returncode != 0:
             raise RuntimeError(f"verify: the WebGPU run failed: {proc.stderr.strip()[-2000:]}")
         return np.fromfile(tmp / "output.bin", dtype=np.float32).reshape(shape)
+
+
+def spec(r: Rule) -> Spec:
+    """The emitted component and the weights it came from in; verify.json out."""
+    inputs = {"library": r.out("emit", "library"), "params": r.out("emit", "params"),
+              "manifest": r.out("emit", "manifest"),
+              "config": r.out("weights", "config"), "weights": r.out("weights", "weights")}
+    if r.target["library"] == "wasm":   # the Node + Dawn harness and its pinned packages
+        web = r.root / "web"
+        inputs.update({"harness": web / "verify" / "run_component.mjs",
+                       "plan": r.out("plan", "plan"),
+                       "loader": web / "src" / "params.js",
+                       "package-lock": web / "package-lock.json"})
+    vcfg = r.cfg.target["verify"]
+    threshold = vcfg["max_rel_l2_fp16"] if r.precision == "float16" else vcfg["max_rel_l2"]
+    return r.spec(inputs, {"report": r.dist / "verify.json"},
+                  {"component": r.base, "precision": r.precision, "target": r.target["tvm"],
+                   **r.feat, "inputs": r.cfg.input_specs(r.base), "max_rel_l2": threshold,
+                   "seed": vcfg["seed"],
+                   "vocab_size": r.cfg.model["text_encoder"]["vocab_size"]},
+                  tree_inputs=frozenset({"params"}))
 
 
 def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:

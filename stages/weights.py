@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stages import components
-from stages.progress import Bar
+from stages.runtime import components
+from stages.engine.progress import Bar
+from stages.engine.rule import Rule, Spec, model_files
 
 
 def _config_dict(module) -> dict:
@@ -28,6 +29,22 @@ def _check_arch(actual: dict, arch: dict, where: str) -> None:
         if have != want:
             raise ValueError(f"{where}: {key} = {have!r} but the model config says {want!r}; "
                              f"fix: make configs/models/<model>.toml match the checkpoint")
+
+
+# The diffusers subfolder each component's weights come from in a local model directory.
+SUBFOLDER = {"text_encoder": "text_encoder", "unet": "unet", "vae_decoder": "vae"}
+
+
+def spec(r: Rule) -> Spec:
+    """A local model's weight files (none for seeded random init) in; safetensors out."""
+    model_dir = r.cfg.pretrained_path
+    inputs = (model_files(model_dir / SUBFOLDER[r.base], (".json", ".safetensors", ".bin"))
+              if model_dir else {})
+    mcfg = r.cfg.model["model"]
+    return r.spec(inputs,
+                  {"config": r.common / "config.json", "weights": r.common / "model.safetensors"},
+                  {"component": r.component, "init": mcfg["init"], "seed": mcfg["seed"],
+                   "arch": r.cfg.arch(r.component)})
 
 
 def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:

@@ -22,7 +22,7 @@ SUMMARY = re.compile(r"^stages: (\d+) built, (\d+) restored, (\d+) up-to-date$",
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")
 STAGES_PER_COMPONENT = ("weights", "capture", "import", "passes", "schedule", "plan", "emit",
                         "verify")
-ALL_TASKS = {"tokenizer", "scheduler", "schedules", "package"} | {
+ALL_TASKS = {"tokenizer", "noise_scheduler", "sampler_tables", "package"} | {
     f"{s}:{c}" for s in STAGES_PER_COMPONENT for c in COMPONENTS}
 # webgpu adds the toolchain, the page bundle, and a float16 variant of every component from
 # `passes` on, and its subgroup-matrix variant (configs/targets/webgpu.toml features)

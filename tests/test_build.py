@@ -41,7 +41,7 @@ def test_python_loader_refuses_a_changed_shard(built, tmp_path):
 
     import pytest
 
-    from stages import params
+    from stages.runtime import params
 
     ws, _ = built
     unet = tmp_path / "unet"

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from stages.dag import Spec
-from stages.runner import execute_spec
-from stages.store import Store
+from stages.engine.dag import Spec
+from stages.engine.runner import execute_spec
+from stages.engine.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -170,8 +170,8 @@ def test_concurrent_builds_of_one_stage_run_it_once(ws):
 
 
 def test_a_failure_that_names_its_fix_is_one_line_and_a_bug_keeps_its_traceback(monkeypatch):
-    from stages.errors import BuildError
-    from stages.runner import DEBUG, one_line
+    from stages.engine.errors import BuildError
+    from stages.engine.runner import DEBUG, one_line
 
     monkeypatch.delenv(DEBUG, raising=False)
     assert one_line(BuildError("plan:unet: 2 GiB buffer; fix: a smaller size")) == \

@@ -1,7 +1,7 @@
-"""stages/generate.py: text -> PNG with the compiled tiny model (llvm), against diffusers.
+"""stages/runtime/generate.py: text -> PNG with the compiled tiny model (llvm), against diffusers.
 
 Real compiled libraries from dist/tiny/llvm and real diffusers/PyTorch on the same weights
-(build/tiny/<component>/weights), the same tokens, the same initial latents (stages/rng.py)
+(build/tiny/<component>/weights), the same tokens, the same initial latents (stages/runtime/rng.py)
 and the same scheduler. 3 steps per scheduler keep it to about a minute on 2 cores.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages import generate as gen
+from stages.runtime import generate as gen
 
 STEPS = 3
 MIN_PSNR_DB = 35.0

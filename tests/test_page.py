@@ -2,11 +2,11 @@
 
 The served directory is dist/tiny/webgpu of the session's `doit build target=webgpu` (the
 model, tokenizer, scheduler tables, and the page bundled by the bundle stage), served by
-stages/serve.py. web/test/page_session.mjs drives one Chromium (playwright-core,
+stages/runtime/serve.py. web/test/page_session.mjs drives one Chromium (playwright-core,
 Debian's /usr/bin/chromium, SwiftShader WebGPU) through a whole visit: the limit check, images
 for every scheduler, refused settings, a screenshot, a reload from the Cache API, a tampered
 cached shard, Cancel, a lost device. The tests below each check one part of its report; the
-images are compared with the Python runner (stages/generate.py, the llvm build) by PSNR.
+images are compared with the Python runner (stages/runtime/generate.py, the llvm build) by PSNR.
 """
 
 from __future__ import annotations
@@ -81,8 +81,8 @@ def dist(built, built_webgpu) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def origin(dist):
-    """The served model directory on http://127.0.0.1:<free port>, by stages/serve.py."""
-    from stages import serve
+    """The served model directory on http://127.0.0.1:<free port>, by stages/runtime/serve.py."""
+    from stages.runtime import serve
 
     class Quiet(serve.Handler):   # keep pytest's output readable
         def log_message(self, *args):
@@ -128,7 +128,7 @@ def _rgb(result: dict) -> np.ndarray:
 
 
 def _reference(dist: dict, opts: dict) -> np.ndarray:
-    from stages import generate
+    from stages.runtime import generate
 
     return generate.pixels(dist["llvm"], opts["prompt"], negative_prompt=opts["negativePrompt"],
                            seed=opts["seed"], steps=opts["steps"], guidance=opts["guidance"],
@@ -143,8 +143,8 @@ def _image(session, name):
 
 def test_images_match_the_python_runner(dist, session):
     """Every scheduler, an empty prompt and a 500-word prompt: the page's pixels are the llvm
-    build's (stages/generate.py) for the same prompt, seed, steps, guidance and scheduler."""
-    from stages import generate
+    build's (stages/runtime/generate.py) for the same prompt, seed, steps, guidance and scheduler."""
+    from stages.runtime import generate
 
     lines = []
     for spec in IMAGES:
@@ -157,8 +157,8 @@ def test_images_match_the_python_runner(dist, session):
         lines.append(f"{spec['name']:>8}: PSNR {db:6.2f} dB, max |diff| "
                      f"{int(np.abs(ours.astype(int) - theirs).max())}, {im['secondsPerStep']:.3f} "
                      f"s/step, {im['seconds']:.2f} s in the page ({im['precision']})")
-        assert db >= 35, f"{spec['name']}: PSNR {db:.2f} dB < 35 against stages/generate.py"
-    print("\nChromium (" + ROUTE + ") vs stages/generate.py (llvm):\n" + "\n".join(lines))
+        assert db >= 35, f"{spec['name']}: PSNR {db:.2f} dB < 35 against stages/runtime/generate.py"
+    print("\nChromium (" + ROUTE + ") vs stages/runtime/generate.py (llvm):\n" + "\n".join(lines))
 
 
 def test_the_page_loads_from_the_network_first_and_says_what_it_runs(session):
@@ -265,7 +265,7 @@ def test_float16_variants_run_where_the_gpu_has_shader_f16(dist, origin, tmp_pat
     """CPU WebGPU in Chromium has no shader-f16; Dawn in Node (npm webgpu, lavapipe) has. The
     page's modules (web/test/pipeline_node.mjs) pick the float16 variants there, and their image
     still matches the float32 Python runner."""
-    from stages import generate
+    from stages.runtime import generate
 
     specs = [s for s in IMAGES if s["name"] in ("dpm++2m", "long")]
     job = tmp_path / "job.json"
@@ -280,7 +280,7 @@ def test_float16_variants_run_where_the_gpu_has_shader_f16(dist, origin, tmp_pat
         db = generate.psnr(_rgb(im), _reference(dist, spec["opts"]), 255.0)
         lines.append(f"{spec['name']:>8}: PSNR {db:6.2f} dB, {im['secondsPerStep']:.3f} s/step (float16)")
         assert db >= 35, f"{spec['name']} float16: PSNR {db:.2f} dB < 35"
-    print("\nNode + Dawn (" + report["adapter"]["description"] + ") vs stages/generate.py:\n"
+    print("\nNode + Dawn (" + report["adapter"]["description"] + ") vs stages/runtime/generate.py:\n"
           + "\n".join(lines))
 
 

@@ -9,7 +9,8 @@ import json
 import shutil
 
 from conftest import doit, report
-from stages import components, config
+from stages.runtime import components
+from stages.engine import config
 
 SUBFOLDERS = {"text_encoder": "text_encoder", "unet": "unet", "vae_decoder": "vae"}
 
@@ -21,7 +22,7 @@ def _diffusers_dir(ws, dst):
         module.save_pretrained(str(dst / sub))
     shutil.copytree(ws / "build/tiny/model/tokenizer", dst / "tokenizer")
     (dst / "scheduler").mkdir()
-    shutil.copy(ws / "build/tiny/model/scheduler/scheduler_config.json", dst / "scheduler")
+    shutil.copy(ws / "build/tiny/model/noise_scheduler/scheduler_config.json", dst / "scheduler")
     (dst / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     return dst
 

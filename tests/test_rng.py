@@ -1,4 +1,4 @@
-"""The seeded Gaussian generator: stages/rng.py and web/src/rng.js give the same bits.
+"""The seeded Gaussian generator: stages/runtime/rng.py and web/src/rng.js give the same bits.
 
 This is the reproducible-seed contract (a seed gives the same latents in the page and in the
 Python runner). Both implementations are checked against the frozen vectors in
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages import rng
+from stages.runtime import rng
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = json.loads((ROOT / "tests/data/rng_vectors.json").read_text())

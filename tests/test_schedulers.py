@@ -1,9 +1,9 @@
 """The page's denoising-loop scheduler (web/src/schedulers.js + schedules.json from
-stages/schedules.py) against diffusers' own schedulers, step by step.
+stages/runtime/samplers.py) against diffusers' own schedulers, step by step.
 
 The reference is diffusers itself, run as a pipeline runs it (torch float32,
 scale_model_input then step().prev_sample), on the scheduler_config.json the build writes
-(stages/scheduler.py). The JS loop is given diffusers' per-step model outputs through a file,
+(stages/noise_scheduler.py). The JS loop is given diffusers' per-step model outputs through a file,
 so both sides see the same inputs; every intermediate sample, every UNet input and the
 timesteps are compared.
 """
@@ -25,7 +25,7 @@ SHAPE = (1, 4, 8, 8)
 ATOL = 1e-5
 STEP_COUNTS = (1, 2, 3, 4, 10, 20, 50)
 
-# What the page's names mean, written out here independently of stages/schedules.py.
+# What the page's names mean, written out here independently of stages/runtime/samplers.py.
 DIFFUSERS = {
     "dpm++2m": ("DPMSolverMultistepScheduler",
                 {"algorithm_type": "dpmsolver++", "solver_order": 2}),
@@ -42,25 +42,26 @@ def node() -> str:
 
 @pytest.fixture(scope="module")
 def scheduler_config(tmp_path_factory) -> dict:
-    from stages import config, dag, scheduler
+    from stages.engine import config, dag
+    from stages import noise_scheduler
 
     tmp = tmp_path_factory.mktemp("scheduler")
     cfg = config.load("tiny", "llvm", None)
-    s = dag.spec(cfg, "scheduler")
+    s = dag.spec(cfg, "noise_scheduler")
     outputs = {n: tmp / p.name for n, p in s.outputs.items()}
-    scheduler.run(s.inputs, outputs, s.config)
+    noise_scheduler.run(s.inputs, outputs, s.config)
     return json.loads(outputs["scheduler_config.json"].read_text())
 
 
 @pytest.fixture(scope="module")
 def schedules_path(tmp_path_factory, scheduler_config) -> Path:
-    from stages import schedules
+    from stages import sampler_tables
 
     tmp = tmp_path_factory.mktemp("schedules")
     (tmp / "scheduler_config.json").write_text(json.dumps(scheduler_config))
     out = tmp / "schedules.json"
-    schedules.run({"scheduler_config.json": tmp / "scheduler_config.json"},
-                  {"schedules.json": out}, {"max_steps": 50})
+    sampler_tables.run({"scheduler_config.json": tmp / "scheduler_config.json"},
+                       {"schedules.json": out}, {"max_steps": 50})
     return out
 
 
@@ -214,7 +215,7 @@ def test_js_steps_run_in_order(schedules_path):
 
 
 def test_tables_compact_and_reproducible(schedules_path, scheduler_config, tmp_path):
-    from stages import schedules
+    from stages import sampler_tables
 
     data = schedules_path.read_bytes()
     assert len(data) < 1_000_000
@@ -225,8 +226,8 @@ def test_tables_compact_and_reproducible(schedules_path, scheduler_config, tmp_p
         assert sorted(map(int, entry["steps"])) == list(range(1, 51))
     # the same config gives the same bytes (downstream stages are cut off on identical output)
     (tmp_path / "c.json").write_text(json.dumps(scheduler_config))
-    schedules.run({"scheduler_config.json": tmp_path / "c.json"},
-                  {"schedules.json": tmp_path / "again.json"}, {"max_steps": 50})
+    sampler_tables.run({"scheduler_config.json": tmp_path / "c.json"},
+                       {"schedules.json": tmp_path / "again.json"}, {"max_steps": 50})
     assert (tmp_path / "again.json").read_bytes() == data
 
 
@@ -244,7 +245,7 @@ def test_dpm_first_and_last_steps_are_first_order(schedules_path):
 def test_tables_refuse_a_nonlinear_scheduler(scheduler_config):
     """Thresholding clips the data prediction: step() is no longer a linear combination and the
     tables must refuse it rather than record wrong coefficients."""
-    from stages import schedules
+    from stages.runtime import samplers
 
-    with pytest.raises(schedules.ScheduleError, match="not a linear combination"):
-        schedules.tables({**scheduler_config, "thresholding": True}, max_steps=3)
+    with pytest.raises(samplers.ScheduleError, match="not a linear combination"):
+        samplers.tables({**scheduler_config, "thresholding": True}, max_steps=3)

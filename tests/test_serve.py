@@ -5,7 +5,7 @@ import urllib.request
 
 import pytest
 
-from stages import serve
+from stages.runtime import serve
 
 
 def test_serves_wasm_as_application_wasm_on_loopback_only(tmp_path):

@@ -129,7 +129,7 @@ def test_the_packed_library_carries_our_wgsl():
 
     from stages.passes import subgroup_matrix_attention as sma
     from stages.passes.subgroup_matrix import kernel_name, placeholder, plan, wgsl_bodies
-    from stages.wgsl_swap import MODULE_KEY, shaders, swap
+    from stages.passes.wgsl_swap import MODULE_KEY, shaders, swap
 
     @T.prim_func(s_tir=True)
     def other(x: T.Buffer((64,), "float32"), y: T.Buffer((64,), "float32")):
@@ -173,7 +173,7 @@ def test_the_packed_library_carries_our_wgsl():
 
 
 def test_a_library_laid_out_otherwise_is_refused():
-    from stages.wgsl_swap import SwapError, swap
+    from stages.passes.wgsl_swap import SwapError, swap
 
     with pytest.raises(SwapError):
         swap(struct.pack("<Q", 3) + b"abc", lambda name, source: None)

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from transformers import CLIPTokenizer, CLIPTokenizerFast
 
-from stages import config, dag, tokenizer
+from stages.engine import config, dag
+from stages import tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"

@@ -50,7 +50,8 @@ def main() -> None:
         sys.exit(f"diffusers_time_to_image: {e}; fix: install diffusers and transformers "
                  f"(bench/gpu/README.md: the wheels in .gpu/whl)")
 
-    from stages import components, config, schedules
+    from stages.runtime import components, samplers
+    from stages.engine import config
 
     cfg = config.load(args.model, "webgpu")
     index = json.loads((args.dist / "manifest.json").read_text())
@@ -66,8 +67,8 @@ def main() -> None:
         for rel in (index["tokenizer"], index["tokenizer_config"]):
             shutil.copyfile(args.dist / rel, Path(tmp) / Path(rel).name)
         tokenizer = CLIPTokenizer.from_pretrained(tmp, local_files_only=True)
-    scheduler = schedules.make(json.loads((args.dist / index["scheduler"]).read_text()),
-                               args.scheduler, args.steps)
+    scheduler = samplers.make(json.loads((args.dist / index["scheduler"]).read_text()),
+                              args.scheduler, args.steps)
     seed = cfg.model["model"]["seed"]
     parts = {c: components.init_random(c, cfg.arch(c), seed)
              for c in ("text_encoder", "unet", "vae_decoder")}

@@ -56,7 +56,8 @@ def main() -> None:
     ap.add_argument("--model", default="sd-v1-5")
     args = ap.parse_args()
 
-    from stages import components, config
+    from stages.runtime import components
+    from stages.engine import config
 
     cfg = config.load(args.model, "webgpu")
     index_path = args.dist / "manifest.json"

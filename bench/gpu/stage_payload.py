@@ -51,7 +51,8 @@ def tti(model: str, out: Path, flavors: tuple[str, ...]) -> None:
     """The package stage's own run() over the variants named by `flavors` alone (their
     verify.json may say "not run": lavapipe has no subgroup matrices), into `out`, with each
     kept variant's files but its shards, libraries xz'd."""
-    from stages import config, dag, package
+    from stages.engine import config, dag
+    from stages import package
 
     cfg = config.load(model, "webgpu", None)
     keep = [v for v in cfg.variants if v.endswith(flavors)]

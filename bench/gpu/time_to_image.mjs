@@ -73,7 +73,7 @@ const report = { flavor: gpu.flavor, adapter: gpu.adapterInfo, options: opts, lo
     vaeDecoder: model.vaeDecoder.loadSeconds }, images: [] };
 try {
   const checked = checkOptions({ prompt: opts.prompt, steps: opts.steps, guidance: opts.guidance,
-    scheduler: opts.scheduler, seed: opts.seed }, schedulerNames(tables));
+    scheduler: opts.scheduler, seed: opts.seed }, manifest.contract, schedulerNames(tables));
   for (let i = 0; i < opts.images; i++) {
     const r = await generate(model, { ...checked, seed: checked.seed + i });
     let sum = 0;

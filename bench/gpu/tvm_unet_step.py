@@ -140,7 +140,8 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from stages import components, config
+    from stages.runtime import components
+    from stages.engine import config
 
     cfg = config.load(args.model, "cuda")
     specs = cfg.input_specs("unet")

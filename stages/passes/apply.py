@@ -5,7 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from stages.passes import pipeline
-from stages.progress import phase
+from stages.engine.progress import phase
+from stages.engine.rule import Rule, Spec
+
+
+def spec(r: Rule) -> Spec:
+    """The imported module in; the module after this variant's pass list out."""
+    kind = r.target["tvm"]["kind"]
+    return r.spec({"module": r.out("import", "module")},
+                  {"module": r.per_target / "module.json"},
+                  {"component": r.base, "precision": r.precision, "target": r.target["tvm"],
+                   **r.feat,
+                   "passes": pipeline.steps(r.stage, r.base, kind, r.precision, r.features)},
+                  modules=pipeline.modules(r.stage, r.base, kind, r.precision, r.features))
 
 
 def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:

@@ -11,7 +11,8 @@ which knows the storage buffers that get bound.
 
 from __future__ import annotations
 
-from stages.errors import BuildError
+from stages.engine.errors import BuildError
+from stages.passes import pipeline
 
 CHILDREN = ("body", "block", "init", "then_case", "else_case")
 
@@ -58,12 +59,6 @@ def kernel_usage(func) -> dict:
     return {"threads": threads, "shared_bytes": shared, "bound": bound}
 
 
-# s_tir allocates a staged buffer at its full size until CompactBufferAllocation shrinks it to
-# the region one workgroup touches: measure after the first lowering steps, on a copy.
-COMPACT = ("LowerCrossThreadReduction", "LowerInitBlock", "PlanAndUpdateBufferAllocationLocation",
-           "ConvertBlocksToOpaque", "CompactBufferAllocation")
-
-
 def check(mod, target) -> None:
     import tvm
 
@@ -73,7 +68,7 @@ def check(mod, target) -> None:
                             if isinstance(f, tvm.tirx.PrimFunc)})
     with target:
         kernels = tvm.transform.Sequential(
-            [getattr(tvm.s_tir.transform, p)() for p in COMPACT])(kernels)
+            [getattr(tvm.s_tir.transform, p)() for p in pipeline.LIMITS_COMPACT])(kernels)
     for gv, func in kernels.functions.items():
         name, use = gv.name_hint, kernel_usage(func)
         where = f"kernel {name}"

@@ -1,8 +1,11 @@
 """The ordered lists of passes every component goes through: the only place they are listed.
 
-PASSES runs in the `passes` stage (graph rewrites, lowering, fusion); SCHEDULES runs in the
+PASSES runs in the `passes` stage (graph rewrites, lowering, fusion); SCHEDULE runs in the
 `schedule` stage after the tuning database is applied (default schedules for what has no
 record, then checks against the target's limits), so tuned kernels keep their records.
+TVM_PASSES are TVM's own passes, by name, that the `plan` and `emit` stages run around memory
+planning; the engine puts each stage's list in its config slice (stages/engine/dag.py), so
+those stages' keys hold the list they run and not this whole file.
 Each step names a module in stages/passes/ whose `make(target)` returns a tvm Pass. A step may
 be limited to some components, target kinds or precisions; a stage's key covers only the
 modules of the steps it runs, so editing a UNet-only pass rebuilds only the UNet, a
@@ -52,14 +55,29 @@ PASSES = (
     Step("dead_code"),
 )
 
-SCHEDULES = (
+SCHEDULE = (
     # phase 5 (after the tuning records): thread bindings for every kernel without a record
     Step("gpu_default_schedule", targets=GPU),
     # phase 6: every kernel within the target's threads and workgroup memory, or a build error
     Step("gpu_limits", targets=GPU),
 )
 
-STAGES = {"passes": PASSES, "schedule": SCHEDULES}
+STAGES = {"passes": PASSES, "schedule": SCHEDULE}
+
+TVM_PASSES = {
+    # plan: lowered to the form StaticPlanBlockMemory plans
+    "plan": ("RewriteDataflowReshape", "ToNonDataflow", "RemovePurityChecking",
+             "CallTIRRewrite"),
+    # emit: the Relax passes after StaticPlanBlockMemory in TVM's default pipeline, in order
+    "emit": ("LowerAllocTensor", "KillAfterLastUse", "LowerRuntimeBuiltin", "ComputePrimValue",
+             "VMShapeLower", "AttachGlobalSymbol"),
+}
+# gpu_limits (a SCHEDULE step): s_tir allocates a staged buffer at its full size until
+# CompactBufferAllocation shrinks it to the region one workgroup touches, so the limits are
+# measured after these s_tir passes, on a copy of the kernels
+LIMITS_COMPACT = ("LowerCrossThreadReduction", "LowerInitBlock",
+                  "PlanAndUpdateBufferAllocationLocation", "ConvertBlocksToOpaque",
+                  "CompactBufferAllocation")
 
 
 def steps(stage: str, component: str, target_kind: str, precision: str,

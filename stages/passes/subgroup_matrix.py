@@ -8,7 +8,7 @@ then the k splits added up (elementwise, so it fuses with the op's bias and cast
 to the op's shape. The kernel is a TIR
 PrimFunc whose name says its Gemm (stages/passes/subgroup_matrix_gemm.py): its TIR body is a
 plain loop, correct on any WebGPU adapter, and the build swaps in the WGSL subgroup-matrix body
-when it packs the library (stages/wgsl_swap.py). The im2col is a TE op that dlight schedules.
+when it packs the library (stages/passes/wgsl_swap.py). The im2col is a TE op that dlight schedules.
 GEMMs that fit no tiling (k not a multiple of 16: conv_in; m or n not one of 16: the 77-token
 cross-attention keys, 4-channel conv_out) stay as they were, and so do convolutions whose im2col
 would exceed IM2COL_MAX_BYTES.
@@ -238,7 +238,7 @@ def make(target):
 
 def wgsl_bodies(name: str, source: str) -> str | None:
     """The subgroup-matrix shader for a kernel of this pass or of subgroup_matrix_attention
-    (None for any other kernel): what stages/wgsl_swap.py puts in a -sm library."""
+    (None for any other kernel): what stages/passes/wgsl_swap.py puts in a -sm library."""
     from stages.passes import subgroup_matrix_attention
 
     return wgsl_body(name, source) or subgroup_matrix_attention.wgsl_body(name, source)
@@ -247,7 +247,7 @@ def wgsl_bodies(name: str, source: str) -> str | None:
 def wgsl_body(name: str, source: str) -> str | None:
     """The GEMM shader for a kernel this pass made (None for any other kernel)."""
     from stages.passes.subgroup_matrix_gemm import DIRECTIVES, ENABLES, entry_point
-    from stages.wgsl_swap import rewrite
+    from stages.passes.wgsl_swap import rewrite
 
     g = gemm_from_name(name)
     if g is None:

@@ -22,7 +22,7 @@ wgsl_kernels/). PyTorch's flash attention: 0.16 ms.
 
 Like the GEMM (stages/passes/subgroup_matrix.py): a TIR PrimFunc with the kernel's buffers and
 grid and a plain body, named after what it computes, whose WGSL the build swaps in
-(stages/wgsl_swap.py).
+(stages/passes/wgsl_swap.py).
 """
 
 from __future__ import annotations
@@ -226,7 +226,7 @@ def entry_point(a: Attention, name: str, q: str, k: str, v: str, out: str) -> st
 
 
 def wgsl_body(name: str, source: str) -> str | None:
-    from stages.wgsl_swap import rewrite
+    from stages.passes.wgsl_swap import rewrite
 
     a = attention_from_name(name)
     if a is None:

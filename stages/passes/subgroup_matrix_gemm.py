@@ -5,7 +5,7 @@ Vulkan's VK_KHR_cooperative_matrix, Metal's simdgroup matrices) gives WGSL 16x16
 whole subgroup loads, multiplies and stores together. TVM's WGSL codegen cannot express them,
 so this module writes the kernel's entry point as WGSL text, and the build puts it in place of
 the body TVM generated for a PrimFunc with the same buffers and grid (stages/passes/
-subgroup_matrix.py builds that PrimFunc, stages/wgsl_swap.py does the swap when the library
+subgroup_matrix.py builds that PrimFunc, stages/passes/wgsl_swap.py does the swap when the library
 is packed).
 
 P[s, b] = A[b] @ B[b] over the s-th of `splits` slices of k, in float32: A is m x k, row-major;

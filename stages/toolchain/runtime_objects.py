@@ -37,6 +37,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from stages.toolchain import SUPPORT as SUPPORT_DIR
+from stages.engine.rule import Rule, Spec
 
 # Translation units of the web runtime (``web/Makefile``), in link order.
 UNITS = ("wasm_runtime", "tvmjs_support", "webgpu_runtime")
@@ -160,6 +161,20 @@ def build(out_dir: pathlib.Path, jobs: int = 2, emcc: str = "emcc") -> dict[str,
     for unit, _, secs in results:
         print(f"[runtime_objects] {unit}.o compiled in {secs:.1f}s", file=sys.stderr)
     return {unit: obj for unit, obj, _ in results}
+
+
+RUNTIME_OBJECTS = ("wasm_runtime.o", "tvmjs_support.o", "webgpu_runtime.o")
+
+
+def spec(r: Rule) -> Spec:
+    """Our support headers in, the three runtime objects out (wasm targets only)."""
+    from stages import toolchain
+
+    # NOTE: independent of the model, so every model shares one build through cache/
+    return r.spec(toolchain.header_files(),
+                  {name: r.build / "_toolchain" / r.cfg.target_name / name
+                   for name in RUNTIME_OBJECTS},
+                  {"emcc": toolchain.emcc_version()})
 
 
 def run(inputs: dict[str, pathlib.Path], outputs: dict[str, pathlib.Path], cfg: dict) -> None:

@@ -23,7 +23,7 @@
 import { GpuError, openDevice } from "./gpu.js";
 import { latentPreviewRGBA } from "./image.js";
 import { COMPONENTS, loadModel, shardsOf } from "./loader.js";
-import { OptionError, checkOptions } from "./options.js";
+import { OptionError, checkOptions, defaults } from "./options.js";
 import { cancelled, generate } from "./pipeline.js";
 import { schedulerNames } from "./schedulers.js";
 import { CACHE_NAME, ModelFiles, clearCache } from "./shards.js";
@@ -98,6 +98,19 @@ const FIELDS = { prompt: "prompt", negativePrompt: "negative-prompt", guidance: 
 
 function readForm() {
   return Object.fromEntries(Object.entries(FIELDS).map(([k, id]) => [k, $(id).value]));
+}
+
+/** The numeric fields' ranges, steps and defaults, and the labels that show the ranges, from
+ *  the build's contract (the HTML carries none of them). */
+function setupForm(contract) {
+  for (const name of ["guidance", "steps", "seed"]) {
+    const range = contract.options[name];
+    Object.assign($(name), { min: range.min, max: range.max, step: range.step });
+    const label = document.querySelector(`label[for="${name}"] .range`);
+    if (label) label.textContent = `(${range.min}-${range.max})`;
+  }
+  const { guidance, steps, seed, scheduler } = defaults(contract);
+  writeForm({ guidance, steps, seed, scheduler });
 }
 
 function writeForm(opts) {
@@ -185,7 +198,7 @@ async function run() {
   let opts;
   try {
     if (!state.tables) throw new Error(state.gpuError || state.message || "the page is not ready");
-    opts = checkOptions(readForm(), schedulerNames(state.tables));
+    opts = checkOptions(readForm(), state.manifest.contract, schedulerNames(state.tables));
   } catch (e) {
     showMessage(e.message, true);
     throw e;
@@ -259,6 +272,7 @@ async function start() {
     onBytes });
   const tables = await state.files.json(manifest.schedules);
   for (const name of schedulerNames(tables)) $("scheduler").add(new Option(LABELS[name] || name, name));
+  setupForm(manifest.contract);
   try {
     state.gpu = await openGpu();
   } catch (e) {

@@ -16,12 +16,9 @@ export class GpuError extends Error {
   }
 }
 
-// The kernels are scheduled for WebGPU's core guaranteed minimums (configs/targets/webgpu.toml:
-// max_num_threads 256, 16 KiB shared memory). A compatibility-mode adapter (ANGLE/OpenGL ES)
-// may offer less, and a device gets only the spec defaults unless it asks, so these are both
-// checked and requested even when manifest.json does not name them.
-const KERNEL_FLOOR = { maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgroupSizeX: 256,
-  maxComputeWorkgroupStorageSize: 16384 };
+// What the kernels were scheduled for (threads and workgroup memory per workgroup: the target
+// config's, configs/targets/webgpu.toml) is in every flavor's requirements, so a
+// compatibility-mode adapter (ANGLE/OpenGL ES), which may offer less, is refused by the same check.
 // Requested at the adapter's value: asking costs nothing and a device otherwise gets defaults
 // (128 invocations per workgroup in compatibility mode, 128 MiB bindings).
 const REQUESTED = ["maxStorageBufferBindingSize", "maxBufferSize", "maxComputeWorkgroupStorageSize",
@@ -56,7 +53,7 @@ export function chooseFlavor(requirements, adapterFeatures, adapterInfo = {}) {
 
 /** Limits the model needs but the adapter lacks, as [{name, needed, available}]. */
 export function missingLimits(need, adapterLimits) {
-  const wanted = { ...KERNEL_FLOOR };
+  const wanted = {};
   for (const [name, value] of Object.entries(need)) {
     if (!NOT_LIMITS.has(name) && typeof value === "number") wanted[name] = Math.max(wanted[name] ?? 0, value);
   }

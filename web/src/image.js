@@ -2,7 +2,7 @@
 
 /**
  * The VAE decoder's (1, 3, H, W) float image, about [-1, 1], as RGBA bytes for an ImageData.
- * Rounded as stages/generate.py to_pixels does, step by step in float32 (Math.fround), so the
+ * Rounded as stages/runtime/generate.py to_pixels does, step by step in float32 (Math.fround), so the
  * page and the Python runner give the same bytes for the same floats.
  */
 export function imageToRGBA(image, height, width) {

@@ -1,15 +1,9 @@
 // options.js: the generation settings a user may give, checked before any GPU work starts.
 //
-// The same ranges as the Python runner (stages/generate.py check_args), so a setting that works
-// in one works in the other. A refused setting is an OptionError naming the field, the value
-// and the allowed range; the page shows it next to the form and generates nothing.
-
-import { SEED_MAX } from "./rng.js";
-
-export const STEPS = { min: 1, max: 50 };
-export const GUIDANCE = { min: 0, max: 30 };
-export const DEFAULTS = { prompt: "", negativePrompt: "", guidance: 7.5, steps: 20, seed: 0,
-  scheduler: "dpm++2m" };
+// The ranges and defaults are the build's (manifest.json "contract", written from
+// stages/runtime/contract.py, which the Python runner checks against too), so a setting that
+// works in one works in the other. A refused setting is an OptionError naming the field, the
+// value and the allowed range; the page shows it next to the form and generates nothing.
 
 export class OptionError extends Error {
   constructor(field, message) {
@@ -26,9 +20,18 @@ function number(value) {
   return NaN;
 }
 
-/** Normalized {prompt, negativePrompt, guidance, steps, seed, scheduler} or an OptionError. */
-export function checkOptions(opts, schedulerNames) {
-  const o = { ...DEFAULTS, ...opts };
+/** The defaults of every option, from the manifest's contract. */
+export function defaults(contract) {
+  const o = contract.options;
+  return { prompt: "", negativePrompt: "", guidance: o.guidance.default, steps: o.steps.default,
+    seed: o.seed.default, scheduler: contract.default_sampler };
+}
+
+/** Normalized {prompt, negativePrompt, guidance, steps, seed, scheduler} or an OptionError.
+ *  contract: manifest.json's "contract"; schedulerNames: the samplers the build's tables have. */
+export function checkOptions(opts, contract, schedulerNames) {
+  const o = { ...defaults(contract), ...opts };
+  const { steps: STEPS, guidance: GUIDANCE, seed: SEED } = contract.options;
   for (const field of ["prompt", "negativePrompt"]) {
     if (typeof o[field] !== "string") throw new OptionError(field, `${field} must be text`);
   }
@@ -43,8 +46,8 @@ export function checkOptions(opts, schedulerNames) {
       `${GUIDANCE.max}, got ${JSON.stringify(o.guidance)}.`);
   }
   const seed = number(o.seed);
-  if (!Number.isInteger(seed) || seed < 0 || seed > SEED_MAX) {
-    throw new OptionError("seed", `Seed must be a whole number from 0 to ${SEED_MAX}, got ` +
+  if (!Number.isInteger(seed) || seed < SEED.min || seed > SEED.max) {
+    throw new OptionError("seed", `Seed must be a whole number from ${SEED.min} to ${SEED.max}, got ` +
       `${JSON.stringify(o.seed)}.`);
   }
   if (!schedulerNames.includes(o.scheduler)) {

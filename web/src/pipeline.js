@@ -1,6 +1,6 @@
 // pipeline.js: text -> image with the loaded components; the page's denoising loop.
 //
-// The same loop as the Python runner (stages/generate.py), so that one seed gives one image in
+// The same loop as the Python runner (stages/runtime/generate.py), so that one seed gives one image in
 // both; the float32 rounding of each step is written out (Math.fround / Float32Array stores)
 // where numpy rounds:
 //

@@ -1,8 +1,8 @@
 // rng.js: the seeded Gaussian generator of the page (the reproducible-seed contract).
 //
 // The page draws the initial latents with gaussian(seed, n) (NCHW, row-major), exactly as the
-// Python runner does with stages/rng.py; a seed gives the same image in both. This file and
-// stages/rng.py implement ONE contract, written out step by step in stages/rng.py's
+// Python runner does with stages/runtime/rng.py; a seed gives the same image in both. This file and
+// stages/runtime/rng.py implement ONE contract, written out step by step in stages/runtime/rng.py's
 // docstring; tests/data/rng_vectors.json holds shared vectors and tests/test_rng.py checks
 // both bit for bit. Change neither without the other and new vectors.
 //
@@ -103,7 +103,7 @@ function lnOf53bit(a) {
   return (e - 53) * LN2 + lnm;
 }
 
-/** n float32 standard normal values for a uint32 seed; identical bits to stages/rng.py. */
+/** n float32 standard normal values for a uint32 seed; identical bits to stages/runtime/rng.py. */
 export function gaussian(seed, n) {
   checkSeed(seed);
   checkN(n);

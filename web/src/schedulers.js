@@ -1,7 +1,7 @@
 // schedulers.js: the denoising loop's scheduler update for the page (DPM-Solver++ 2M, PNDM/PLMS,
 // Euler), driven entirely by schedules.json.
 //
-// Nothing here is scheduler math. stages/schedules.py measures diffusers' own schedulers at build
+// Nothing here is scheduler math. stages/runtime/samplers.py measures diffusers' own schedulers at build
 // time and writes, for every scheduler and step count, the UNet timesteps, init_noise_sigma, the
 // scale_model_input factor per iteration, and each step() as a linear combination:
 //

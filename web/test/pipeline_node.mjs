@@ -34,7 +34,7 @@ const report = { precision: gpu.precision, adapter: gpu.adapterInfo, images: [] 
 const model = await loadModel({ manifest, files, tables, gpu, Tokenizer: loadWebTokenizers() });
 try {
   for (const { name, opts } of job.images) {
-    const r = await generate(model, checkOptions(opts, schedulerNames(tables)));
+    const r = await generate(model, checkOptions(opts, manifest.contract, schedulerNames(tables)));
     report.images.push({ name, ok: true, pixels: Array.from(r.rgba), width: r.width,
       height: r.height, seconds: r.seconds, secondsPerStep: r.secondsPerStep });
   }

@@ -1,5 +1,5 @@
 // Write gaussian(seed, n) from web/src/rng.js to stdout as raw float32 little-endian bytes,
-// so that tests/test_rng.py can compare the JS draw with stages/rng.py bit for bit.
+// so that tests/test_rng.py can compare the JS draw with stages/runtime/rng.py bit for bit.
 //
 //   node web/test/rng_dump.mjs SEED N > values.f32
 //

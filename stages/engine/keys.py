@@ -17,10 +17,11 @@ import json
 from functools import cache
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from stages.engine.config import ROOT
+
 
 # Bump when the store layout or the meaning of an entry changes.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Tools whose versions change generated artifacts: they are part of every key.
 TOOLS = ("apache-tvm", "apache-tvm-ffi", "torch", "diffusers", "transformers", "tokenizers",

@@ -1,4 +1,4 @@
-"""schedules: the denoising loop's scheduler coefficients, read from diffusers, for the page.
+"""The samplers: the denoising loop's scheduler coefficients, read from diffusers, for the page.
 
 The page (web/src/schedulers.js) re-derives nothing: every number it multiplies by comes from
 diffusers' own scheduler classes here, at build time. For each scheduler the page offers and
@@ -29,9 +29,6 @@ variants, churn) fails the build here instead of giving the page wrong coefficie
 """
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 MAX_STEPS = 50
 FORMAT = "websd-schedules/1"
@@ -146,10 +143,3 @@ def tables(scheduler_config: dict, max_steps: int = MAX_STEPS) -> dict:
                 "steps": {str(n): _probe(scheduler_config, name, n)
                           for n in range(1, max_steps + 1)}}
     return {"format": FORMAT, "max_steps": max_steps, "schedulers": schedulers}
-
-
-def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
-    scheduler_config = json.loads(inputs["scheduler_config.json"].read_text())
-    data = tables(scheduler_config, cfg.get("max_steps", MAX_STEPS))
-    outputs["schedules.json"].write_text(json.dumps(data, separators=(",", ":"),
-                                                    allow_nan=False) + "\n")

@@ -1,4 +1,4 @@
-"""scheduler: the noise scheduler's config as diffusers writes it (scheduler_config.json).
+"""noise_scheduler: the noise scheduler's config as diffusers writes it (scheduler_config.json).
 
 diffusers loads it here, so a bad value fails the build rather than the page; the page and the
 Python runner read their coefficients from this one file.
@@ -10,6 +10,16 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
+
+from stages.engine.rule import Rule, Spec, model_files
+
+
+def spec(r: Rule) -> Spec:
+    """The local model's scheduler config, or the model config's [scheduler], in."""
+    model_dir = r.cfg.pretrained_path
+    inputs = model_files(model_dir / "scheduler", (".json",)) if model_dir else {}
+    return r.spec(inputs, {"scheduler_config.json": r.common / "scheduler_config.json"},
+                  {"scheduler": r.cfg.model["scheduler"], "pretrained": bool(model_dir)})
 
 
 def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:

@@ -16,7 +16,7 @@ import time
 
 from doit.reporter import ConsoleReporter
 
-from stages.store import atomic_write_bytes
+from stages.engine.store import atomic_write_bytes
 
 
 class BuildReporter(ConsoleReporter):

@@ -11,7 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from stages.store import CHUNK
+from stages.engine.store import CHUNK
 
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stages.store import sha256_file, tree_files
+from stages.engine.store import sha256_file, tree_files
 
 
 def listing(paths: list[Path]) -> dict[str, dict]:

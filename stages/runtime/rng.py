@@ -58,7 +58,9 @@ import numbers
 
 import numpy as np
 
-SEED_MAX = 2**32 - 1
+from stages.runtime.contract import SEED
+
+SEED_MAX = SEED["max"]
 N_MAX = 2**32
 
 M0, M1 = 0xD2511F53, 0xCD9E8D57

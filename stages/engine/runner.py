@@ -21,16 +21,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from stages import config as config_mod
-from stages import dag, keys, manifest
-from stages.errors import BuildError
-from stages.remote import RemoteCache, RemoteSettings
-from stages.store import CorruptBlob, Store, blob_digests, digest_path, replace_tree
+from stages.engine import config as config_mod
+from stages.engine import dag, keys, manifest
+from stages.engine.errors import BuildError
+from stages.engine.rule import Spec
+from stages.engine.remote import RemoteCache, RemoteSettings
+from stages.engine.store import CorruptBlob, Store, blob_digests, digest_path, replace_tree
 
 CACHE = config_mod.ROOT / "cache"
 
 
-def static_key(s: dag.Spec) -> str:
+def static_key(s: Spec) -> str:
     return keys.static_key(s.stage, s.component, (dag.STAGES[s.stage], *s.modules), s.config)
 
 
@@ -65,7 +66,7 @@ def _work_dir(task: str, work: Path) -> Path:
     return Path(tempfile.mkdtemp(dir=work, prefix=f"{task.replace(':', '-')}.{os.getpid()}."))
 
 
-def _restore(store: Store, entry: dict, s: dag.Spec) -> bool:
+def _restore(store: Store, entry: dict, s: Spec) -> bool:
     try:
         for name, path in s.outputs.items():
             store.get_output(entry["outputs"][name], path)
@@ -103,7 +104,7 @@ def execute(cfg: config_mod.Config, stage: str, component: str = "model",
                         {"model": cfg.model_name, "target": cfg.target_name})
 
 
-def execute_spec(s: dag.Spec, static: str, action, store: Store,
+def execute_spec(s: Spec, static: str, action, store: Store,
                  remote: RemoteCache | None = None, provenance: dict | None = None,
                  work: Path = WORK) -> str:
     """execute() for any Spec: `action(inputs, outputs, config)` writes the outputs (into a

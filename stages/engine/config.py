@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]   # the checkout: the one definition of it
 CONFIGS = ROOT / "configs"
 
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")

@@ -13,12 +13,12 @@ import os
 import sys
 from pathlib import Path
 
-from stages import dag
-from stages.config import Config
+from stages.engine import config, dag
+from stages.engine.config import Config
 
 
 def database_dir(cfg: Config, component: str) -> Path:
-    return dag.TUNING / cfg.model_name / cfg.target_name / component
+    return config.CONFIGS / "tuning" / cfg.model_name / cfg.target_name / component
 
 
 def _cost(task) -> float:
@@ -72,7 +72,7 @@ def _runner(settings: dict):
 
     if "rpc_tracker" not in settings:
         return ms.runner.LocalRunner(timeout_sec=settings["runner_timeout_s"])
-    host, _, port = settings["rpc_tracker"].rpartition(":")  # checked by stages.config
+    host, _, port = settings["rpc_tracker"].rpartition(":")  # checked by stages.engine.config
     return ms.runner.RPCRunner(ms.runner.RPCConfig(
         tracker_host=host, tracker_port=int(port), tracker_key=settings["rpc_key"],
         session_timeout_sec=settings["runner_timeout_s"]))
@@ -126,8 +126,6 @@ def tune(cfg: Config, component: str, module_path: Path, trials: int, top: int) 
 
 def doit_action(model: str, target: str, path: str | None, component: str, trials: int,
                 top: int) -> None:
-    from stages import config
-
     cfg = config.load(model, target, path)
     module = dag.spec(cfg, "passes", component).outputs["module"]
     trials = cfg.target["tune"]["trials"] if trials < 0 else trials

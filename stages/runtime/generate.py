@@ -2,9 +2,9 @@
 
 What `doit generate` runs. It starts from the model's directory in dist/ (dist/<model>/llvm,
 described by its manifest.json, see stages/package.py): the three compiled components run in
-TVM's VM with their emitted params (every shard checked against the manifest, stages/params.py);
+TVM's VM with their emitted params (every shard checked against the manifest, stages/runtime/params.py);
 the scheduler is diffusers' own, built from the model's scheduler_config.json; the initial
-latents come from the product's seeded generator (stages/rng.py), the one the page uses.
+latents come from the product's seeded generator (stages/runtime/rng.py), the one the page uses.
 
 The loop, for one image (classifier-free guidance, batch 2 = [negative prompt, prompt]):
 
@@ -36,9 +36,9 @@ peak 1) and the largest difference of their uint8 pixels.
 
 Schedulers: "dpm++2m" (DPMSolverMultistepScheduler, dpmsolver++, order 2), "pndm"
 (PNDMScheduler, skip_prk_steps) and "euler" (EulerDiscreteScheduler), each over the model's
-scheduler_config.json (stages/schedules.py: the same table the page's coefficients come from).
+scheduler_config.json (stages/runtime/samplers.py: the same table the page's coefficients come from).
 
-CLI: python -m stages.generate --model tiny --prompt "a photo of a cat" --output out.png
+CLI: python -m stages.runtime.generate --model tiny --prompt "a photo of a cat" --output out.png
      [--negative-prompt ""] [--seed 0] [--steps 20] [--guidance 7.5] [--scheduler dpm++2m]
      [--compare] [--dist DIR] [--report report.json]
 
@@ -58,14 +58,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from stages import rng
-from stages.errors import BuildError
-from stages.schedules import SCHEDULERS
+from stages.engine.config import ROOT
+from stages.engine.errors import BuildError
+from stages.runtime import rng
+from stages.runtime.contract import DEFAULT_SAMPLER, GUIDANCE, SEED, STEPS
+from stages.runtime.samplers import SCHEDULERS
 
-ROOT = Path(__file__).resolve().parent.parent
-MIN_STEPS, MAX_STEPS = 1, 50
-MIN_GUIDANCE, MAX_GUIDANCE = 0.0, 30.0
-MAX_TOKENS = 77
+MIN_STEPS, MAX_STEPS = STEPS["min"], STEPS["max"]
+MIN_GUIDANCE, MAX_GUIDANCE = GUIDANCE["min"], GUIDANCE["max"]
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")
 
 
@@ -88,13 +88,14 @@ def check_args(prompt, negative_prompt, seed, steps, guidance, scheduler) -> tup
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) \
             or not MIN_STEPS <= int(steps) <= MAX_STEPS:
         raise GenerateError(f"steps must be an integer in {MIN_STEPS}..{MAX_STEPS}, got {steps!r}; "
-                            f"fix: pass --steps between {MIN_STEPS} and {MAX_STEPS} (20 is usual)")
+                            f"fix: pass --steps between {MIN_STEPS} and {MAX_STEPS} "
+                            f"({STEPS['default']} is usual)")
     if isinstance(guidance, bool) or not isinstance(guidance, numbers.Real) \
             or not math.isfinite(float(guidance)) \
             or not MIN_GUIDANCE <= float(guidance) <= MAX_GUIDANCE:
         raise GenerateError(f"guidance must be a number in {MIN_GUIDANCE:g}..{MAX_GUIDANCE:g}, got "
                             f"{guidance!r}; fix: pass --guidance between {MIN_GUIDANCE:g} and "
-                            f"{MAX_GUIDANCE:g} (7.5 is usual)")
+                            f"{MAX_GUIDANCE:g} ({GUIDANCE['default']:g} is usual)")
     if scheduler not in SCHEDULERS:
         raise GenerateError(f"unknown scheduler {scheduler!r}; fix: pass --scheduler one of "
                             f"{', '.join(SCHEDULERS)}")
@@ -175,11 +176,13 @@ class Model:
 
 
 def token_ids(tokenizer, prompt: str, negative_prompt: str):
-    """(2, 77) int32 ids: row 0 the negative prompt (unconditional), row 1 the prompt."""
+    """(2, T) int32 ids, T the tokenizer's window (its model_max_length, the text encoder's
+    positions): row 0 the negative prompt (unconditional), row 1 the prompt."""
     import numpy as np
 
-    ids = tokenizer([negative_prompt, prompt], padding="max_length", max_length=MAX_TOKENS,
-                    truncation=True, return_tensors="np").input_ids
+    ids = tokenizer([negative_prompt, prompt], padding="max_length",
+                    max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="np").input_ids
     return np.ascontiguousarray(ids, dtype=np.int32)
 
 
@@ -189,7 +192,7 @@ def initial_latents(seed: int, shape):
 
 
 def make_scheduler(model: Model, name: str, steps: int):
-    from stages.schedules import make
+    from stages.runtime.samplers import make
 
     return make(model.scheduler_config, name, steps)
 
@@ -231,7 +234,7 @@ class Compiled:
         import tvm
         from tvm import relax
 
-        from stages import params
+        from stages.runtime import params
 
         self.device = tvm.cpu()
         self.fns = {}
@@ -303,7 +306,7 @@ def _run_torch(model: Model, prompt, negative_prompt, ids, latents0, scheduler_n
     import numpy as np
     import torch
 
-    from stages import components
+    from stages.runtime import components
 
     modules = {c: components.load(c, model.weights_dir(c)) for c in COMPONENTS}
     sched = make_scheduler(model, scheduler_name, steps)
@@ -355,8 +358,9 @@ def psnr(a, b, peak: float = 1.0) -> float:
 
 # --- the API ------------------------------------------------------------------------------------
 
-def pixels(model_dist: Path, prompt: str, negative_prompt: str = "", seed: int = 0,
-           steps: int = 20, guidance: float = 7.5, scheduler: str = "dpm++2m",
+def pixels(model_dist: Path, prompt: str, negative_prompt: str = "",
+           seed: int = SEED["default"], steps: int = STEPS["default"],
+           guidance: float = GUIDANCE["default"], scheduler: str = DEFAULT_SAMPLER,
            model_dir: Path | None = None, backend: str = "tvm"):
     """The image as raw (H, W, 3) uint8 pixels, for comparing with the page.
 
@@ -408,14 +412,15 @@ def write_png(path: Path, pixels) -> None:
 
 
 def generate(model_dist: Path, prompt: str, output: Path, negative_prompt: str = "",
-             seed: int = 0, steps: int = 20, guidance: float = 7.5,
-             scheduler: str = "dpm++2m", compare: bool = False,
+             seed: int = SEED["default"], steps: int = STEPS["default"],
+             guidance: float = GUIDANCE["default"], scheduler: str = DEFAULT_SAMPLER,
+             compare: bool = False,
              model_dir: Path | None = None) -> dict:
     """Make one image with the compiled pipeline of `model_dist` and write it to `output` (PNG).
 
     model_dist: dist/<model>/llvm (a `doit build` output). prompt / negative_prompt: any text;
     "" works, longer than 77 tokens is truncated. seed: uint32 (0..2**32-1), drawn by
-    stages/rng.py. steps: 1..50. guidance: 0..30 (module doc). scheduler: "dpm++2m", "pndm"
+    stages/runtime/rng.py. steps, guidance: stages/runtime/contract.py. scheduler: "dpm++2m", "pndm"
     or "euler". compare: also make the image with PyTorch/diffusers and report the PSNR.
     model_dir: build/<model> (default: beside dist/), for the torch weights of compare.
 
@@ -430,13 +435,13 @@ def generate(model_dist: Path, prompt: str, output: Path, negative_prompt: str =
                                        torch_run=bool(compare), timings=timings)
     output = Path(output)
     write_png(output, ours["pixels"])
-    eos = ids[1].tolist()
+    row, end = ids[1].tolist(), model.tokenizer().eos_token_id
     report = {
         "model": model.name, "dist": str(model.dist_dir), "output": str(output),
         "prompt": prompt, "negative_prompt": negative_prompt, "seed": int(seed),
         "steps": int(steps), "guidance": float(guidance), "scheduler": scheduler,
         "image_size": list(ours["pixels"].shape),
-        "prompt_tokens": (eos.index(49407) + 1) if 49407 in eos else len(eos),
+        "prompt_tokens": (row.index(end) + 1) if end in row else len(row),
         "unet_calls": len(make_scheduler(model, scheduler, steps).timesteps),
         "seconds": timings,
     }
@@ -457,19 +462,21 @@ def generate(model_dist: Path, prompt: str, output: Path, negative_prompt: str =
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m stages.generate",
+    p = argparse.ArgumentParser(prog="python -m stages.runtime.generate",
                                 description="text -> PNG with the compiled (llvm) pipeline")
     p.add_argument("--model", default="tiny", help="model name: dist/<model>/llvm (default tiny)")
     p.add_argument("--dist", type=Path, default=None,
                    help="the dist dir itself (default dist/<model>/llvm in the repo)")
     p.add_argument("--prompt", default="", help="text (default empty)")
     p.add_argument("--negative-prompt", default="", help="the unconditional text (default empty)")
-    p.add_argument("--seed", type=int, default=0, help=f"0..{rng.SEED_MAX} (default 0)")
-    p.add_argument("--steps", type=int, default=20, help=f"{MIN_STEPS}..{MAX_STEPS} (default 20)")
-    p.add_argument("--guidance", type=float, default=7.5,
+    p.add_argument("--seed", type=int, default=SEED["default"],
+                   help=f"0..{rng.SEED_MAX} (default {SEED['default']})")
+    p.add_argument("--steps", type=int, default=STEPS["default"],
+                   help=f"{MIN_STEPS}..{MAX_STEPS} (default {STEPS['default']})")
+    p.add_argument("--guidance", type=float, default=GUIDANCE["default"],
                    help=f"classifier-free guidance scale {MIN_GUIDANCE:g}..{MAX_GUIDANCE:g} "
-                        "(default 7.5)")
-    p.add_argument("--scheduler", default="dpm++2m", choices=list(SCHEDULERS))
+                        f"(default {GUIDANCE['default']:g})")
+    p.add_argument("--scheduler", default=DEFAULT_SAMPLER, choices=list(SCHEDULERS))
     p.add_argument("--output", type=Path, default=None,
                    help="PNG path (default out/<model>-<seed>.png)")
     p.add_argument("--compare", action="store_true",

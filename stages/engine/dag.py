@@ -1,0 +1,84 @@
+"""The build DAG: which stages there are, in what order, and each one's Spec for a component.
+
+Each stage module declares its own inputs, outputs and config slice in `spec(rule)`, next to
+its `run()` (stages/engine/rule.py); this module only lists the stages and asks them. dodo.py
+turns the list into doit tasks and stages/engine/runner.py executes one entry; the stage keys
+and the tests read the same specs. Nothing here imports torch or tvm.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+from pathlib import Path
+
+from stages.engine.config import ROOT, Config, split_variant, variant_features
+from stages.engine.rule import Rule, Spec
+from stages.passes import pipeline
+
+BUILD = ROOT / "build"
+DIST = ROOT / "dist"
+
+# Stage name -> the module whose spec(rule) declares it and whose run(inputs, outputs, config)
+# does the work, in DAG order.
+STAGES = {
+    "toolchain": "stages.toolchain.runtime_objects",
+    "tokenizer": "stages.tokenizer",
+    "noise_scheduler": "stages.noise_scheduler",
+    "sampler_tables": "stages.sampler_tables",
+    "weights": "stages.weights",
+    "capture": "stages.capture",
+    "import": "stages.import_graph",
+    "passes": "stages.passes.apply",
+    "schedule": "stages.schedule",
+    "plan": "stages.plan",
+    "emit": "stages.emit",
+    "verify": "stages.verify",
+    "package": "stages.package",
+    "bundle": "stages.bundle",
+}
+MODEL_STAGES = ("toolchain", "tokenizer", "noise_scheduler", "sampler_tables")   # once per model
+FINAL_STAGES = ("bundle", "package")                     # once per model, after every component
+WASM_ONLY = ("toolchain", "bundle")                      # stages of targets run by a browser
+COMPONENT_STAGES = tuple(s for s in STAGES if s not in MODEL_STAGES + FINAL_STAGES)
+# Stages run once per component, whatever the precision: their outputs are float32 (a float16
+# variant is made from the float32 graph by a pass: stages/passes/to_float16.py).
+PRECISION_FREE = ("weights", "capture", "import")
+
+
+@cache
+def _module(stage: str):
+    return importlib.import_module(STAGES[stage])
+
+
+def spec(cfg: Config, stage: str, component: str = "model") -> Spec:
+    """The inputs, outputs and config slice of one stage for one component variant
+    (`unet`, or `unet-fp16`: see config.split_variant), as the stage's module declares them."""
+    if stage not in STAGES:
+        raise KeyError(f"unknown stage {stage!r}")
+    base, precision = split_variant(component)
+    if stage in PRECISION_FREE and base != component:
+        return spec(cfg, stage, base)
+    rule = Rule(cfg, stage, component, base, precision, variant_features(component), ROOT,
+                lambda stage_, component_: spec(cfg, stage_, component_),
+                pipeline.TVM_PASSES.get(stage, ()))
+    return _module(stage).spec(rule)
+
+
+def out_of(cfg: Config, stage: str, component: str, name: str) -> Path:
+    return spec(cfg, stage, component).outputs[name]
+
+
+def all_specs(cfg: Config) -> list[Spec]:
+    """Every stage entry of a model + target build, in DAG order."""
+    wasm = cfg.target["target"]["library"] == "wasm"
+    specs = [spec(cfg, s) for s in MODEL_STAGES if s not in WASM_ONLY or wasm]
+    specs += [spec(cfg, s, c) for s in COMPONENT_STAGES for c in cfg.variants
+              if not (s in PRECISION_FREE and split_variant(c)[1] != "float32")]
+    specs += [spec(cfg, s) for s in FINAL_STAGES if s not in WASM_ONLY or wasm]
+    return specs
+
+
+def report_path(cfg: Config) -> Path:
+    """Where the build's `stages: N built, ...` summary is written as JSON."""
+    return DIST / cfg.model_name / cfg.target_name / "build-report.json"
