@@ -165,7 +165,7 @@ def task_generate():
     """Text -> PNG with the compiled pipeline, natively (llvm): --prompt, --seed, --steps, ..."""
 
     def action(prompt, negative_prompt, seed, steps, guidance, scheduler, output, compare):
-        from stages import generate  # numpy and up: only when it runs
+        from stages.runtime import generate  # numpy and up: only when it runs
 
         argv = ["--model", MODEL, "--prompt", prompt, "--negative-prompt", negative_prompt,
                 "--seed", str(seed), "--steps", str(steps), "--guidance", str(guidance),

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stages import config, dag  # noqa: E402
+from stages.engine import config, dag  # noqa: E402
 from stages.package import requirements  # noqa: E402
 
 # WebGPU's guaranteed limits: what every adapter grants without asking

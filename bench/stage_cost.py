@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 from conftest import checkout  # noqa: E402  (one way to make a clean checkout)
 
-from stages import config, dag  # noqa: E402
+from stages.engine import config, dag  # noqa: E402
 
 SUMMARY = re.compile(r"^stages: (\d+) built, (\d+) restored, (\d+) up-to-date$", re.M)
 

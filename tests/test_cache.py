@@ -1,5 +1,6 @@
 """cache/ as a content-addressed store: fresh clones, corruption, kills, concurrent builds."""
 
+import pytest
 import os
 import shutil
 import signal
@@ -46,6 +47,7 @@ def test_corrupt_blob_is_detected_and_its_stage_rebuilt(built, tmp_path):
     assert tree_digests(ws, "dist") == tree_digests(built[0], "dist")
 
 
+@pytest.mark.long
 def test_killed_build_leaves_no_partial_output_and_next_build_is_right(workspace):
     # a real pass edit, so the unet stages from passes on must run; kill during emit:unet
     keep_unit_scales(workspace)
@@ -71,6 +73,7 @@ def test_killed_build_leaves_no_partial_output_and_next_build_is_right(workspace
     assert not any((workspace / "build" / ".tmp").iterdir())
 
 
+@pytest.mark.long
 def test_two_builds_at_once_on_one_cache_both_succeed(built, tmp_path):
     ws = _clone_with_cache(built[0], tmp_path / "clone")
     keep_unit_scales(ws)

@@ -11,6 +11,7 @@ pytestmark = pytest.mark.skipif(shutil.which("nvidia-smi") is not None,
                                 reason="this machine has an NVIDIA GPU: verify would run there")
 
 
+@pytest.mark.long
 def test_cuda_builds_to_emit_and_verify_names_the_gpu_machine(workspace):
     doit(workspace, "emit:unet", "emit:unet-fp16", "target=cuda")
     for variant in ("unet", "unet-fp16"):

@@ -19,8 +19,6 @@ STEPS = 3
 MIN_PSNR_DB = 35.0
 PROMPT = "a photo of a cat"
 SCHEDULERS = ("dpm++2m", "pndm", "euler")
-MEASURED: dict[str, float] = {}
-
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +49,6 @@ def test_generate_matches_diffusers(dist, scheduler, tmp_path, record_property):
     reference = _png(Path(report["reference_output"]))
     assert report["reference"] == "diffusers.StableDiffusionPipeline"
     assert report["image_size"] == [64, 64, 3] and report["prompt_tokens"] == 7
-    MEASURED[scheduler] = report["psnr_db"]
     record_property("psnr_db", report["psnr_db"])
     print(f"\n{scheduler}: PSNR {report['psnr_db']:.1f} dB, max pixel diff "
           f"{report['max_abs_pixel_diff']}, {report['seconds']}")
@@ -166,10 +163,3 @@ def test_doit_generate_writes_the_png_of_the_python_runner(dist, workspace, tmp_
                                                 scheduler="pndm"))
     bad = doit(ws, "generate", "--steps", "51", check=False)
     assert bad.returncode != 0 and "fix:" in bad.stdout + bad.stderr
-
-
-def test_report_psnr(dist):
-    """Prints what test_generate_matches_diffusers measured (run with -s to see it)."""
-    if MEASURED:
-        print("\ncompiled vs diffusers, 3 steps: "
-              + ", ".join(f"{k} {v:.1f} dB" for k, v in MEASURED.items()))

@@ -128,6 +128,7 @@ def report_downloaded(ws: Path) -> int:
     return json.loads((ws / "dist/tiny/llvm/build-report.json").read_text())["downloaded"]
 
 
+@pytest.mark.long
 def test_token_reaches_the_server_and_no_file_the_build_writes(server, machine_a, tmp_path):
     ws = checkout(tmp_path / "machine_b")
     doit(ws, "build", env=_env(server, "read"))
@@ -165,6 +166,7 @@ def test_corrupt_remote_blob_is_not_used_and_its_stage_rebuilt(server, machine_a
     assert "0 corrupt" in verify.stdout
 
 
+@pytest.mark.long
 def test_server_killed_mid_build_still_builds_locally(tmp_path):
     srv = Nginx(tmp_path / "nginx", None).start()
     ws = checkout(tmp_path / "ws")
@@ -192,6 +194,7 @@ def test_server_killed_mid_build_still_builds_locally(tmp_path):
     assert '"passed": true' in (ws / "dist/tiny/llvm/unet/verify.json").read_text()
 
 
+@pytest.mark.long
 def test_gc_brings_cache_under_the_limit_and_the_next_build_works(workspace):
     doit(workspace, "cache:gc", "--max-size", "8M")
     size = sum(p.stat().st_size for p in (workspace / "cache").rglob("*") if p.is_file()

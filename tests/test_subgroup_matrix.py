@@ -246,6 +246,7 @@ def test_the_gemm_kernel_computes_its_product(tmp_path):
         assert row["rel"] < 1e-5, (name, row["rel"])
 
 
+@pytest.mark.long
 def test_the_attention_kernel_is_valid_wgsl(tmp_path):
     """Every attention variant's WGSL passes Dawn's validation here (its matrix ops written out),
     uniformity rules included, and builds a pipeline; its numbers are checked on the device

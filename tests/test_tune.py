@@ -2,11 +2,14 @@
 
 import json
 
+import pytest
+
 from conftest import doit, report
 
 UNET_FROM_SCHEDULE = {f"{s}:unet" for s in ("schedule", "plan", "emit", "verify")} | {"package"}
 
 
+@pytest.mark.long
 def test_tuning_the_unet_rebuilds_only_the_unet_and_is_resumable(workspace):
     db = workspace / "configs/tuning/tiny/llvm/unet"
     proc = doit(workspace, "tune:unet", "--trials", "8", "--top", "1")
@@ -54,6 +57,7 @@ def _wait_for_key(port: int, key: str, seconds: float = 60) -> None:
     raise AssertionError(f"no server registered under {key!r} at the tracker on port {port}")
 
 
+@pytest.mark.long
 def test_tuning_measures_through_an_rpc_tracker(workspace, tmp_path):
     import subprocess
     import sys

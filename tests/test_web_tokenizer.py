@@ -141,6 +141,7 @@ def test_bad_config_refused(tok_dir, tmp_path):
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium; fix: apt-get install "
                     "chromium (.ci/run does)")
+@pytest.mark.long
 def test_browser_bundle_ids_equal_transformers(tok_dir):
     names, prompts = list(PROMPTS), list(PROMPTS.values())
     check_same(run_js("tokenizer_in_chromium.mjs", tok_dir, prompts),

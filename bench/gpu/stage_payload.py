@@ -62,8 +62,8 @@ def tti(model: str, out: Path, flavors: tuple[str, ...]) -> None:
     missing = sorted(str(p.relative_to(REPO)) for p in inputs.values() if not p.is_file())
     if not keep or missing:
         sys.exit(f"error: {model}'s {flavors} variants are not built ({missing[:3]}...); fix: "
-                 f"doit {' '.join(f'verify:{v}' for v in keep)} tokenizer scheduler schedules "
-                 f"bundle model={model} target=webgpu")
+                 f"doit {' '.join(f'verify:{v}' for v in keep)} tokenizer noise_scheduler "
+                 f"sampler_tables bundle model={model} target=webgpu")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     outputs = {n: out / p.name for n, p in s.outputs.items()}

@@ -1,0 +1,43 @@
+"""The failure paths a user meets before any stage runs, walked in a fresh checkout: each is one
+line that names what is wrong and the fix, exit status != 0, no traceback, and nothing written
+(no build/, dist/ or cache/). Failures inside stages are one line too (stages/engine/runner.py
+one_line; tests/test_engine.py), and each stage's own are tested with it (test_webgpu: kernels
+over the limits, test_cache: corrupt blobs, test_pretrained: a checkpoint that does not fit)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import checkout
+
+CASES = {
+    "unknown model": (["doit", "build", "model=nope"], {}, "configs/models/nope.toml"),
+    "unknown target": (["doit", "build", "target=nope"], {}, "configs/targets/nope.toml"),
+    "not a model directory": (["doit", "build", "path=/nonexistent"], {}, "not a diffusers model"),
+    "bad remote cache url": (["doit", "build"], {"WEBSD_CACHE_URL": "ftp://cache"},
+                             "WEBSD_CACHE_URL"),
+    "steps out of range": (["generate", "--steps", "0"], {}, "steps must be an integer in 1..50"),
+    "guidance out of range": (["generate", "--guidance", "31"], {}, "guidance must be a number"),
+    "seed out of range": (["generate", "--seed", "-1"], {}, "seed"),
+}
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory):
+    return checkout(tmp_path_factory.mktemp("fresh"))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_one_line_with_its_fix_and_nothing_written(fresh, case):
+    argv, env, names = CASES[case]
+    command = ([sys.executable, "-m", "doit", *argv[1:]] if argv[0] == "doit"
+               else [sys.executable, "-m", "stages.runtime.generate", *argv[1:]])
+    proc = subprocess.run(command, cwd=fresh, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **env})
+    said = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert proc.returncode != 0, said
+    assert len(said) == 1 and "fix:" in said[0] and names in said[0], said
+    assert "Traceback" not in proc.stderr
+    assert not any((fresh / d).exists() for d in ("build", "dist", "cache", "out"))
