@@ -71,11 +71,10 @@ def main() -> None:
 
     import torch
     import tvm
-    from tvm import relax
 
-    from stages.runtime import components
     from stages.engine import config
-    from stages.runtime.params import load as load_params
+    from stages.runtime import components
+    from stages.runtime.component import Component
 
     torch.set_num_threads(args.threads)
     cfg = config.load(args.model, "llvm")
@@ -121,17 +120,15 @@ def main() -> None:
             rows[c] = {"torch_eager_ms": median_ms(torch_run, args.repeat)}
             print(f"{c}: torch eager {rows[c]['torch_eager_ms']:.1f} ms", flush=True)
         for c in COMPONENTS:
-            tvm_args = [tvm.runtime.tensor(examples[c][n], device) for n in cfg.input_specs(c)]
             timings = rows[c]
             for name, lib_dir in (("untuned_ms", untuned / c), ("tuned_ms", dist / c))[
                     :2 if args.trials else 1]:
-                vm = relax.VirtualMachine(tvm.runtime.load_module(str(lib_dir / f"{c}.so")),
-                                          device)
-                params = [tvm.runtime.tensor(a, device) for a in
-                          load_params(dist / c / "params", dist / c / "manifest.json")]
-                timings[name] = median_ms(lambda: vm["main"](*tvm_args, *params), args.repeat)
+                compiled = Component(lib_dir / f"{c}.so", dist / c / "params",
+                                     dist / c / "manifest.json", device)
+                tvm_args = compiled.tensors(examples[c][n] for n in cfg.input_specs(c))
+                timings[name] = median_ms(lambda: compiled.call(*tvm_args), args.repeat)
                 print(f"{c}: {name} {timings[name]:.1f}", flush=True)
-                del vm, params   # full size: one copy of the UNet's params at a time
+                del compiled   # full size: one copy of the UNet's params at a time
 
         for c in rows:   # kernels with a measured record (a failed one reads 1e10 s)
             db = ws / "configs" / "tuning" / args.model / "llvm" / c / "database_tuning_record.json"

@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stages.runtime import components, params
 from stages.engine.config import WEBGPU_FEATURES
 from stages.engine.errors import BuildError
 from stages.engine.rule import Rule, Spec
+from stages.runtime import components
+from stages.runtime.component import Component
 
 
 def rel_l2(actual, expected) -> float:
@@ -89,7 +90,6 @@ def spec(r: Rule) -> Spec:
 def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
     import torch
     import tvm
-    from tvm import relax
 
     component = cfg["component"]
     example = components.example_inputs(cfg["inputs"], cfg["seed"], cfg["vocab_size"])
@@ -117,11 +117,8 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
                              f"driver on this machine; fix: build up to emit here "
                              f"(doit emit target={kind}) and check on a GPU machine "
                              f"(bench/gpu/README.md)")
-        vm = relax.VirtualMachine(tvm.runtime.load_module(str(inputs["library"])), device)
-        weights = [tvm.runtime.tensor(a, device)
-                   for a in params.load(inputs["params"], inputs["manifest"])]
-        args = [tvm.runtime.tensor(example[n], device) for n in cfg["inputs"]]
-        actual = vm["main"](*args, *weights).numpy()
+        compiled = Component(inputs["library"], inputs["params"], inputs["manifest"], device)
+        actual = compiled(*(example[n] for n in cfg["inputs"]))
 
     error = rel_l2(actual, expected)
     report = {"component": component, "precision": cfg["precision"], "rel_l2": error, "max_rel_l2": cfg["max_rel_l2"],

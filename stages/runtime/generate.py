@@ -228,16 +228,16 @@ def denoise(unet, ehs, latents0, scheduler, guidance: float):
 
 
 class Compiled:
-    """The three compiled (llvm) components in TVM's VM, with their verified params."""
+    """The three compiled (llvm) components (stages/runtime/component.py), with their checked
+    params."""
 
     def __init__(self, model: Model):
         import tvm
-        from tvm import relax
 
         from stages.runtime import params
+        from stages.runtime.component import Component
 
-        self.device = tvm.cpu()
-        self.fns = {}
+        self.components = {}
         for component in COMPONENTS:
             v = model.index["variants"][component]
             lib = model.dist_dir / v["library"]
@@ -246,24 +246,15 @@ class Compiled:
                     raise GenerateError(f"{model.dist_dir / rel}: missing; "
                                         f"fix: run doit build first")
             model._check_dist_file(v["library"])
-            manifest = model.dist_dir / v["manifest"]
-            params_path = model.dist_dir / v["params"]
             try:
-                weights = params.load(params_path.parent, manifest)
+                self.components[component] = Component(
+                    lib, (model.dist_dir / v["params"]).parent, model.dist_dir / v["manifest"],
+                    tvm.cpu())
             except params.CorruptShard as e:
                 raise GenerateError(str(e)) from None
-            vm = relax.VirtualMachine(tvm.runtime.load_module(str(lib)), self.device)
-            self.fns[component] = (vm["main"],
-                                   [tvm.runtime.tensor(a, self.device) for a in weights])
 
     def __call__(self, component: str, *inputs):
-        import numpy as np
-        import tvm
-
-        fn, weights = self.fns[component]
-        # not np.ascontiguousarray: it turns the 0-d timestep into shape (1,)
-        args = [tvm.runtime.tensor(np.asarray(a, order="C"), self.device) for a in inputs]
-        return fn(*args, *weights).numpy()
+        return self.components[component](*inputs)
 
 
 _LOADED: dict[tuple[str, str], Compiled] = {}
