@@ -19,11 +19,17 @@ from stages.engine.progress import phase
 from stages.engine.rule import Rule, Spec
 
 
+def tuning_dir(root: Path, cfg, component: str) -> Path:
+    """configs/tuning/<model>/<target>/<component>/: the records this stage applies and
+    `doit tune` (stages/passes/tune.py) writes."""
+    return root / "configs" / "tuning" / cfg.model_name / cfg.target_name / component
+
+
 def spec(r: Rule) -> Spec:
     """The module after its passes, and the committed tuning records of this model, target and
     component (configs/tuning/), in; the scheduled module out."""
     kind = r.target["tvm"]["kind"]
-    db = r.root / "configs" / "tuning" / r.cfg.model_name / r.cfg.target_name / r.component
+    db = tuning_dir(r.root, r.cfg, r.component)
     inputs = {"module": r.out("passes", "module")}
     inputs.update({p.name: p for p in sorted(db.glob("database_*.json"))} if db.is_dir() else {})
     limits = {k: r.target[k] for k in ("max_storage_buffer_binding_size",) if k in r.target}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.engine.dag import Spec
+from stages.engine.rule import Spec
 from stages.engine.runner import execute_spec
 from stages.engine.store import Store
 

@@ -11,8 +11,7 @@ the page's bundle stays out: time_to_image.mjs runs web/src itself):
                                        the variants whose name ends with one of --flavors only
                                        (fill_params.py would otherwise draw every variant's
                                        3.4 GB), without shards (*.bin), libraries and large
-                                       files xz'd: for
-                                       TTI_DIST (time to image)
+                                       files xz'd: for TTI_DIST (time to image)
 Both are replaced whole. Prints what each holds and its size.
 """
 

@@ -47,7 +47,8 @@ PRECISION_FREE = ("weights", "capture", "import")
 
 
 @cache
-def _module(stage: str):
+def module(stage: str):
+    """The module of a stage: its spec() and run()."""
     return importlib.import_module(STAGES[stage])
 
 
@@ -62,11 +63,7 @@ def spec(cfg: Config, stage: str, component: str = "model") -> Spec:
     rule = Rule(cfg, stage, component, base, precision, variant_features(component), ROOT,
                 lambda stage_, component_: spec(cfg, stage_, component_),
                 pipeline.TVM_PASSES.get(stage, ()))
-    return _module(stage).spec(rule)
-
-
-def out_of(cfg: Config, stage: str, component: str, name: str) -> Path:
-    return spec(cfg, stage, component).outputs[name]
+    return module(stage).spec(rule)
 
 
 def all_specs(cfg: Config) -> list[Spec]:

@@ -13,7 +13,6 @@ then restore instead of computing it twice.
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import sys
@@ -96,11 +95,7 @@ def execute(cfg: config_mod.Config, stage: str, component: str = "model",
     """Bring one stage's outputs up to date; return "built", "restored" (from cache/) or
     "downloaded" (from the remote tier, through cache/)."""
     s = dag.spec(cfg, stage, component)
-
-    def action(inputs, outputs, config):
-        importlib.import_module(dag.STAGES[stage]).run(inputs, outputs, config)
-
-    return execute_spec(s, static_key(s), action, store or Store(CACHE), remote,
+    return execute_spec(s, static_key(s), dag.module(stage).run, store or Store(CACHE), remote,
                         {"model": cfg.model_name, "target": cfg.target_name})
 
 
@@ -195,4 +190,3 @@ def one_line(error: BaseException) -> str | None:
     if isinstance(error, BuildError) or ("fix:" in text and "\n" not in text):
         return f"error: {text}"
     return None
-

@@ -15,10 +15,7 @@ from pathlib import Path
 
 from stages.engine import config, dag
 from stages.engine.config import Config
-
-
-def database_dir(cfg: Config, component: str) -> Path:
-    return config.CONFIGS / "tuning" / cfg.model_name / cfg.target_name / component
+from stages.schedule import tuning_dir
 
 
 def _cost(task) -> float:
@@ -94,7 +91,7 @@ def tune(cfg: Config, component: str, module_path: Path, trials: int, top: int) 
     tasks = [t for t in tasks if _cost(t) > 0]
     chosen = tasks[:top] if top > 0 else tasks
 
-    out = database_dir(cfg, component)
+    out = tuning_dir(config.ROOT, cfg, component)
     out.mkdir(parents=True, exist_ok=True)
     database = ms.database.JSONDatabase(
         path_workload=str(out / "database_workload.json"),
