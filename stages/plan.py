@@ -90,10 +90,9 @@ def _bound_by(func, sizes: dict[str, int], nbytes: int) -> tuple[str, str] | Non
 
 
 def spec(r: Rule) -> Spec:
-    limits = {k: r.target[k] for k in ("max_storage_buffer_binding_size",) if k in r.target}
     return r.spec({"module": r.out("schedule", "module")},
                   {"module": r.per_target / "module.json", "plan": r.per_target / "plan.json"},
-                  {"component": r.component, "target": r.target["tvm"], **limits,
+                  {"component": r.component, "target": r.target["tvm"], **r.binding_limit,
                    "tvm_passes": list(r.tvm_passes)})
 
 

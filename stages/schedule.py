@@ -32,10 +32,9 @@ def spec(r: Rule) -> Spec:
     db = tuning_dir(r.root, r.cfg, r.component)
     inputs = {"module": r.out("passes", "module")}
     inputs.update({p.name: p for p in sorted(db.glob("database_*.json"))} if db.is_dir() else {})
-    limits = {k: r.target[k] for k in ("max_storage_buffer_binding_size",) if k in r.target}
     return r.spec(inputs, {"module": r.per_target / "module.json"},
                   {"component": r.base, "precision": r.precision, "target": r.target["tvm"],
-                   **limits, **r.feat,
+                   **r.binding_limit, **r.feat,
                    "passes": pipeline.steps(r.stage, r.base, kind, r.precision, r.features)},
                   modules=pipeline.modules(r.stage, r.base, kind, r.precision, r.features))
 

@@ -73,6 +73,8 @@ unxz_to "$P/node.xz" $W/node && chmod +x $W/node
 rm -rf $W/node_modules && cp -r "$P/node_modules" $W/node_modules
 unxz_to "$P/dawn.node.xz" $W/node_modules/webgpu/dist/linux-x64/dawn.node
 export WEBSD_NODE_MODULES=$W/node_modules
+# the page's modules (web/src, which the benches run) import their packages by name, from web/node_modules
+[ -e web/node_modules ] || ln -s "$W/node_modules" web/node_modules
 DAWN_FEATURES=${DAWN_FEATURES-vulkan_enable_f16_on_nvidia,allow_unsafe_apis}
 DF=(); [ -n "$DAWN_FEATURES" ] && DF=(--dawn-features "$DAWN_FEATURES")
 say "node $($W/node --version)"
@@ -156,8 +158,6 @@ if [ -n "${TTI_DIST:-}" ]; then
   done
   say "time to image: fill $TTI_DIST's shards from the model's seed"
   timeout $t $PY bench/gpu/fill_params.py "$TTI_DIST" --model "${TTI_MODEL:-sd-v1-5}"
-  # the page's modules import their packages by name, from web/node_modules
-  [ -e web/node_modules ] || ln -s "$W/node_modules" web/node_modules
   t=$(( $(left) - 20 )); [ $t -gt 300 ] && t=300
   say "time to image: webgpu (timeout ${t}s)"
   timeout $t $W/node bench/gpu/time_to_image.mjs "$TTI_DIST" "$OUT/tti_webgpu.json" \

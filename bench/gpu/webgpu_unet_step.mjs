@@ -8,12 +8,12 @@
 //
 // `probe` in place of <dir>: only the adapter, its limits and features, and one small compute
 // shader (with `enable f16;` when shader-f16 is there) checked on readback.
-// <dir> holds one `*.wasm` (or name it with --wasm) and its params, as either
-// params/tensor-cache.json (tvmjs tensor-cache: metadata.params = the order `main` takes them,
-// records[].records[] = {name, shape, dtype, nbytes, byteOffset}) or params.safetensors (the
-// older layout: __metadata__.order). Only the shapes and dtypes are read: every param is filled
-// from a seeded generator (uniform(-0.02, 0.02), as float32 or float16 bits), so no shard needs
-// to travel. Inputs are float32 (the graph's boundary is float32 for the fp16 variant too):
+// <dir> holds one `*.wasm` (or name it with --wasm) and params/tensor-cache.json (tvmjs tensor
+// cache: metadata.params = the order `main` takes them, records[] = shards {dataPath, nbytes,
+// records: [{name, shape, dtype, nbytes, byteOffset}]}). The component is the page's own
+// (web/src/model.js Component: instantiate, loadParams, compilePipelines, invoke); only its shards
+// are made here, from a seeded generator (uniform(-0.02, 0.02), as float32 or float16 bits), so no
+// shard needs to travel. Inputs are float32 (the graph's boundary is float32 for the fp16 variant too):
 // sample [batch, in_ch, latent, latent], timestep [] and encoder_hidden_states [batch, 77, ctx];
 // in_ch and ctx are read off the params (conv_in, attn2 to_k) unless given.
 //
@@ -44,13 +44,14 @@
 // --sync-pipelines 1 (compile shaders lazily at the first step instead of
 // tvm.asyncLoadWebGPUPipelines); --setup-only 1 (stop after param upload and shader compile: a
 // check of a full-size build on a CPU adapter). Modules come from $WEBSD_NODE_MODULES, else
-// web/node_modules, else .gpu/node_modules (the device payload).
+// web/node_modules, else .gpu/node_modules (the device payload); model.js imports tvmjs by
+// name from web/node_modules, which run_on_device.sh links to the payload's.
 import fs from "node:fs";
 import path from "node:path";
-import { createRequire } from "node:module";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { performance } from "node:perf_hooks";
-import { DISPATCHES_PER_SUBMIT, submitInBatches } from "../../web/src/submit.js";
+import { Component } from "../../web/src/model.js";
+import { DISPATCHES_PER_SUBMIT } from "../../web/src/submit.js";
 
 const t0 = performance.now();
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -100,8 +101,6 @@ const moduleDirs = [process.env.WEBSD_NODE_MODULES, path.join(repo, "web", "node
 const nm = moduleDirs.find((d) => fs.existsSync(path.join(d, "@mlc-ai", "web-runtime"))
                                  && fs.existsSync(path.join(d, "webgpu", "index.js")));
 if (!nm) fail(`no node_modules with @mlc-ai/web-runtime and webgpu in ${moduleDirs.join(", ")}`);
-const require = createRequire(path.join(nm, "_resolve.js"));
-const tvmjs = require("@mlc-ai/web-runtime");
 const { create, globals } = await import(pathToFileURL(path.join(nm, "webgpu", "index.js")).href);
 Object.assign(globalThis, globals);
 
@@ -268,49 +267,24 @@ if (probe) {
 }
 
 // ---- param records ---------------------------------------------------------------------------
-const SAFETENSORS_DTYPES = { F32: "float32", F16: "float16", BF16: "bfloat16", I32: "int32",
-                             I64: "int64" };
-function readParamSpecs(d) {
+function readTensorCache(d) {
   const cachePath = path.join(d, "params", "tensor-cache.json");
-  if (fs.existsSync(cachePath)) {
-    const cache = JSON.parse(fs.readFileSync(cachePath, "utf8"));
-    const byName = new Map();
-    for (const shard of cache.records) {
-      for (const r of shard.records) byName.set(r.name, { shape: r.shape, dtype: r.dtype });
-    }
-    const order = cache.metadata?.params ?? [...byName.keys()];
-    return { layout: "tensor-cache", specs: order.map((name) => {
-      if (!byName.has(name)) fail(`param ${name} of metadata.params has no record`);
-      return { name, ...byName.get(name) };
-    }) };
+  if (!fs.existsSync(cachePath)) fail(`${d}: no params/tensor-cache.json`);
+  const cache = JSON.parse(fs.readFileSync(cachePath, "utf8"));
+  const byName = new Map();
+  for (const shard of cache.records) {
+    for (const r of shard.records) byName.set(r.name, { shape: r.shape, dtype: r.dtype });
   }
-  const stPath = path.join(d, "params.safetensors");
-  if (fs.existsSync(stPath)) {
-    // only the header: u64 length, then JSON {name: {dtype, shape, data_offsets}, __metadata__}
-    const fd = fs.openSync(stPath, "r");
-    const lenBuf = Buffer.alloc(8);
-    fs.readSync(fd, lenBuf, 0, 8, 0);
-    const n = Number(lenBuf.readBigUInt64LE(0));
-    const hdrBuf = Buffer.alloc(n);
-    fs.readSync(fd, hdrBuf, 0, n, 8);
-    fs.closeSync(fd);
-    const header = JSON.parse(hdrBuf.toString("utf8"));
-    const order = header.__metadata__?.order ? JSON.parse(header.__metadata__.order)
-      : Object.keys(header).filter((k) => k !== "__metadata__");
-    return { layout: "safetensors", specs: order.map((name) => {
-      const rec = header[name];
-      if (!rec) fail(`param ${name} of __metadata__.order is not in the header`);
-      const dtype = SAFETENSORS_DTYPES[rec.dtype];
-      if (!dtype) fail(`param ${name}: dtype ${rec.dtype} is not supported`);
-      return { name, shape: rec.shape, dtype };
-    }) };
-  }
-  fail(`${d}: neither params/tensor-cache.json nor params.safetensors`);
+  const specs = cache.metadata.params.map((name) => {
+    if (!byName.has(name)) fail(`param ${name} of metadata.params has no record`);
+    return { name, ...byName.get(name) };
+  });
+  return { cache, specs };
 }
 
 const wasmName = opts.wasm ?? fs.readdirSync(dir).filter((f) => f.endsWith(".wasm")).sort()[0];
 if (!wasmName) fail(`${dir}: no .wasm file`);
-const { layout, specs } = readParamSpecs(dir);
+const { cache, specs } = readTensorCache(dir);
 const numel = (shape) => shape.reduce((a, b) => a * b, 1);
 const DTYPE_BYTES = { float32: 4, float16: 2, bfloat16: 2, int32: 4, int64: 8 };
 for (const s of specs) {
@@ -399,68 +373,50 @@ function fillBytes(dtype, n, scratch) { // -> Uint8Array view of scratch with n 
 report = {
   ok: false, label: opts.label ?? path.basename(path.resolve(dir)), dir, wasm: wasmName,
   values: opts.check ? `--check ${opts.check}` : "seeded generator",
-  param_layout: layout, param_count: paramCount, param_bytes: paramBytes, param_dtypes: paramDtypes,
+  param_count: paramCount, param_bytes: paramBytes, param_dtypes: paramDtypes,
   inputs: opts.inputs ? Object.fromEntries(customInputs.map((c) => [c.name, c.shape]))
     : { sample: sampleShape, timestep: [], encoder_hidden_states: textShape },
   ...deviceReport,
 };
 
-// ---- tvmjs -----------------------------------------------------------------------------------
-const wasm = fs.readFileSync(path.join(dir, wasmName));
+// ---- the component: the page's module (web/src/model.js) -------------------------------------
+const label = report.label;
 dbg("instantiate");
-const tvm = await tvmjs.instantiate(
-  wasm.buffer.slice(wasm.byteOffset, wasm.byteOffset + wasm.byteLength),
-  tvmjs.createPolyfillWASI(), () => {});
-dbg("initWebGPU");
-tvm.initWebGPU(device);
-// as the page runs it (web/src/model.js): submit every N dispatches; --submit-every 0 keeps
-// tvmjs's one submit per call
-const submitEvery = Number(opts["submit-every"] ?? DISPATCHES_PER_SUBMIT);
-if (submitEvery > 0) submitInBatches(tvm, submitEvery);
-const dev = tvm.webgpu();
-tvm.beginScope();
+// as the page runs it: submit every N dispatches; --submit-every 0 keeps tvmjs's one submit per call
+const component = await Component.instantiate({ name: label, wasm: fs.readFileSync(path.join(dir, wasmName)),
+  device, submitEvery: Number(opts["submit-every"] ?? DISPATCHES_PER_SUBMIT) });
+const tvm = component.tvm;
+const dev = component.gpu;
 
-dbg("upload params");
-const tParams = performance.now();
-const maxBytes = Math.max(...specs.map((s) => s.nbytes), 4 * numel(textShape), 4 * numel(sampleShape),
-                          ...customInputs.map((c) => 4 * numel(c.shape)));
-const scratch = new ArrayBuffer(Math.ceil(maxBytes / 4) * 4);
-let pendingBytes = 0;
-const params = [];
-const label = opts.label ?? path.basename(path.resolve(dir));
-let checkFd = null, checkPos = 0;
+// Shards made here: each record's bytes from --check's file (every param in `main`'s order,
+// back to back), else from the generator.
+let checkFd = null;
+const checkOffset = new Map();
 if (opts.check) {
   const p = path.join(opts.check, `params_${label}.bin`);
   if (!fs.existsSync(p)) fail(`--check: no ${p} (bench/gpu/tvm_unet_step.py --check-dir --webgpu ${dir})`);
   if (fs.statSync(p).size !== paramBytes) fail(`--check: ${p} has ${fs.statSync(p).size} bytes, the build's params ${paramBytes}`);
   checkFd = fs.openSync(p, "r");
+  let at = 0;
+  for (const s of specs) { checkOffset.set(s.name, at); at += s.nbytes; }
 }
-function valueBytes(s, n) { // the param's bytes: read from --check's file, else from the generator
-  if (checkFd === null) return fillBytes(s.dtype, n, scratch);
-  const view = new Uint8Array(scratch, 0, n * DTYPE_BYTES[s.dtype]);
-  view.fill(0);
-  fs.readSync(checkFd, view, 0, s.nbytes, checkPos);
-  checkPos += s.nbytes;
-  return view;
-}
-for (const s of specs) {
-  const n = numel(s.shape);
-  let t;
-  if (s.nbytes % 4 === 0) {
-    t = tvm.detachFromCurrentScope(tvm.empty(s.shape, s.dtype, dev));
-    t.copyFromRawBytes(valueBytes(s, n));
-  } else { // WebGPU copies need 4-byte multiples (an odd-length float16 bias): pad, then view
-    const padded = n + 1;
-    tvm.beginScope();
-    const base = tvm.empty([padded], s.dtype, dev);
-    base.copyFromRawBytes(valueBytes(s, padded));
-    t = tvm.detachFromCurrentScope(base.view(s.shape));
-    tvm.endScope();
+const maxBytes = Math.max(...specs.map((s) => s.nbytes), 4 * numel(textShape), 4 * numel(sampleShape),
+                          ...customInputs.map((c) => 4 * numel(c.shape)));
+const scratch = new ArrayBuffer(Math.ceil(maxBytes / 4) * 4);
+const shardByPath = new Map(cache.records.map((shard) => [shard.dataPath, shard]));
+async function makeShard(dataPath) {
+  const shard = shardByPath.get(dataPath);
+  const bytes = new Uint8Array(shard.nbytes);
+  for (const r of shard.records) {
+    if (checkFd !== null) fs.readSync(checkFd, bytes, r.byteOffset, r.nbytes, checkOffset.get(r.name));
+    else bytes.set(fillBytes(r.dtype, r.nbytes / DTYPE_BYTES[r.dtype], scratch), r.byteOffset);
   }
-  params.push(t);
-  pendingBytes += s.nbytes;
-  if (pendingBytes > (512 << 20)) { await dev.sync(); pendingBytes = 0; } // bound staging memory
+  await dev.sync();   // bound staging memory: the previous shard's copies are done
+  return bytes;
 }
+dbg("upload params");
+const tParams = performance.now();
+await component.loadParams({ cache, read: makeShard });
 await dev.sync();
 const paramUploadMs = performance.now() - tParams;
 
@@ -472,44 +428,36 @@ function readFloats(name, n) {
 }
 function input(shape, lo, hi, name) {
   const n = numel(shape);
-  const a = new Float32Array(scratch, 0, n);
+  const a = new Float32Array(n);
   if (opts.check) a.set(readFloats(name, n));
   else for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * rand();
-  const t = tvm.detachFromCurrentScope(tvm.empty(shape, "float32", dev));
-  t.copyFromRawBytes(new Uint8Array(scratch, 0, 4 * n));
-  return t;
+  return component.upload(a, shape);
 }
 const sample = input(sampleShape, -1, 1, "sample");
-const timestep = tvm.detachFromCurrentScope(tvm.empty([], "float32", dev));
-const tValue = opts.check ? readFloats("timestep", 1) : new Float32Array([500]);
-timestep.copyFromRawBytes(new Uint8Array(tValue.buffer, tValue.byteOffset, 4));
+const timestep = component.upload(opts.check ? readFloats("timestep", 1) : new Float32Array([500]), []);
 const text = input(textShape, -1, 1, "encoder_hidden_states");
 const args = !opts.inputs ? [sample, timestep, text] : customInputs.map((c) => {
   if (c.dtype !== "int32") return input(c.shape, -1, 1, c.name);
-  const n = numel(c.shape);
-  const ids = new Int32Array(scratch, 0, n);   // token ids below CLIP's vocabulary size
-  for (let i = 0; i < n; i++) ids[i] = Math.floor(rand() * 49408);
-  const t = tvm.detachFromCurrentScope(tvm.empty(c.shape, "int32", dev));
-  t.copyFromRawBytes(new Uint8Array(scratch, 0, 4 * n));
-  return t;
+  const ids = new Int32Array(numel(c.shape));   // token ids below CLIP's vocabulary size
+  for (let i = 0; i < ids.length; i++) ids[i] = Math.floor(rand() * 49408);
+  return component.upload(ids, c.shape, "int32");
 });
 await dev.sync();
 await checkErrors("param upload");
 
-dbg("create vm");
-const vm = tvm.detachFromCurrentScope(tvm.createVirtualMachine(dev));
-const tPipe = performance.now();
-let pipelineMs = null;
 dbg("pipelines");
-if (!opts["sync-pipelines"] && typeof tvm.asyncLoadWebGPUPipelines === "function") {
+const tPipe = performance.now();
+if (opts["sync-pipelines"]) {
+  tvm.withNewScope(() => { component.main = tvm.detachFromCurrentScope(component.vm.getFunction("main")); });
+} else {
   try {
-    await tvm.asyncLoadWebGPUPipelines(vm.getInternalModule());
+    await component.compilePipelines();
   } catch (e) {
     fail(`pipeline compile: ${e?.message ?? e}${gpuErrors.length ? `; first WebGPU error: ${gpuErrors[0]}` : ""}`,
          { ...report, gpu_errors: gpuErrors.slice(0, 20) });
   }
-  pipelineMs = performance.now() - tPipe;
 }
+const pipelineMs = opts["sync-pipelines"] ? null : performance.now() - tPipe;
 await checkErrors("pipeline compile");
 if (opts["setup-only"]) { // stop after upload + pipeline compile (a CPU adapter can't run a full step)
   report.ok = true;
@@ -519,13 +467,11 @@ if (opts["setup-only"]) { // stop after upload + pipeline compile (a CPU adapter
   console.log(JSON.stringify({ setup_only: true, param_upload_ms: paramUploadMs, pipeline_compile_ms: pipelineMs }));
   process.exit(0);
 }
-dbg("get main");
-const main = tvm.detachFromCurrentScope(vm.getFunction("main"));
 
 async function step(keep) {
   tvm.beginScope();
   const s = performance.now();
-  const out = main(...args, ...params);
+  const out = component.invoke(args);
   const encoded = performance.now();
   await dev.sync();
   const done = performance.now();
@@ -576,7 +522,7 @@ if (profiler) {
   for (let i = 0; i < opts.profile; i++) {
     tvm.beginScope();
     profiler.start();
-    main(...args, ...params);
+    component.invoke(args);
     await dev.sync();
     await profiler.stop();
     tvm.endScope();
@@ -602,6 +548,5 @@ console.log(JSON.stringify({ label: report.label, wasm: wasmName, median_ms: med
                              encode_median_ms: report.encode_median_ms, first_step_ms: first.ms,
                              pipeline_compile_ms: pipelineMs, tflops: report.tflops,
                              fraction_of_peak: report.fraction_of_peak, output: report.output }));
-tvm.endScope();
 if (!report.output_ok) console.error(`webgpu_unet_step: output has non-finite values (finite fraction ${report.output.finite_fraction})`);
 process.exit(!report.output_ok ? 3 : report.check && !report.check.passed ? 4 : 0);

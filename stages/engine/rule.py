@@ -67,6 +67,12 @@ class Rule:
         return self.cfg.target["target"]
 
     @property
+    def binding_limit(self) -> dict:
+        """{"max_storage_buffer_binding_size": n} where the target caps one buffer (WebGPU),
+        {} otherwise: the stages whose output the limit shapes (schedule, plan) key on it."""
+        return {k: self.target[k] for k in ("max_storage_buffer_binding_size",) if k in self.target}
+
+    @property
     def build(self) -> Path:
         return self.root / "build"
 

@@ -1,5 +1,10 @@
 // model.js: one compiled component (text encoder, UNet or VAE decoder) ready to run.
 //
+// The one way to run a component in JavaScript: the page loads its three through load(), the
+// verify harness (web/verify/run_component.mjs) loads the one it checks the same way from the
+// file system, and the GPU bench (bench/gpu/webgpu_unet_step.mjs) builds one from its parts
+// (instantiate, loadParams with generated values, compilePipelines) and times invoke().
+//
 // Each component is its own wasm (emit links them apart so that a UNet change relinks only the
 // UNet), hence its own tvmjs instance; all of them share the page's one GPUDevice. Tensors
 // cross between components through the CPU as Float32Array: the boundaries are small (latents,
@@ -7,10 +12,11 @@
 
 import * as tvmjs from "@mlc-ai/web-runtime";
 import { loadParams } from "./params.js";
-import { submitInBatches } from "./submit.js";
+import { DISPATCHES_PER_SUBMIT, submitInBatches } from "./submit.js";
 
 function dirOf(path) {
-  return path.slice(0, path.lastIndexOf("/"));
+  const slash = path.lastIndexOf("/");
+  return slash < 0 ? "" : path.slice(0, slash + 1);
 }
 
 function arrayBufferOf(bytes) {
@@ -19,41 +25,49 @@ function arrayBufferOf(bytes) {
 
 export class Component {
   /**
-   * Load variant `name` of manifest.json ("unet" or "unet-fp16") onto `device`.
-   *   files: a ModelFiles (shards.js); onShard({path, bytes, index, count}) after each shard.
+   * Load a variant of manifest.json ({library, params} paths; "unet-fp16" in the page) onto
+   * `device`: wasm, parameters, then every shader pipeline.
+   *   files: {bytes(path), json(path)} that give each file checked against its manifest (the
+   *   page's ModelFiles, shards.js; the verify harness's files on disk);
+   *   onShard({path, bytes, index, count}) after each shard is on the GPU.
+   * Sets loadSeconds = {wasm, params, pipelines}.
    */
   static async load({ name, variant, device, files, onShard }) {
     const t0 = performance.now();
-    const dir = dirOf(variant.manifest);
-    const own = await files.json(variant.manifest);   // the component's files, params included
-    const tensorCache = await files.json(variant.params);
-    const wasm = await files.bytes(variant.library);
+    const cache = await files.json(variant.params);
+    const component = await Component.instantiate({ name, wasm: await files.bytes(variant.library),
+      device });
+    try {
+      const t1 = performance.now();
+      const dir = dirOf(variant.params);
+      await component.loadParams({ cache, read: (rel) => files.bytes(dir + rel),
+        onShard: onShard && ((s) => onShard({ ...s, path: dir + s.path })) });
+      const t2 = performance.now();
+      await component.compilePipelines();
+      component.loadSeconds = { wasm: (t1 - t0) / 1000, params: (t2 - t1) / 1000,
+        pipelines: (performance.now() - t2) / 1000 };
+    } catch (e) {
+      component.dispose();
+      throw e;
+    }
+    return component;
+  }
+
+  /**
+   * A tvmjs instance of `wasm` (bytes) on `device` (a GPUDevice), without parameters. Work is
+   * submitted every `submitEvery` dispatches (submit.js; 0: tvmjs's one submit per call).
+   */
+  static async instantiate({ name, wasm, device, submitEvery = DISPATCHES_PER_SUBMIT }) {
     const tvm = await tvmjs.instantiate(arrayBufferOf(wasm), tvmjs.createPolyfillWASI(),
       (msg) => console.debug(`websd ${name}: ${msg}`));
     const component = new Component(name, tvm);
-    const t1 = performance.now();
     try {
       tvm.initWebGPU(device);
-      submitInBatches(tvm);
-      const gpu = tvm.webgpu();
-      component.gpu = gpu;
-      const paramsDir = dirOf(variant.params).slice(dir.length + 1);
-      component.params = await loadParams(tvm, gpu, {
-        cache: tensorCache, files: own.files, dir: paramsDir,
-        read: (rel) => files.bytes(`${dir}/${rel}`),
-        onShard: onShard && ((s) => onShard({ ...s, path: `${dir}/${s.path}` })),
-      });
-      const t2 = performance.now();
+      if (submitEvery > 0) submitInBatches(tvm, submitEvery);
+      component.gpu = tvm.webgpu();
       tvm.withNewScope(() => {
-        component.vm = tvm.detachFromCurrentScope(tvm.createVirtualMachine(gpu));
-        component.main = tvm.detachFromCurrentScope(component.vm.getFunction("main"));
+        component.vm = tvm.detachFromCurrentScope(tvm.createVirtualMachine(component.gpu));
       });
-      // Compile every WGSL pipeline now, off the main thread where the browser can, rather
-      // than stalling on the first call.
-      await tvm.asyncLoadWebGPUPipelines(component.vm.getInternalModule());
-      // seconds: wasm fetch + instantiate, params, shader pipelines
-      component.loadSeconds = { wasm: (t1 - t0) / 1000, params: (t2 - t1) / 1000,
-        pipelines: (performance.now() - t2) / 1000 };
     } catch (e) {
       component.dispose();
       throw e;
@@ -65,13 +79,39 @@ export class Component {
     this.name = name;
     this.tvm = tvm;
     this.params = [];
+    this.main = null;
+  }
+
+  /**
+   * Put the parameters on the GPU (params.js loadParams): cache is the parsed
+   * tensor-cache.json; read(path) -> Promise<Uint8Array> gives a shard's checked bytes, path
+   * relative to tensor-cache.json's directory.
+   */
+  async loadParams({ cache, read, onShard }) {
+    this.params = await loadParams(this.tvm, this.gpu, { cache, read, onShard });
+  }
+
+  /** Compile every WGSL pipeline now, off the main thread where the browser can, rather than
+   *  stalling on the first call. */
+  async compilePipelines() {
+    await this.tvm.asyncLoadWebGPUPipelines(this.vm.getInternalModule());
+    this.tvm.withNewScope(() => {
+      this.main = this.tvm.detachFromCurrentScope(this.vm.getFunction("main"));
+    });
   }
 
   /** A tensor on the GPU that stays there until dispose(it): inputs reused across calls. */
   upload(data, shape, dtype = "float32") {
-    const t = this.tvm.withNewScope(() => this.tvm.detachFromCurrentScope(
+    return this.tvm.withNewScope(() => this.tvm.detachFromCurrentScope(
       this.tvm.empty(shape, dtype, this.gpu).copyFrom(data)));
-    return t;
+  }
+
+  /**
+   * Encode one call of `main` on `args` (GPU tensors) in the caller's tvm scope and return its
+   * output tensor; the GPU runs it after this returns (await this.gpu.sync() to wait).
+   */
+  invoke(args) {
+    return this.main(...args, ...this.params);
   }
 
   /**
@@ -84,7 +124,7 @@ export class Component {
     try {
       const args = inputs.map((x) => (x.data === undefined ? x
         : tvm.empty(x.shape, x.dtype || "float32", this.gpu).copyFrom(x.data)));
-      const out = this.main(...args, ...this.params);
+      const out = this.invoke(args);
       const host = tvm.empty(out.shape, out.dtype, tvm.cpu());
       host.copyFrom(out);
       await this.gpu.sync();

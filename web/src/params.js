@@ -1,9 +1,10 @@
-// Parameter loading for the page and the Node harnesses: one loader, one integrity check.
+// Parameter loading for the page and the Node harnesses: one loader.
 //
 // A component's params are a tvmjs tensor cache (params/tensor-cache.json + params_shard_N.bin,
-// written by the emit stage) and its manifest.json lists the sha256 and size of every shard.
-// Each shard is read through `read(path)` (fetch + Cache API in the page, the file system in
-// Node), checked against the manifest before any byte reaches the GPU, and copied into the
+// written by the emit stage) and manifest.json lists the sha256 and size of every shard. Each
+// shard is read through `read(path)`, which gives bytes already checked against the manifest
+// (shards.js ModelFiles in the page: Cache API or network; the verify harness: the file system
+// through checkShard), once, before any byte reaches the GPU; the loader copies them into the
 // tensors `main` takes, in the order tensor-cache.json's metadata.params lists.
 
 /** Hex sha256 of bytes, with Web Crypto (in browsers on http://127.0.0.1 and in Node 20). */
@@ -61,18 +62,21 @@ function deviceTensor(tvm, device, rec, bytes) {
 
 /**
  * Load a component's params onto `device` (a tvmjs device) as tvm tensors in `main`'s order.
- *   tvm: the tvmjs Instance; cache: the parsed tensor-cache.json; files: manifest.json's
- *   "files"; dir: the params directory's name in the manifest ("params");
- *   read(path) -> Promise<Uint8Array>: the shard's bytes (path relative to the component);
+ *   tvm: the tvmjs Instance; cache: the parsed tensor-cache.json;
+ *   read(path) -> Promise<Uint8Array>: the shard's checked bytes (path: the shard's dataPath,
+ *   relative to tensor-cache.json's directory);
  *   onShard({path, bytes, index, count}): called after each shard is on the GPU.
  * Tensors are created outside any tvm scope: the caller owns (and disposes) them.
  */
-export async function loadParams(tvm, device, { cache, files, dir = "params", read, onShard }) {
+export async function loadParams(tvm, device, { cache, read, onShard }) {
   const byName = new Map();
   const shards = cache.records;
   for (let i = 0; i < shards.length; ++i) {
-    const path = `${dir}/${shards[i].dataPath}`;
-    const bytes = await checkShard(path, await read(path), files[path]);
+    const path = shards[i].dataPath;
+    const bytes = await read(path);
+    if (bytes.byteLength !== shards[i].nbytes) {
+      throw new CorruptShardError(path, `${bytes.byteLength} bytes, tensor-cache.json says ${shards[i].nbytes}`);
+    }
     for (const rec of shards[i].records) {
       if (rec.format !== "raw") throw new Error(`param ${rec.name}: format ${rec.format} is not supported`);
       byName.set(rec.name, deviceTensor(tvm, device, rec,

@@ -3,33 +3,58 @@
 //   node web/verify/run_component.mjs job.json
 //
 // job.json: {"wasm": path, "params": the params/ dir (tvmjs tensor cache), "manifest": the
-//            component's manifest.json, "inputs": [{"path", "shape", "dtype"}], "output": path,
-//            "features": the WebGPU features a feature variant needs (optional),
-//            "largest_buffer_bytes": the largest buffer a kernel binds (optional)}.
+//            component's manifest.json (the three in its directory), "inputs": [{"path",
+//            "shape", "dtype"}], "output": path, "features": the WebGPU features a feature
+//            variant needs (optional), "largest_buffer_bytes": the largest buffer a kernel binds
+//            (optional)}.
+// The component is loaded and run by the page's own module (web/src/model.js Component.load,
+// then run), from files read off the disk and each checked against the component's
+// manifest.json (web/src/params.js checkShard): a changed shard fails the run, naming it.
 // An adapter without those features, or whose storage bindings are smaller (lavapipe's 128 MiB
 // against the full-size float32 text encoder's 152 MB embedding table), cannot run the
 // variant: the run prints {"skipped": why} and exits 3 (verify records it; the device bench
 // checks such variants).
 // WebGPU comes from npm `webgpu` (Dawn); the runtime is tvmjs (npm @mlc-ai/web-runtime, the
-// TVM 0.27 JS runtime). Params go through the page's loader (web/src/params.js), which checks
-// every shard against manifest.json: a changed shard fails the run, naming the shard.
-// Prints one JSON line: adapter, output shape and dtype.
+// TVM 0.27 JS runtime). Prints one JSON line: adapter, output shape and dtype.
 import fs from "node:fs";
-import { createRequire } from "node:module";
 import path from "node:path";
 import { create, globals } from "webgpu";
-import { loadParams } from "../src/params.js";
-import { submitInBatches } from "../src/submit.js";
-
-const require = createRequire(import.meta.url);
-const tvmjs = require("@mlc-ai/web-runtime");
+import { Component } from "../src/model.js";
+import { checkShard } from "../src/params.js";
 
 function fail(message) {
   console.error(`run_component: ${message}`);
   process.exit(2);
 }
 
+/** The component's files on disk, each checked against its manifest.json when read. */
+class DiskFiles {
+  constructor(dir, files) {
+    this.dir = dir;
+    this.files = files;
+  }
+
+  async bytes(rel) {
+    const data = fs.readFileSync(path.join(this.dir, rel));
+    return checkShard(rel, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), this.files[rel]);
+  }
+
+  async json(rel) {
+    return JSON.parse(new TextDecoder().decode(await this.bytes(rel)));
+  }
+}
+
+const TYPED = { float32: Float32Array, int32: Int32Array };
+
 const job = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
+const dir = path.dirname(job.manifest);
+const relative = (p) => {
+  const rel = path.relative(dir, p).split(path.sep).join("/");
+  if (rel.startsWith("..")) fail(`${p} is not in the directory of ${job.manifest}`);
+  return rel;
+};
+const variant = { library: relative(job.wasm), params: `${relative(job.params)}/tensor-cache.json` };
+
 Object.assign(globalThis, globals);
 // NOTE: dawn.node 0.6.2 crashes (segfault or a futex abort) when V8 collects the GPU, adapter
 // or device objects while they are in use; a module-level const does not keep them alive.
@@ -60,42 +85,23 @@ const device = (globalThis.websdDevice = await adapter.requestDevice({
 const gpuErrors = [];
 device.addEventListener("uncapturederror", (e) => gpuErrors.push(e.error.message));
 
-const wasm = fs.readFileSync(job.wasm);
-const tvm = await tvmjs.instantiate(
-  wasm.buffer.slice(wasm.byteOffset, wasm.byteOffset + wasm.byteLength),
-  tvmjs.createPolyfillWASI(), () => {});
-tvm.initWebGPU(device);
-submitInBatches(tvm);   // as the page runs it (web/src/model.js)
-const gpuDev = tvm.webgpu();
-
 const manifest = JSON.parse(fs.readFileSync(job.manifest, "utf8"));
-const cache = JSON.parse(fs.readFileSync(path.join(job.params, "tensor-cache.json"), "utf8"));
-const componentDir = path.dirname(job.params);
-let params;
+let component;
 try {
-  params = await loadParams(tvm, gpuDev, {
-    cache, files: manifest.files, dir: path.basename(job.params),
-    read: async (rel) => new Uint8Array(fs.readFileSync(path.join(componentDir, rel))),
-  });
+  component = await Component.load({ name: path.basename(dir), variant, device,
+    files: new DiskFiles(dir, manifest.files) });
 } catch (e) {
   fail(e.message);
 }
-tvm.beginScope();
 const inputs = job.inputs.map((inp) => {
   const bytes = fs.readFileSync(inp.path);
-  const t = tvm.empty(inp.shape, inp.dtype, gpuDev);
-  t.copyFromRawBytes(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-  return t;
+  const Typed = TYPED[inp.dtype] ?? fail(`input ${inp.path}: dtype ${inp.dtype} is not supported`);
+  const data = new Typed(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  return { data, shape: inp.shape, dtype: inp.dtype };
 });
-const vm = tvm.detachFromCurrentScope(tvm.createVirtualMachine(gpuDev));
-const main = vm.getFunction("main");
-const out = main(...inputs, ...params);
-const host = tvm.empty(out.shape, out.dtype, tvm.cpu());
-host.copyFrom(out);
-await gpuDev.sync();
+const out = await component.run(inputs);
 if (gpuErrors.length) fail(`${gpuErrors.length} WebGPU errors, first: ${gpuErrors[0]}`);
-fs.writeFileSync(job.output, host.toRawBytes());
+fs.writeFileSync(job.output, new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.byteLength));
 console.log(JSON.stringify({ adapter: adapter.info?.description ?? "", shape: out.shape,
-                             dtype: out.dtype }));
-tvm.endScope();
+                             dtype: "float32" }));
 process.exit(0);
