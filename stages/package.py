@@ -16,8 +16,8 @@ import json
 import shutil
 from pathlib import Path
 
-from stages.engine.config import (COMPONENTS, SUBGROUP_SIZE, WEBGPU_FEATURES, flavor,
-                                  split_variant, variant_features)
+from stages.engine.config import (COMPONENTS, SUBGROUP_SIZE, WEBGPU_FEATURES, WORKGROUP_STORAGE,
+                                  flavor, split_variant, variant_features)
 from stages.engine.manifest import listing
 from stages.engine.rule import Rule, Spec
 from stages.runtime import contract
@@ -81,6 +81,9 @@ def requirements(variants: dict, workgroup_limits: dict) -> dict:
             + max(v["activation_bytes"] for v in mine),
             **{k: n for k, n in workgroup_limits.items() if n is not None},
         }
+        for feat in features:   # a feature's kernels may stage more in workgroup memory
+            have = needs[name].get("maxComputeWorkgroupStorageSize") or 0
+            needs[name]["maxComputeWorkgroupStorageSize"] = max(have, WORKGROUP_STORAGE[feat])
     return needs
 
 

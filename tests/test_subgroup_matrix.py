@@ -3,6 +3,7 @@ with subgroup matrices: bench/gpu/run_on_device.sh checks them against PyTorch f
 the graph rewrite (convolutions and linear layers as GEMMs over im2col and split k) computes
 what the ops computed, and the packed library carries our WGSL in place of TVM's."""
 
+import re
 import struct
 
 import numpy as np
@@ -139,7 +140,8 @@ def test_the_packed_library_carries_our_wgsl():
                 y[tx] = x[tx] * T.float32(2)
 
     funcs = {"other": other}
-    for args in [(32, 64, 288, 2, False), (128, 32, 32, 1, True)]:
+    # straight from storage, and staged through workgroup memory (its operands bound as vec4<u32>)
+    for args in [(32, 64, 288, 2, False), (128, 32, 32, 1, True), (128, 128, 64, 1, True)]:
         g = plan(*args)
         funcs[kernel_name(g)] = placeholder(g).with_attr("global_symbol", kernel_name(g))
     attention = sma.Attention(2, 64, 64, 8, 40, 40 ** -0.5)
@@ -163,6 +165,10 @@ def test_the_packed_library_carries_our_wgsl():
         assert text.startswith("//") and "enable chromium_experimental_subgroup_matrix;" in text
         assert text.count("@compute") == 1 and f"fn {name}(" in text
         assert "subgroupMatrixMultiplyAccumulate" in text and "var<uniform> podArgs" in text
+    staged = after[kernel_name(plan(128, 128, 64, 1, True)) + "_kernel"]
+    assert "var<workgroup> sa" in staged and "workgroupBarrier();" in staged
+    assert re.search(r"var<storage, read> a_ptr : array<vec4<u32>>;", staged), staged[:600]
+    assert re.search(r"var<storage, read_write> p_ptr : array<f32>;", staged)
     # TVM binds the buffers it keeps in its own order: the kernels name them, not count them
     attn = after[sma.kernel_name(attention) + "_kernel"]
     assert "&k_ptr" in attn and "&v_ptr" in attn and "out_ptr[" in attn and "bias" not in attn
@@ -241,6 +247,31 @@ def test_the_gemm_kernel_computes_its_product(tmp_path):
     shapes = {"conv": Gemm(64, 128, 64, 2, 0, 64 * 128), "linear": Gemm(64, 64, 64, 1, b_transposed=True)}
     rows = _run_emulated(gemm_cases(shapes, [(2, 2, 1, 1), (1, 2, 2, 2)], (1, 2), TILE), tmp_path)
     assert len(rows) == 8
+    for name, row in rows.items():
+        assert "error" not in row and "errors" not in row, (name, row)
+        assert row["rel"] < 1e-5, (name, row["rel"])
+
+
+def test_the_staged_gemm_kernel_computes_its_product(tmp_path):
+    """The GEMM staged through workgroup memory (16-byte operand loads, one or two stages),
+    emulated as above: several subgroups per workgroup, split k, plain and transposed B."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench" / "gpu"))
+    from kernel_cases import gemm_case
+
+    from stages.passes.subgroup_matrix_gemm import Gemm
+
+    cases = [gemm_case(name, g) for name, g in {
+        "kn": Gemm(64, 64, 128, 2, 0, 128 * 64, False, tm=1, tn=1, wm=2, wn=2, bk=32),
+        "kn_split2": Gemm(64, 64, 128, 2, 0, 128 * 64, False, splits=2, tm=1, tn=2, wm=2, wn=1, bk=32),
+        "nk": Gemm(64, 96, 96, 1, b_transposed=True, tm=1, tn=1, wm=2, wn=2, bk=32),
+        "nk_one_stage": Gemm(64, 64, 96, 1, b_transposed=True, tm=1, tn=1, wm=2, wn=2, bk=32,
+                             stages=1),
+    }.items()]
+    rows = _run_emulated(cases, tmp_path)
+    assert len(rows) == 4
     for name, row in rows.items():
         assert "error" not in row and "errors" not in row, (name, row)
         assert row["rel"] < 1e-5, (name, row["rel"])

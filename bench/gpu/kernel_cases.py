@@ -56,20 +56,49 @@ def shader(buffers: list[tuple[str, str, str]], body: str) -> str:
     return head + "\n" + body
 
 
+def gemm_case(name: str, g: Gemm) -> dict:
+    bufs = [("A", "read", g.operand_type), ("B", "read", g.operand_type), ("P", "read_write", "f32")]
+    return {"name": name, "kind": "gemm", "params": asdict(g), "grid": g.grid, "flop": g.flop,
+            "wgsl": shader(bufs, entry_point(g, "main", "A", "B", "P"))}
+
+
 def gemm_cases(shapes=SHAPES, tilings=TILINGS, split_counts=SPLITS,
                min_k_slice=MIN_K_SLICE) -> list[dict]:
     """Each shape x tiling x split that fits, k slices no thinner than plan() would cut."""
     cases = []
-    bufs = [("A", "read", "f16"), ("B", "read", "f16"), ("P", "read_write", "f32")]
     for name, base in shapes.items():
         for tm, tn, wm, wn in tilings:
             for splits in split_counts:
                 g = replace(base, tm=tm, tn=tn, wm=wm, wn=wn, splits=splits)
                 if not g.fits() or (splits > 1 and g.k_slice < min_k_slice):
                     continue
-                cases.append({"name": f"{name}/{tm}x{tn}x{wm}x{wn}/s{splits}", "kind": "gemm",
-                              "params": asdict(g), "grid": g.grid, "flop": g.flop,
-                              "wgsl": shader(bufs, entry_point(g, "main", "A", "B", "P"))})
+                cases.append(gemm_case(f"{name}/{tm}x{tn}x{wm}x{wn}/s{splits}", g))
+    return cases
+
+
+# staged through workgroup memory: (tm, tn, wm, wn, bk, stages)
+STAGED = [(4, 4, 2, 2, 32, 2), (2, 4, 2, 2, 32, 2), (4, 2, 2, 2, 32, 2), (2, 2, 2, 2, 32, 2),
+          (2, 4, 4, 2, 32, 2), (4, 4, 2, 2, 16, 2), (4, 4, 2, 2, 32, 1), (2, 2, 4, 4, 32, 2)]
+WORKGROUP_BYTES = 49152    # the H200's maxComputeWorkgroupStorageSize under Dawn
+
+
+def staged_cases(shapes=SHAPES, tilings=STAGED, min_k_slice=MIN_K_SLICE) -> list[dict]:
+    """Per shape: the direct kernel plan() picks, then each staged tiling unsplit and at the
+    splits that double a grid of fewer than 660 workgroups (about one wave), up to 2640."""
+    cases = []
+    for name, base in shapes.items():
+        chosen = plan(base.m, base.n, base.k, base.batch, base.b_transposed)
+        chosen = replace(chosen, a_batch_stride=base.a_batch_stride, b_batch_stride=base.b_batch_stride)
+        cases.append(gemm_case(f"{name}/direct/{chosen.tm}x{chosen.tn}/s{chosen.splits}", chosen))
+        for tm, tn, wm, wn, bk, stages in tilings:
+            for splits in SPLITS:
+                g = replace(base, tm=tm, tn=tn, wm=wm, wn=wn, bk=bk, stages=stages, splits=splits)
+                if not g.fits() or g.workgroup_bytes > WORKGROUP_BYTES:
+                    continue
+                wgs = g.grid[0] * g.grid[1]
+                if splits > 1 and (g.k_slice < min_k_slice or wgs > 2640 or wgs // 2 >= 660):
+                    continue
+                cases.append(gemm_case(f"{name}/staged/{tm}x{tn}x{wm}x{wn}/bk{bk}/st{stages}/s{splits}", g))
     return cases
 
 
@@ -107,6 +136,8 @@ def main(out: str, kinds: list[str]) -> None:
     cases = []
     if "gemm" in kinds:
         cases += gemm_cases()
+    if "staged" in kinds:
+        cases += staged_cases()
     if "layout" in kinds:
         cases += layout_cases()
     if "attention" in kinds:

@@ -26,6 +26,9 @@ FEATURES = {"subgroup-matrix": "-sm"}
 # subgroup size its kernels are laid out for (the adapter must report exactly it).
 WEBGPU_FEATURES = {"subgroup-matrix": ("subgroups", "chromium-experimental-subgroup-matrix")}
 SUBGROUP_SIZE = {"subgroup-matrix": 32}
+# Workgroup memory its kernels use at most (the GEMMs stage their operands there:
+# stages/passes/subgroup_matrix.py never plans above it); every desktop GPU offers 32 KiB.
+WORKGROUP_STORAGE = {"subgroup-matrix": 32768}
 
 
 def variant_name(component: str, precision: str, features: tuple[str, ...] = ()) -> str:

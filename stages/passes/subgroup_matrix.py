@@ -21,37 +21,47 @@ from __future__ import annotations
 
 import re
 
+from stages.engine.config import WORKGROUP_STORAGE
 from stages.passes.subgroup_matrix_gemm import TILE, Gemm
 
-# Tilings (tm, tn, wm, wn) in order of preference, and the workgroups a GEMM should have before
-# its k is split. Measured on the H200 on every UNet GEMM shape, each timed after 300 ms of
-# dispatches (bench/results/h200/wgsl_kernels/run1.json): one subgroup of 4x4 tiles (64x64) per
-# workgroup is fastest on all but the GEGLU projections, and the time falls to its least where
-# the grid first reaches about 640 workgroups (five per SM: one wave) and rises again at 1280 (a
-# second, partial wave): the convolutions at 32x32, 16x16 and 8x8 latents ran 2x faster so
-# (split 2, 4, 16) than with the 2x4 tiles and splits that an earlier, noisier run chose.
-TILINGS = ((4, 4, 1, 1), (2, 4, 1, 1), (4, 2, 1, 1), (2, 2, 1, 1), (1, 2, 1, 1), (1, 1, 1, 1))
-FILL = 640                # workgroups that keep the GPU busy without split-K
+# Tilings (tm, tn, wm, wn, bk, stages) in order of preference, each with the workgroups a GEMM
+# should have before its k is split. Measured on the H200 on every UNet GEMM shape
+# (bench/results/h200/wgsl_kernels/run5_staged/, each kernel timed after 300 ms of dispatches):
+# operands staged through workgroup memory by four subgroups of 4x4 tiles (128x128 blocks, 32
+# of k per stage) took the UNet's GEMMs from 2.24 to 1.06 ms summed over one call of each shape,
+# where m and n are multiples of 128; 64x64 blocks, double-buffered, where they are multiples
+# of 64 (the 320-channel layers). Staged, the time is least at fewer workgroups than straight
+# from storage (80 blocks of 128x128; 320 of 64x64), and with k slices of at most MAX_K_SLICE.
+# Operands straight from storage (bk 0) for the rest: one subgroup of 4x4 tiles (64x64) is
+# fastest there and the time is least where the grid first reaches about 640 workgroups
+# (bench/results/h200/wgsl_kernels/run1.json).
+TILINGS = (((4, 4, 2, 2, 32, 1), 80), ((2, 2, 2, 2, 32, 2), 320),
+           ((4, 4, 1, 1, 0, 1), 640), ((2, 4, 1, 1, 0, 1), 640), ((4, 2, 1, 1, 0, 1), 640),
+           ((2, 2, 1, 1, 0, 1), 640), ((1, 2, 1, 1, 0, 1), 640), ((1, 1, 1, 1, 0, 1), 640))
+MAX_K_SLICE = 2048        # a staged GEMM's k is split to slices no longer than this
 # A convolution whose im2col would be larger stays on the SIMT kernels: the VAE decoder's at
 # 256x256 and 512x512 (302 MB to 1.2 GB), the memory an image needs (the UNet's largest: 141 MB)
 IM2COL_MAX_BYTES = 256 << 20
 MAX_SPLITS = 16
 MIN_K_SLICE = 256
-NAME = re.compile(r"smgemm_m(\d+)_n(\d+)_k(\d+)_b(\d+)_(t?)_s(\d+)_(\d+)x(\d+)x(\d+)x(\d+)")
+NAME = re.compile(r"smgemm_m(\d+)_n(\d+)_k(\d+)_b(\d+)_(t?)_s(\d+)_(\d+)x(\d+)x(\d+)x(\d+)"
+                  r"(?:_bk(\d+)x(\d+))?")
 
 
 def plan(m: int, n: int, k: int, batch: int, b_transposed: bool) -> Gemm | None:
     """The Gemm for an m x k by k x n product over `batch`, or None when no tiling fits."""
     if k % TILE:
         return None
-    for tm, tn, wm, wn in TILINGS:
+    for (tm, tn, wm, wn, bk, stages), fill in TILINGS:
         g = Gemm(m, n, k, batch, 0, 0 if b_transposed else k * n * (batch > 1), b_transposed,
-                 1, tm, tn, wm, wn)
-        if not g.fits():
+                 1, tm, tn, wm, wn, bk, stages)
+        if not g.fits() or g.workgroup_bytes > WORKGROUP_STORAGE["subgroup-matrix"]:
             continue
         wgs = g.grid[0] * g.grid[1]
+        step = max(bk, TILE)
         splits = 1
-        while (wgs * splits < FILL and splits < MAX_SPLITS and k % (2 * splits * TILE) == 0
+        while ((wgs * splits < fill or (bk and k // splits > MAX_K_SLICE))
+               and splits < MAX_SPLITS and k % (2 * splits * step) == 0
                and k // (2 * splits) >= MIN_K_SLICE):
             splits *= 2
         return Gemm(**{**g.__dict__, "splits": splits})
@@ -59,8 +69,9 @@ def plan(m: int, n: int, k: int, batch: int, b_transposed: bool) -> Gemm | None:
 
 
 def kernel_name(g: Gemm) -> str:
+    staged = f"_bk{g.bk}x{g.stages}" if g.bk else ""
     return (f"smgemm_m{g.m}_n{g.n}_k{g.k}_b{g.batch}_{'t' if g.b_transposed else ''}_s{g.splits}"
-            f"_{g.tm}x{g.tn}x{g.wm}x{g.wn}")
+            f"_{g.tm}x{g.tn}x{g.wm}x{g.wn}{staged}")
 
 
 def gemm_from_name(name: str) -> Gemm | None:
@@ -68,10 +79,10 @@ def gemm_from_name(name: str) -> Gemm | None:
     hit = NAME.search(name)
     if not hit:
         return None
-    m, n, k, b, t, s, tm, tn, wm, wn = hit.groups()
+    m, n, k, b, t, s, tm, tn, wm, wn, bk, stages = hit.groups()
     m, n, k, b = int(m), int(n), int(k), int(b)
     return Gemm(m, n, k, b, 0, 0 if t else k * n * (b > 1), bool(t), int(s),
-                int(tm), int(tn), int(wm), int(wn))
+                int(tm), int(tn), int(wm), int(wn), int(bk or 0), int(stages or 1))
 
 
 def placeholder(g: Gemm):
@@ -253,4 +264,4 @@ def wgsl_body(name: str, source: str) -> str | None:
     if g is None:
         return None
     return rewrite(source, name, lambda fn, bufs: entry_point(g, fn, bufs["a"], bufs["b"], bufs["p"]),
-                   ENABLES, DIRECTIVES)
+                   ENABLES, DIRECTIVES, {"a": g.operand_type, "b": g.operand_type})

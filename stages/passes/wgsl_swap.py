@@ -45,10 +45,12 @@ def shaders(blob: bytes) -> dict[str, tuple[int, int]]:
 
 
 def rewrite(source: str, name: str, entry_point, enables: tuple[str, ...],
-            directives: tuple[str, ...]) -> str:
+            directives: tuple[str, ...], types: dict[str, str] | None = None) -> str:
     """TVM's shader with its entry point replaced: `entry_point(name, buffers)` writes ours, where
     buffers maps each PrimFunc buffer parameter the kernel uses to its WGSL variable (TVM binds
-    them in its own order, not the parameters', and drops the unused ones)."""
+    them in its own order, not the parameters', and drops the unused ones). `types` rebinds
+    parameters as arrays of another element type (a GEMM that loads its float16 operands 16
+    bytes at a time binds them as vec4<u32>); the binding itself, hence the host side, is TVM's."""
     head, sep, _ = source.partition("\n@compute")
     if not sep:
         raise SwapError(f"wgsl_swap: no @compute entry point in {name}")
@@ -58,6 +60,11 @@ def rewrite(source: str, name: str, entry_point, enables: tuple[str, ...],
         if not var.endswith("_ptr"):
             raise SwapError(f"wgsl_swap: binding {var} of {name} is not named <param>_ptr")
         buffers[var[:-len("_ptr")]] = var
+    for param, ty in (types or {}).items():
+        if param not in buffers:
+            raise SwapError(f"wgsl_swap: {name} binds no buffer {param}")
+        head = re.sub(rf"(var<storage, [a-z_]+> {buffers[param]} : array<)\w+(>;)",
+                      rf"\g<1>{ty}\g<2>", head)
     lines = [ln for ln in head.splitlines() if not ln.startswith("enable ")]
     # NOTE: after TVM's leading comment ("//---- Function: name"), which `shaders` looks for
     first = next(i for i, ln in enumerate(lines + [""]) if not ln.startswith("//"))
