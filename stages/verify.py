@@ -77,7 +77,7 @@ def spec(r: Rule) -> Spec:
                        "plan": r.out("plan", "plan"),
                        "component": web / "src" / "model.js",
                        "loader": web / "src" / "params.js",
-                       "submit": web / "src" / "submit.js",
+                       "dispatch": web / "src" / "dispatch.js",
                        "package-lock": web / "package-lock.json"})
     vcfg = r.cfg.target["verify"]
     threshold = vcfg["max_rel_l2_fp16"] if r.precision == "float16" else vcfg["max_rel_l2"]

@@ -39,8 +39,9 @@
 // pass (tvmjs makes one pass per dispatch): report.profile = GPU ms per kernel and step, by
 // entry point, costliest first (needs the adapter's timestamp-query; Dawn's timestamp
 // quantization is turned off for it).
-// --submit-every N: submit the encoded work every N dispatches (web/src/submit.js, what the
-// page does; default its DISPATCHES_PER_SUBMIT), 0: tvmjs's one submit per call.
+// --submit-every N: submit the encoded work every N dispatches (web/src/dispatch.js, what the
+// page does; default its DISPATCHES_PER_SUBMIT). The profiled steps give every dispatch its own
+// compute pass (timestamps are per pass); the timed ones share passes as the page does.
 // --sync-pipelines 1 (compile shaders lazily at the first step instead of
 // tvm.asyncLoadWebGPUPipelines); --setup-only 1 (stop after param upload and shader compile: a
 // check of a full-size build on a CPU adapter). Modules come from $WEBSD_NODE_MODULES, else
@@ -51,7 +52,7 @@ import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { performance } from "node:perf_hooks";
 import { Component } from "../../web/src/model.js";
-import { DISPATCHES_PER_SUBMIT } from "../../web/src/submit.js";
+import { DISPATCHES_PER_SUBMIT } from "../../web/src/dispatch.js";
 
 const t0 = performance.now();
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -382,7 +383,6 @@ report = {
 // ---- the component: the page's module (web/src/model.js) -------------------------------------
 const label = report.label;
 dbg("instantiate");
-// as the page runs it: submit every N dispatches; --submit-every 0 keeps tvmjs's one submit per call
 const component = await Component.instantiate({ name: label, wasm: fs.readFileSync(path.join(dir, wasmName)),
   device, submitEvery: Number(opts["submit-every"] ?? DISPATCHES_PER_SUBMIT) });
 const tvm = component.tvm;
@@ -519,6 +519,7 @@ for (let i = 0; i < opts.iters; i++) {
 await checkErrors("timed steps");
 if (profiler) {
   dbg("profile");
+  component.dispatch.passPerDispatch = true;
   for (let i = 0; i < opts.profile; i++) {
     tvm.beginScope();
     profiler.start();

@@ -12,7 +12,7 @@
 
 import * as tvmjs from "@mlc-ai/web-runtime";
 import { loadParams } from "./params.js";
-import { DISPATCHES_PER_SUBMIT, submitInBatches } from "./submit.js";
+import { DISPATCHES_PER_SUBMIT, install as installDispatch } from "./dispatch.js";
 
 function dirOf(path) {
   const slash = path.lastIndexOf("/");
@@ -54,8 +54,9 @@ export class Component {
   }
 
   /**
-   * A tvmjs instance of `wasm` (bytes) on `device` (a GPUDevice), without parameters. Work is
-   * submitted every `submitEvery` dispatches (submit.js; 0: tvmjs's one submit per call).
+   * A tvmjs instance of `wasm` (bytes) on `device` (a GPUDevice), without parameters, whose
+   * kernels dispatch through dispatch.js, submitted every `submitEvery` dispatches
+   * (this.dispatch: its switches).
    */
   static async instantiate({ name, wasm, device, submitEvery = DISPATCHES_PER_SUBMIT }) {
     const tvm = await tvmjs.instantiate(arrayBufferOf(wasm), tvmjs.createPolyfillWASI(),
@@ -63,7 +64,7 @@ export class Component {
     const component = new Component(name, tvm);
     try {
       tvm.initWebGPU(device);
-      if (submitEvery > 0) submitInBatches(tvm, submitEvery);
+      component.dispatch = installDispatch(tvm, { every: submitEvery });
       component.gpu = tvm.webgpu();
       tvm.withNewScope(() => {
         component.vm = tvm.detachFromCurrentScope(tvm.createVirtualMachine(component.gpu));
