@@ -38,7 +38,7 @@ def _model():
     bb = relax.BlockBuilder()
     shapes = {"x": (2, 32, 8, 8), "w3": (64, 32, 3, 3), "w1": (32, 32, 1, 1),
               "ws": (32, 32, 3, 3), "wk": (64, 1152, 1, 1), "xk": (2, 1152, 8, 8),
-              "xl": (2, 64, 48), "wl": (96, 48)}
+              "xl": (2, 64, 48), "wl": (96, 48), "xt": (2, 77, 48)}
     args = {n: relax.Var(n, relax.TensorType(s, "float16")) for n, s in shapes.items()}
     conv = relax.op.nn.conv2d
     with bb.function("main", list(args.values())):
@@ -52,6 +52,8 @@ def _model():
             ]
             wt = bb.emit(relax.op.permute_dims(a["wl"], [1, 0]))
             outs.append(bb.emit(relax.op.matmul(a["xl"], wt, out_dtype="float32")))
+            # 2 x 77 text tokens: zero rows up to 192, the result sliced back
+            outs.append(bb.emit(relax.op.matmul(a["xt"], wt, out_dtype="float32")))
             out = bb.emit_output(relax.Tuple(outs))
         bb.emit_func_output(out)
     return bb.get(), shapes
@@ -76,7 +78,8 @@ def test_the_rewrite_computes_what_the_ops_computed():
     rewritten = subgroup_matrix.make(tvm.target.Target(WEBGPU))(mod)
     gemms = {gv.name_hint: subgroup_matrix.gemm_from_name(gv.name_hint)
              for gv in rewritten.functions if gv.name_hint.startswith("smgemm_")}
-    assert len(gemms) == 5 and any(g.splits > 1 for g in gemms.values()), gemms
+    assert len(gemms) == 6 and any(g.splits > 1 for g in gemms.values()), gemms
+    assert any(g.m == 192 for g in gemms.values()), gemms
     assert any(g.b_transposed for g in gemms.values())
     text = rewritten["main"].script()
     assert "R.nn.conv2d" not in text and "R.matmul" not in text
@@ -96,7 +99,7 @@ def test_the_rewrite_computes_what_the_ops_computed():
 def test_a_gemm_that_fits_no_tiling_is_left_alone():
     from stages.passes.subgroup_matrix import plan
 
-    assert plan(154, 32, 32, 1, True) is None      # 2 x 77 tokens
+    assert plan(154, 32, 32, 1, True) is None      # 2 x 77 tokens (the rewrite pads them)
     assert plan(320, 64, 36, 2, False) is None     # conv_in: k = 4 * 9
     assert plan(4, 4096, 2880, 2, False) is None   # conv_out: 4 channels
 

@@ -9,8 +9,9 @@ to the op's shape. The kernel is a TIR
 PrimFunc whose name says its Gemm (stages/passes/subgroup_matrix_gemm.py): its TIR body is a
 plain loop, correct on any WebGPU adapter, and the build swaps in the WGSL subgroup-matrix body
 when it packs the library (stages/passes/wgsl_swap.py). The im2col is a TE op that dlight schedules.
-GEMMs that fit no tiling (k not a multiple of 16: conv_in; m or n not one of 16: the 77-token
-cross-attention keys, 4-channel conv_out) stay as they were, and so do convolutions whose im2col
+A linear layer whose rows are not a multiple of 16 (2 x 77 text tokens) gets zero rows added
+and its result sliced back. GEMMs that fit no tiling even so (k not a multiple of 16: conv_in;
+n not one of 16: 4-channel conv_out) stay as they were, and so do convolutions whose im2col
 would exceed IM2COL_MAX_BYTES.
 
 Runs after to_float16 and flash_attention, before transpose_matmul (which would fuse the
@@ -39,6 +40,11 @@ TILINGS = (((4, 4, 2, 2, 32, 1), 80), ((2, 2, 2, 2, 32, 2), 320),
            ((4, 4, 1, 1, 0, 1), 640), ((2, 4, 1, 1, 0, 1), 640), ((4, 2, 1, 1, 0, 1), 640),
            ((2, 2, 1, 1, 0, 1), 640), ((1, 2, 1, 1, 0, 1), 640), ((1, 1, 1, 1, 0, 1), 640))
 MAX_K_SLICE = 2048        # a staged GEMM's k is split to slices no longer than this
+# A linear layer over a number of rows that fits no tiling (the text encoder's and the
+# cross-attention's 2 x 77 tokens) gets zero rows up to a multiple of this, and its result
+# sliced back: 154 -> 192 rows runs 25% more work on the matrix units, where the SIMT kernel
+# took ~60 us per UNet K/V projection (bench/results/h200/session8/).
+ROW_BLOCK = 64
 # A convolution whose im2col would be larger stays on the SIMT kernels: the VAE decoder's at
 # 256x256 and 512x512 (302 MB to 1.2 GB), the memory an image needs (the UNet's largest: 141 MB)
 IM2COL_MAX_BYTES = 256 << 20
@@ -231,10 +237,19 @@ def make(target):
                           and source.op.name == "relax.permute_dims"
                           and [int(a) for a in source.attrs.axes] == [1, 0])
             g = plan(rows, n, k, 1, transposed)
+            padded = rows
+            if g is None and rows % TILE:     # the 2 x 77 text tokens: zero rows added
+                padded = -(-rows // ROW_BLOCK) * ROW_BLOCK
+                g = plan(padded, n, k, 1, transposed)
             if g is None:
                 return None
             a = m.builder_.emit(relax.op.reshape(x, (rows, k)))
-            return finish(m, call, gemm(m, g, a, source.args[0] if transposed else y))
+            if padded != rows:
+                a = m.builder_.emit(relax.op.nn.pad(a, [0, padded - rows, 0, 0]))
+            out = gemm(m, g, a, source.args[0] if transposed else y)
+            if padded != rows:
+                out = m.builder_.emit(relax.op.strided_slice(out, [1], [0], [rows]))
+            return finish(m, call, out)
 
         rules = {"relax.nn.conv2d": conv2d, "relax.matmul": matmul}
 
