@@ -21,6 +21,7 @@ from doit.tools import config_changed
 
 from stages.engine import cache_admin, config, dag, remote, runner
 from stages.passes import tune
+from stages.engine.errors import BuildError
 from stages.engine.report import BuildReporter
 
 # --- settings: model and target, from the command line (`doit build model=... target=...`) --
@@ -32,10 +33,10 @@ try:
     CFG = config.load(MODEL, TARGET, MODEL_PATH)
     # the remote tier of cache/: configs/cache.toml, WEBSD_CACHE_* in the environment
     REMOTE = remote.RemoteSettings.load(config.CONFIGS / "cache.toml")
-except (config.ConfigError, remote.RemoteConfigError) as error:
+    SPECS = dag.all_specs(CFG)    # reads a local model directory's layout
+except (config.ConfigError, remote.RemoteConfigError, BuildError) as error:
     sys.exit(f"error: {error}")
 
-SPECS = dag.all_specs(CFG)
 BuildReporter.stage_tasks = frozenset(s.task for s in SPECS)
 BuildReporter.report_path = dag.report_path(CFG)
 BuildReporter.history_path = runner.CACHE / "history.jsonl"

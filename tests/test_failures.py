@@ -16,6 +16,9 @@ CASES = {
     "unknown model": (["doit", "build", "model=nope"], {}, "configs/models/nope.toml"),
     "unknown target": (["doit", "build", "target=nope"], {}, "configs/targets/nope.toml"),
     "not a model directory": (["doit", "build", "path=/nonexistent"], {}, "not a diffusers model"),
+    "a model directory without unet/": (["doit", "build", "path={partial}"], {}, "no unet/ folder"),
+    "a model directory with an empty tokenizer/": (["doit", "build", "path={empty_tokenizer}"], {},
+                                                   "tokenizer/ holds no"),
     "bad remote cache url": (["doit", "build"], {"WEBSD_CACHE_URL": "ftp://cache"},
                              "WEBSD_CACHE_URL"),
     "steps out of range": (["generate", "--steps", "0"], {}, "steps must be an integer in 1..50"),
@@ -29,9 +32,28 @@ def fresh(tmp_path_factory):
     return checkout(tmp_path_factory.mktemp("fresh"))
 
 
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+    """Diffusers directories with a part missing: {partial} lacks unet/, {empty_tokenizer}'s
+    tokenizer/ is empty."""
+    dirs = {}
+    for name, empty in (("partial", "unet"), ("empty_tokenizer", None)):
+        d = tmp_path_factory.mktemp(name)
+        (d / "model_index.json").write_text("{}")
+        for sub in ("unet", "text_encoder", "vae", "tokenizer", "scheduler"):
+            if sub == empty:
+                continue
+            (d / sub).mkdir()
+            if not (name == "empty_tokenizer" and sub == "tokenizer"):
+                (d / sub / "config.json").write_text("{}")
+        dirs[name] = str(d)
+    return dirs
+
+
 @pytest.mark.parametrize("case", CASES)
-def test_one_line_with_its_fix_and_nothing_written(fresh, case):
+def test_one_line_with_its_fix_and_nothing_written(fresh, model_dirs, case):
     argv, env, names = CASES[case]
+    argv = [a.format(**model_dirs) for a in argv]
     command = ([sys.executable, "-m", "doit", *argv[1:]] if argv[0] == "doit"
                else [sys.executable, "-m", "stages.runtime.generate", *argv[1:]])
     proc = subprocess.run(command, cwd=fresh, capture_output=True, text=True, timeout=120,

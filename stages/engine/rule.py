@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from stages.engine.errors import BuildError
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -107,5 +109,16 @@ class Rule:
 
 
 def model_files(directory: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
-    """The files of a local model's subfolder with these suffixes, by name: stage inputs."""
-    return {p.name: p for p in sorted(directory.iterdir()) if p.suffix in suffixes}
+    """The files of a local model's subfolder with these suffixes, by name: stage inputs.
+    A missing or empty subfolder is the model directory's fault, said in one line (BuildError)
+    while the DAG is read, before anything is built."""
+    layout = ("fix: point path= at a whole diffusers model directory (what save_pretrained "
+              "writes: model_index.json, unet/, text_encoder/, vae/, tokenizer/, scheduler/)")
+    if not directory.is_dir():
+        raise BuildError(f"model directory {directory.parent}: no {directory.name}/ folder; "
+                          f"{layout}")
+    found = {p.name: p for p in sorted(directory.iterdir()) if p.suffix in suffixes}
+    if not found:
+        raise BuildError(f"model directory {directory.parent}: {directory.name}/ holds no "
+                          f"{' / '.join(suffixes)} file; {layout}")
+    return found
