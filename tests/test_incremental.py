@@ -1,5 +1,7 @@
 """Only what changed rebuilds: pass edits (real and comment-only) and config edits."""
 
+import pytest
+
 from conftest import ALL_TASKS, doit, edit, keep_unit_scales, report, summary
 
 # `package` lists the sha256 of every file of the model, so it follows any component's change
@@ -33,6 +35,7 @@ def test_text_encoder_config_change_rebuilds_only_text_encoder(workspace):
     assert report(workspace)["built"] == TEXT_ENCODER_ALL
 
 
+@pytest.mark.long      # every component's passes onward again; the README's run stays <= 20 min
 def test_shared_pass_edit_rebuilds_every_component_it_runs_on(workspace):
     edit(workspace / "stages/passes/fuse.py", "relax.transform.FuseTIR(),",
           "relax.transform.FuseTIR(),\n        relax.transform.DeadCodeElimination(),")
