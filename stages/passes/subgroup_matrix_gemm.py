@@ -96,11 +96,19 @@ class Gemm:
         return "vec4<u32>" if self.bk else "f16"
 
     @property
+    def stage_layout(self) -> tuple[int, int, int, int]:
+        """A staged kernel's tiles in workgroup memory, in halves: (row stride of A's tile, row
+        stride of B's, A's tile, B's tile). A is tile_m x bk; B is tile_n x bk when transposed,
+        else bk x tile_n; every row padded by PAD."""
+        sa = self.bk + PAD
+        sb = self.bk + PAD if self.b_transposed else self.tile_n + PAD
+        return sa, sb, self.tile_m * sa, (self.tile_n if self.b_transposed else self.bk) * sb
+
+    @property
     def workgroup_bytes(self) -> int:
         if not self.bk:
             return 0
-        a = self.tile_m * (self.bk + PAD)
-        b = self.tile_n * (self.bk + PAD) if self.b_transposed else self.bk * (self.tile_n + PAD)
+        _, _, a, b = self.stage_layout
         return 2 * (a + b) * self.stages
 
     @property
@@ -167,10 +175,7 @@ def staged_entry_point(g, name: str, a: str, b: str, p: str) -> str:
     left = f"subgroup_matrix_left<f16, {TILE}, {TILE}>"
     right = f"subgroup_matrix_right<f16, {TILE}, {TILE}>"
     result = f"subgroup_matrix_result<f32, {TILE}, {TILE}>"
-    sa = bk + PAD                                  # row stride of A's tile (and B^T's)
-    sb = bk + PAD if g.b_transposed else bn + PAD  # B's tile: bn x bk (transposed) or bk x bn
-    a_size = bm * sa
-    b_size = bn * sb if g.b_transposed else bk * sb
+    sa, sb, a_size, b_size = g.stage_layout
     a_vecs, b_vecs = bm * bk // 8, bk * bn // 8
     a_per, b_per = a_vecs // threads, b_vecs // threads
     tiles = [(i, j) for i in range(g.tm) for j in range(g.tn)]
