@@ -36,7 +36,7 @@
 // --inputs "name:d0,d1,...:dtype;...": run another component (the VAE decoder, the text encoder)
 // on these inputs in place of the UNet's three, seeded values (int32 inputs: token ids < 49408).
 // --profile N: after the timed steps, N more steps with a timestamp query around every compute
-// pass (tvmjs makes one pass per dispatch): report.profile = GPU ms per kernel and step, by
+// pass (each profiled dispatch gets a pass of its own): report.profile = GPU ms per kernel and step, by
 // entry point, costliest first (needs the adapter's timestamp-query; Dawn's timestamp
 // quantization is turned off for it).
 // --submit-every N: submit the encoded work every N dispatches (web/src/dispatch.js, what the
@@ -383,8 +383,10 @@ report = {
 // ---- the component: the page's module (web/src/model.js) -------------------------------------
 const label = report.label;
 dbg("instantiate");
+const submitEvery = Number(opts["submit-every"] ?? DISPATCHES_PER_SUBMIT);
+if (!(Number.isInteger(submitEvery) && submitEvery >= 1)) fail(`--submit-every ${opts["submit-every"]}: needs a whole number >= 1`);
 const component = await Component.instantiate({ name: label, wasm: fs.readFileSync(path.join(dir, wasmName)),
-  device, submitEvery: Number(opts["submit-every"] ?? DISPATCHES_PER_SUBMIT) });
+  device, submitEvery });
 const tvm = component.tvm;
 const dev = component.gpu;
 
@@ -447,15 +449,11 @@ await checkErrors("param upload");
 
 dbg("pipelines");
 const tPipe = performance.now();
-if (opts["sync-pipelines"]) {
-  tvm.withNewScope(() => { component.main = tvm.detachFromCurrentScope(component.vm.getFunction("main")); });
-} else {
-  try {
-    await component.compilePipelines();
-  } catch (e) {
-    fail(`pipeline compile: ${e?.message ?? e}${gpuErrors.length ? `; first WebGPU error: ${gpuErrors[0]}` : ""}`,
-         { ...report, gpu_errors: gpuErrors.slice(0, 20) });
-  }
+try {
+  await component.compilePipelines({ now: !opts["sync-pipelines"] });
+} catch (e) {
+  fail(`pipeline compile: ${e?.message ?? e}${gpuErrors.length ? `; first WebGPU error: ${gpuErrors[0]}` : ""}`,
+       { ...report, gpu_errors: gpuErrors.slice(0, 20) });
 }
 const pipelineMs = opts["sync-pipelines"] ? null : performance.now() - tPipe;
 await checkErrors("pipeline compile");

@@ -4,8 +4,9 @@
 // function opens a compute pass, writes the kernel's scalar arguments into a uniform buffer
 // with queue.writeBuffer, creates a bind group and closes the pass, for every dispatch; and it
 // submits a call's work only when the result is read, so the GPU waits while a whole UNet step
-// (~700 dispatches) is encoded. Measured in Dawn (dawn.node), creating the bind group and
-// opening the pass are most of the ~70 us a dispatch costs on the H200's host. install()
+// (~700 dispatches) is encoded. Timed call by call in Dawn (dawn.node, on this project's 2-core
+// machine), creating the bind group (45 us) and opening the pass (37 us) were most of what a
+// dispatch cost (~100 us of Dawn calls; ~65 us a dispatch on the H200's host). install()
 // replaces that function with one that, for the same kernels and the same ABI (launch tags
 // "blockIdx.*" / "threadIdx.*" / "paramWriteAccess:[...]", buffers then scalars, the grid's x
 // size as the last uniform word), does the same work so:
@@ -30,6 +31,9 @@ export function install(tvm, { every = DISPATCHES_PER_SUBMIT } = {}) {
   const ctx = tvm.lib.webGPUContext;
   if (!ctx || typeof ctx.flushCommands !== "function" || typeof ctx.createShader !== "function") {
     throw new Error("dispatch.install: this tvmjs has no webGPUContext to install into; call it after initWebGPU");
+  }
+  if (!(Number.isInteger(every) && every >= 1)) {
+    throw new Error(`dispatch.install: every = ${every}; fix: submit every 1 or more dispatches`);
   }
   const device = ctx.device;
   const stride = Math.max(256, device.limits.minUniformBufferOffsetAlignment ?? 256);

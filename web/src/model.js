@@ -93,9 +93,9 @@ export class Component {
   }
 
   /** Compile every WGSL pipeline now, off the main thread where the browser can, rather than
-   *  stalling on the first call. */
-  async compilePipelines() {
-    await this.tvm.asyncLoadWebGPUPipelines(this.vm.getInternalModule());
+   *  stalling on the first call; now = false leaves each to its kernel's first dispatch. */
+  async compilePipelines({ now = true } = {}) {
+    if (now) await this.tvm.asyncLoadWebGPUPipelines(this.vm.getInternalModule());
     this.tvm.withNewScope(() => {
       this.main = this.tvm.detachFromCurrentScope(this.vm.getFunction("main"));
     });
