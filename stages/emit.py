@@ -2,7 +2,7 @@
 
 relax.build runs the finishing lowering (memory planning already happened in `plan`) and the
 TIR pipeline; the library is exported for the target (a shared object for llvm, a wasm module
-with its WGSL for webgpu; a feature variant's hand-written kernels go in as it is packed:
+with its WGSL for webgpu; the hand-written kernels go in as it is packed:
 stages/passes/wgsl_swap.py). The params become a tvmjs tensor cache (params/tensor-cache.json +
 params_shard_N.bin, raw bytes in the dtype `main` takes, `shard_mb` per shard): the format the
 page downloads shard by shard. The runner adds manifest.json with the sha256 of every file,
@@ -44,6 +44,13 @@ def wasm_linker(runtime_objects: list[Path]):
     return link
 
 
+def wgsl_bodies(name: str, source: str) -> str | None:
+    """Our WGSL for a kernel of the GEMM and attention passes (None: TVM's stays)."""
+    from stages.passes import simt, subgroup_matrix
+
+    return subgroup_matrix.wgsl_bodies(name, source) or simt.wgsl_body(name, source)
+
+
 def spec(r: Rule) -> Spec:
     """The planned module and the params in; the library, its params as a tensor cache and the
     component's manifest.json out, under dist/."""
@@ -71,13 +78,10 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
     executable = relax.build(mod, target, relax_pipeline=finalize)
     if outputs["library"].suffix == ".wasm":
         runtime = [p for n, p in inputs.items() if n.endswith(".o")]
-        swap = {}
-        if "subgroup-matrix" in cfg.get("features", ()):
-            from stages.passes.subgroup_matrix import wgsl_bodies
-            from stages.passes.wgsl_swap import pack_imports
+        from stages.passes.wgsl_swap import pack_imports
 
-            swap = {"fpack_imports": pack_imports(wgsl_bodies)}
-        executable.export_library(str(outputs["library"]), fcompile=wasm_linker(runtime), **swap)
+        executable.export_library(str(outputs["library"]), fcompile=wasm_linker(runtime),
+                                  fpack_imports=pack_imports(wgsl_bodies))
     else:
         executable.export_library(str(outputs["library"]))
     write_params(mod, inputs["params"], outputs["params"], cfg["shard_mb"])

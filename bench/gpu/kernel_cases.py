@@ -1,9 +1,10 @@
 """Write the WGSL kernel microbenchmark's cases: SD v1.5 UNet shapes x kernel variants.
 
-    python bench/gpu/kernel_cases.py OUT.json [gemm] [attention] [layout]
+    python bench/gpu/kernel_cases.py OUT.json [gemm] [staged] [simt] [attention] [layout]
 
 Each case is a whole WGSL shader (storage buffers in binding order, our entry point `main` from
-stages/passes/subgroup_matrix_gemm.py or subgroup_matrix_attention.py), its sizes, grid and kind,
+stages/passes/subgroup_matrix_gemm.py, simt_gemm.py or subgroup_matrix_attention.py), its sizes,
+grid and kind,
 for bench/gpu/wgsl_kernels.mjs to run, check and time on the device. The GEMM shapes are the
 UNet's convolutions as GEMMs (weight x im2col, CFG batch 2, 64x64 latents) and its linear layers
 (tokens x weight^T); the attention shapes its self-attention at 64x64 and 32x32 latents.
@@ -16,6 +17,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from stages.passes import simt_gemm  # noqa: E402
 from stages.passes import subgroup_matrix_attention as sma  # noqa: E402
 from stages.passes.subgroup_matrix import MIN_K_SLICE, plan  # noqa: E402
 from stages.passes.subgroup_matrix_gemm import DIRECTIVES, ENABLES, Gemm, entry_point  # noqa: E402
@@ -60,6 +62,42 @@ def gemm_case(name: str, g: Gemm) -> dict:
     bufs = [("A", "read", g.operand_type), ("B", "read", g.operand_type), ("P", "read_write", "f32")]
     return {"name": name, "kind": "gemm", "params": asdict(g), "grid": g.grid, "flop": g.flop,
             "wgsl": shader(bufs, entry_point(g, "main", "A", "B", "P"))}
+
+
+def simt_case(name: str, g: simt_gemm.SimtGemm) -> dict:
+    bufs = [("A", "read", g.operand_type), ("B", "read", g.operand_type),
+            ("P", "read_write", "vec4<f32>")]
+    head = "".join(f"enable {e};\n" for e in simt_gemm.ENABLES[g.dtype])
+    head += "".join(f"@group(0) @binding({i}) var<storage, {access}> {name} : array<{ty}>;\n"
+                    for i, (name, access, ty) in enumerate(bufs))
+    return {"name": name, "kind": "gemm", "params": asdict(g), "grid": g.grid, "flop": g.flop,
+            "wgsl": head + "\n" + simt_gemm.entry_point(g, "main", "A", "B", "P")}
+
+
+# the SIMT kernel's tilings: (bm, bn, tm, tn, bk), all within WebGPU's guaranteed limits
+SIMT = [(128, 128, 8, 8, 8), (128, 64, 8, 8, 8), (64, 128, 8, 8, 8), (64, 64, 8, 8, 8),
+        (64, 64, 4, 4, 16), (32, 64, 4, 4, 16)]
+
+
+def simt_cases(shapes=SHAPES, tilings=SIMT, dtypes=("float32", "float16"),
+               min_k_slice=MIN_K_SLICE) -> list[dict]:
+    """Per shape and operand type: each SIMT tiling unsplit, and at each split up to the one
+    whose grid first exceeds 1056 workgroups (8 a streaming multiprocessor on the H200)."""
+    cases = []
+    for name, base in shapes.items():
+        for dtype in dtypes:
+            for bm, bn, tm, tn, bk in tilings:
+                for splits in SPLITS:
+                    g = simt_gemm.SimtGemm(base.m, base.n, base.k, base.batch, base.a_batch_stride,
+                                           base.b_batch_stride, base.b_transposed, splits, dtype,
+                                           bm, bn, tm, tn, bk)
+                    if not g.fits():
+                        continue
+                    if splits > 1 and (g.k_slice < min_k_slice
+                                       or g.grid[0] * g.grid[1] // 2 >= 1056):
+                        continue
+                    cases.append(simt_case(f"{name}/{dtype}/simt/{bm}x{bn}x{tm}x{tn}x{bk}/s{splits}", g))
+    return cases
 
 
 def gemm_cases(shapes=SHAPES, tilings=TILINGS, split_counts=SPLITS,
@@ -138,6 +176,8 @@ def main(out: str, kinds: list[str]) -> None:
         cases += gemm_cases()
     if "staged" in kinds:
         cases += staged_cases()
+    if "simt" in kinds:
+        cases += simt_cases()
     if "layout" in kinds:
         cases += layout_cases()
     if "attention" in kinds:

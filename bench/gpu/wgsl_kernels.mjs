@@ -5,7 +5,8 @@
 //
 // Each case is a whole shader with its entry point `main` over storage buffers in binding order,
 // a grid and a `kind` that says what it computes and how to check it:
-//   gemm       a, b (float16), p (float32): P[s, z] = A[z] B[z] over the s-th slice of k
+//   gemm       a, b (float16, or float32 where params.dtype says so), p (float32):
+//              P[s, z] = A[z] B[z] over the s-th slice of k
 //   attention  q, k, v (float16, BSHD), out (float16): softmax(q k^T * scale) v
 // Inputs are random float16 (|x| in [0.125, 2) for a GEMM, [-1, 1) for attention); one dispatch
 // is checked at 64 sampled outputs (GEMM: one element; attention: one query row) against float64
@@ -78,18 +79,21 @@ const KINDS = {
     inputs(g) {
       const aN = g.a_batch_stride ? g.a_batch_stride * g.batch : g.m * g.k;
       const bN = g.b_batch_stride ? g.b_batch_stride * g.batch : g.k * g.n;
-      return [input(`a${aN}`, aN, 12), input(`b${bN}`, bN, 12)];
+      const halves = [input(`a${aN}`, aN, 12), input(`b${bN}`, bN, 12)];
+      return g.dtype === "float32" ? halves.map((h) => Float32Array.from(h, half)) : halves;
     },
     outBytes: (g) => g.m * g.n * g.batch * g.splits * 4,
     check(g, [aH, bH], bytes) {
       const out = new Float32Array(bytes);
+      // the inputs as numbers (float16 bits or float32 values)
+      const [aV, bV] = [aH, bH].map((h) => (h instanceof Float32Array ? h : Float32Array.from(h, half)));
       let maxErr = 0, sumSq = 0;
       for (let s = 0; s < 64; s++) {
         const bi = s % g.batch, r = pick(g.m), col = pick(g.n);
         let ref = 0;
         for (let kk = 0; kk < g.k; kk++) {
-          const a = half(aH[bi * g.a_batch_stride + r * g.k + kk]);
-          const b = g.b_transposed ? half(bH[bi * g.b_batch_stride + col * g.k + kk]) : half(bH[bi * g.b_batch_stride + kk * g.n + col]);
+          const a = aV[bi * g.a_batch_stride + r * g.k + kk];
+          const b = g.b_transposed ? bV[bi * g.b_batch_stride + col * g.k + kk] : bV[bi * g.b_batch_stride + kk * g.n + col];
           ref += a * b;
         }
         let got = 0;

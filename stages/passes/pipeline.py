@@ -43,6 +43,8 @@ PASSES = (
     # NOTE: before transpose_matmul, which would fuse the transposed weights it reads in place
     Step("subgroup_matrix", targets=("webgpu",), precisions=("float16",),
          features=("subgroup-matrix",)),
+    # NOTE: after subgroup_matrix: it takes the GEMMs the matrix units cannot
+    Step("simt", targets=("webgpu",)),
     Step("cancel_transposes"),
     Step("transpose_matmul"),
     Step("wgsl_literals", targets=("webgpu",)),

@@ -60,6 +60,8 @@ class Gemm:
     bk: int = 0                      # k per stage through workgroup memory; 0: straight from storage
     stages: int = 2                  # workgroup-memory buffers of a staged kernel (2: double buffered)
 
+    dtype = "float16"                # A's and B's element type (P is float32)
+
     @property
     def tile_m(self) -> int:
         return self.tm * self.wm * TILE

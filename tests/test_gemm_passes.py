@@ -1,7 +1,8 @@
-"""The subgroup-matrix variant's two halves that can run here (the kernels themselves need a GPU
-with subgroup matrices: bench/gpu/run_on_device.sh checks them against PyTorch float64):
-the graph rewrite (convolutions and linear layers as GEMMs over im2col and split k) computes
-what the ops computed, and the packed library carries our WGSL in place of TVM's."""
+"""The GEMM passes' halves that can run here: the graph rewrite (convolutions and linear layers
+as GEMMs over im2col and split k) computes what the ops computed; the packed library carries our
+WGSL in place of TVM's; the SIMT GEMM's WGSL computes its product under Dawn here, and the
+subgroup-matrix kernels' with their matrix ops written out (their own speed and numbers need a
+GPU with subgroup matrices: bench/gpu/run_on_device.sh checks them against PyTorch float64)."""
 
 import re
 import struct
@@ -15,11 +16,11 @@ WEBGPU = {"kind": "webgpu", "max_num_threads": 256, "max_shared_memory_per_block
 
 def _cpu_gemm(g):
     """A CPU PrimFunc with the GEMM kernel's signature and meaning (P = A @ B per k split; B
-    flat, as subgroup_matrix.placeholder takes it)."""
+    flat, as gemm_rewrite.placeholder takes it)."""
     from tvm import te
 
-    a = te.placeholder((g.m, g.k), "float16", name="a")
-    b = te.placeholder((g.batch * g.k * g.n,), "float16", name="b")
+    a = te.placeholder((g.m, g.k), g.dtype, name="a")
+    b = te.placeholder((g.batch * g.k * g.n,), g.dtype, name="b")
     r = te.reduce_axis((0, g.k_slice), name="r")
     bz, bk, bc = (0, 1, g.k) if g.b_transposed else (g.k * g.n, g.n, 1)
 
@@ -32,14 +33,14 @@ def _cpu_gemm(g):
     return te.create_prim_func([a, b, p])
 
 
-def _model():
+def _model(dtype="float16"):
     from tvm import relax
 
     bb = relax.BlockBuilder()
     shapes = {"x": (2, 32, 8, 8), "w3": (64, 32, 3, 3), "w1": (32, 32, 1, 1),
               "ws": (32, 32, 3, 3), "wk": (64, 1152, 1, 1), "xk": (2, 1152, 8, 8),
-              "xl": (2, 64, 48), "wl": (96, 48), "xt": (2, 77, 48)}
-    args = {n: relax.Var(n, relax.TensorType(s, "float16")) for n, s in shapes.items()}
+              "xl": (2, 64, 48), "wl": (128, 48), "xt": (2, 77, 48)}
+    args = {n: relax.Var(n, relax.TensorType(s, dtype)) for n, s in shapes.items()}
     conv = relax.op.nn.conv2d
     with bb.function("main", list(args.values())):
         with bb.dataflow():
@@ -69,6 +70,23 @@ def _run_cpu(mod, inputs):
     return [o.numpy() for o in outs]
 
 
+def _check_rewrite(rewritten, mod, shapes, gemms, dtype):
+    """The rewritten module, its GEMM kernels as CPU PrimFuncs of the same meaning (the rest of
+    the rewritten graph: im2col, reshapes, the sums over k splits, runs as it is), computes what
+    the module computed."""
+    text = rewritten["main"].script()
+    assert "R.matmul" not in text
+    for gv in list(rewritten.functions):
+        if gv.name_hint in gemms:
+            rewritten[gv] = _cpu_gemm(gemms[gv.name_hint]).with_attr("global_symbol",
+                                                                      gv.name_hint)
+    rng = np.random.default_rng(0)
+    inputs = [rng.uniform(-1, 1, s).astype(dtype) for s in shapes.values()]
+    for got, want in zip(_run_cpu(rewritten, inputs), _run_cpu(mod, inputs)):
+        assert got.shape == want.shape
+        assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-5
+
+
 def test_the_rewrite_computes_what_the_ops_computed():
     import tvm
 
@@ -81,19 +99,28 @@ def test_the_rewrite_computes_what_the_ops_computed():
     assert len(gemms) == 6 and any(g.splits > 1 for g in gemms.values()), gemms
     assert any(g.m == 192 for g in gemms.values()), gemms
     assert any(g.b_transposed for g in gemms.values())
-    text = rewritten["main"].script()
-    assert "R.nn.conv2d" not in text and "R.matmul" not in text
-    # the GEMM kernels as CPU PrimFuncs of the same meaning: the rest of the rewritten graph
-    # (im2col, reshapes, the sums over k splits) runs as it is
-    for gv in list(rewritten.functions):
-        if gv.name_hint in gemms:
-            rewritten[gv] = _cpu_gemm(gemms[gv.name_hint]).with_attr("global_symbol",
-                                                                      gv.name_hint)
-    rng = np.random.default_rng(0)
-    inputs = [rng.uniform(-1, 1, s).astype("float16") for s in shapes.values()]
-    for got, want in zip(_run_cpu(rewritten, inputs), _run_cpu(mod, inputs)):
-        assert got.shape == want.shape
-        assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-5
+    assert "R.nn.conv2d" not in rewritten["main"].script()
+    _check_rewrite(rewritten, mod, shapes, gemms, "float16")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_the_simt_rewrite_computes_what_the_ops_computed(dtype):
+    """Every convolution and linear layer with a tiling goes to the SIMT GEMM, in float32 and in
+    float16; the stride-2 convolution's 16 outputs fit none (blocks of 64 columns) and stay."""
+    import tvm
+
+    from stages.passes import simt
+
+    mod, shapes = _model(dtype)
+    rewritten = simt.make(tvm.target.Target(WEBGPU))(mod)
+    gemms = {gv.name_hint: simt.gemm_from_name(gv.name_hint)
+             for gv in rewritten.functions if gv.name_hint.startswith("simtgemm_")}
+    assert len(gemms) == 5, gemms
+    assert {g.dtype for g in gemms.values()} == {dtype}
+    assert any(g.splits > 1 for g in gemms.values()) and any(g.b_transposed for g in gemms.values())
+    assert any(g.m == 192 for g in gemms.values()), gemms
+    assert rewritten["main"].script().count("R.nn.conv2d") == 1
+    _check_rewrite(rewritten, mod, shapes, gemms, dtype)
 
 
 def test_a_gemm_that_fits_no_tiling_is_left_alone():
@@ -132,7 +159,10 @@ def test_the_packed_library_carries_our_wgsl():
     from tvm.script import tirx as T
 
     from stages.passes import subgroup_matrix_attention as sma
-    from stages.passes.subgroup_matrix import kernel_name, placeholder, plan, wgsl_bodies
+    from stages.emit import wgsl_bodies
+    from stages.passes import simt
+    from stages.passes.gemm_rewrite import placeholder
+    from stages.passes.subgroup_matrix import kernel_name, plan
     from stages.passes.wgsl_swap import MODULE_KEY, shaders, swap
 
     @T.prim_func(s_tir=True)
@@ -147,6 +177,12 @@ def test_the_packed_library_carries_our_wgsl():
     for args in [(32, 64, 288, 2, False), (128, 32, 32, 1, True), (128, 128, 64, 1, True)]:
         g = plan(*args)
         funcs[kernel_name(g)] = placeholder(g).with_attr("global_symbol", kernel_name(g))
+    # the SIMT GEMM, float32 and float16
+    simt_names = []
+    for dtype in ("float32", "float16"):
+        g = simt.plan(128, 128, 64, 2, False, dtype)
+        simt_names.append(simt.kernel_name(g) + "_kernel")
+        funcs[simt.kernel_name(g)] = placeholder(g).with_attr("global_symbol", simt.kernel_name(g))
     attention = sma.Attention(2, 64, 64, 8, 40, 40 ** -0.5)
     funcs[sma.kernel_name(attention)] = sma.placeholder(attention).with_attr(
         "global_symbol", sma.kernel_name(attention))
@@ -165,9 +201,15 @@ def test_the_packed_library_carries_our_wgsl():
     assert "subgroupMatrix" not in after["other_kernel"]
     for name in done:
         text = after[name]
-        assert text.startswith("//") and "enable chromium_experimental_subgroup_matrix;" in text
-        assert text.count("@compute") == 1 and f"fn {name}(" in text
-        assert "subgroupMatrixMultiplyAccumulate" in text and "var<uniform> podArgs" in text
+        assert text.startswith("//") and text.count("@compute") == 1 and f"fn {name}(" in text
+        assert "var<uniform> podArgs" in text
+        if name in simt_names:
+            assert "subgroup" not in text and "var<workgroup> sa : array<vec4<f32>" in text
+            assert re.search(r"var<storage, read_write> p_ptr : array<vec4<f32>>;", text)
+            assert ("enable f16;" in text) == ("_f16_" in name)
+        else:
+            assert "enable chromium_experimental_subgroup_matrix;" in text
+            assert "subgroupMatrixMultiplyAccumulate" in text
     staged = after[kernel_name(plan(128, 128, 64, 1, True)) + "_kernel"]
     assert "var<workgroup> sa" in staged and "workgroupBarrier();" in staged
     assert re.search(r"var<storage, read> a_ptr : array<vec4<u32>>;", staged), staged[:600]
@@ -213,9 +255,9 @@ def test_self_attention_goes_to_the_matrix_units_and_the_rest_stays():
     assert mod["main"].script().count("R.nn.attention") == 2
 
 
-def _run_emulated(cases, tmp_path, *flags):
-    """bench/gpu/wgsl_kernels.mjs on `cases` with their matrix ops emulated, on this machine's
-    adapter (lavapipe): each case's row (rel against float64, or the WGSL error)."""
+def _run_kernels(cases, tmp_path, *flags):
+    """bench/gpu/wgsl_kernels.mjs on `cases` on this machine's adapter (lavapipe), subgroup
+    matrices emulated: each case's row (rel against float64, or the WGSL error)."""
     import json
     import subprocess
     import sys
@@ -226,12 +268,37 @@ def _run_emulated(cases, tmp_path, *flags):
     from subgroup_matrix_emulation import emulated
 
     for c in cases:
-        c["wgsl"] = emulated(c["wgsl"])
+        c["wgsl"] = emulated(c["wgsl"]) if "subgroupMatrix" in c["wgsl"] else c["wgsl"]
     (tmp_path / "cases.json").write_text(json.dumps(cases))
     subprocess.run(["node", str(root / "bench/gpu/wgsl_kernels.mjs"), str(tmp_path / "cases.json"),
                     str(tmp_path / "out.json"), "--iters", "0", "--emulated", "1", *flags],
                    cwd=root, check=True, capture_output=True, timeout=600)
     return {r["name"]: r for r in json.loads((tmp_path / "out.json").read_text())["cases"]}
+
+
+def test_the_simt_gemm_kernel_computes_its_product(tmp_path):
+    """The SIMT GEMM's WGSL as the build emits it, under Dawn here against float64: each block
+    shape (8x8 and 4x4 values an invocation), float32 and float16 operands, plain and
+    transposed B, a shared A across the batch, split k."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench" / "gpu"))
+    from kernel_cases import simt_case
+
+    from stages.passes.simt_gemm import SimtGemm
+
+    cases = [simt_case(name, g) for name, g in {
+        "kn_f32_split2": SimtGemm(64, 64, 96, 2, 0, 96 * 64, False, 2, "float32", 64, 64, 8, 8, 8),
+        "nk_f16": SimtGemm(128, 128, 64, 1, 0, 0, True, 1, "float16", 128, 128, 8, 8, 8),
+        "nk_f32_split2": SimtGemm(32, 64, 64, 1, 0, 0, True, 2, "float32", 32, 64, 4, 4, 16),
+        "kn_f16": SimtGemm(64, 128, 32, 2, 0, 32 * 128, False, 1, "float16", 64, 128, 8, 8, 8),
+    }.items()]
+    rows = _run_kernels(cases, tmp_path)
+    assert len(rows) == 4
+    for name, row in rows.items():
+        assert "error" not in row and "errors" not in row and "messages" not in row, (name, row)
+        assert row["rel"] < 1e-5, (name, row["rel"])
 
 
 def test_the_gemm_kernel_computes_its_product(tmp_path):
@@ -248,7 +315,7 @@ def test_the_gemm_kernel_computes_its_product(tmp_path):
     from stages.passes.subgroup_matrix_gemm import TILE, Gemm
 
     shapes = {"conv": Gemm(64, 128, 64, 2, 0, 64 * 128), "linear": Gemm(64, 64, 64, 1, b_transposed=True)}
-    rows = _run_emulated(gemm_cases(shapes, [(2, 2, 1, 1), (1, 2, 2, 2)], (1, 2), TILE), tmp_path)
+    rows = _run_kernels(gemm_cases(shapes, [(2, 2, 1, 1), (1, 2, 2, 2)], (1, 2), TILE), tmp_path)
     assert len(rows) == 8
     for name, row in rows.items():
         assert "error" not in row and "errors" not in row, (name, row)
@@ -273,7 +340,7 @@ def test_the_staged_gemm_kernel_computes_its_product(tmp_path):
         "nk_one_stage": Gemm(64, 64, 96, 1, b_transposed=True, tm=1, tn=1, wm=2, wn=2, bk=32,
                              stages=1),
     }.items()]
-    rows = _run_emulated(cases, tmp_path)
+    rows = _run_kernels(cases, tmp_path)
     assert len(rows) == 4
     for name, row in rows.items():
         assert "error" not in row and "errors" not in row, (name, row)
@@ -297,5 +364,5 @@ def test_the_attention_kernel_is_valid_wgsl(tmp_path):
                              "d80": sma.Attention(1, 64, 64, 2, 80, 80 ** -0.5)})
     d40 = [c for c in cases if c["name"].startswith("d40/")]
     assert len(cases) == 2 * len(d40) == 2 * len(ATTENTION_VARIANTS)
-    rows = _run_emulated(cases, tmp_path, "--compile-only", "1")
+    rows = _run_kernels(cases, tmp_path, "--compile-only", "1")
     assert rows == {c["name"]: {"name": c["name"], "flop": c["flop"]} for c in cases}

@@ -1,0 +1,222 @@
+"""Convolutions and linear layers as calls of one hand-written GEMM kernel: the graph rewrite
+the GEMM passes share (stages/passes/subgroup_matrix.py for the matrix units, simt.py for every
+adapter); each pass brings its kernels (`Kernels`).
+
+Each R.nn.conv2d (NCHW/OIHW, one group, no dilation) and each R.matmul of a 2-D weight whose
+operands are of a dtype the kernels take becomes a call of one GEMM kernel:
+  conv2d(x, w)       -> P = reshape(w, co x ci*kh*kw) @ im2col(x)  (a 1x1 conv reads x in place)
+  matmul(x, w^T)     -> P = x @ w, w read in place as its transpose (torch's Linear)
+then the k splits added up (elementwise, so it fuses with the op's bias and cast) and a reshape
+to the op's shape. The kernel is a TIR PrimFunc named after its GEMM (`Kernels.name`): its TIR
+body is a plain loop (`placeholder`), correct on any adapter, and the build swaps in the WGSL
+body when it packs the library (stages/passes/wgsl_swap.py). The im2col is a TE op that dlight
+schedules. A linear layer over a number of rows that fits no tiling (2 x 77 text tokens) gets
+zero rows up to a multiple of ROW_BLOCK and its result sliced back. GEMMs that fit no tiling even
+so stay as they were, and so do convolutions whose im2col would exceed IM2COL_MAX_BYTES.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+# A linear layer over a number of rows that fits no tiling (the text encoder's and the
+# cross-attention's 2 x 77 tokens) gets zero rows up to a multiple of this, and its result
+# sliced back: 154 -> 192 rows runs 25% more work, where TVM's SIMT kernel took ~60 us per UNet
+# K/V projection (bench/results/h200/session8/).
+ROW_BLOCK = 64
+# A convolution whose im2col would be larger stays on TVM's kernels: the VAE decoder's at
+# 256x256 and 512x512 (302 MB to 1.2 GB in float16), the memory an image needs (the UNet's
+# largest: 141 MB in float16)
+IM2COL_MAX_BYTES = 256 << 20
+DTYPE_BYTES = {"float16": 2, "float32": 4}
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """A family of GEMM kernels as the rewrite uses it. A kernel spec (`plan`'s result) has m,
+    n, k, batch, splits, k_slice, b_transposed, dtype (its operands'), tile_m, tile_n, threads
+    and grid."""
+    pass_name: str
+    dtypes: tuple[str, ...]                                   # operand dtypes it takes
+    plan: Callable[[int, int, int, int, bool, str], object]   # (m, n, k, batch, b_t, dtype) -> spec | None
+    name: Callable[[object], str]                             # spec -> kernel name
+
+
+def placeholder(g):
+    """The TIR kernel the WGSL body replaces: the same buffers, grid and workgroup, and a
+    plain loop body (each invocation owns tile_m * tile_n / threads outputs) that computes the
+    same P wherever the swap does not happen (a CPU adapter verifying the rewrite). B is flat:
+    (batch, k, n), or (n, k) when transposed; element (z, kk, col) at z * bz + kk * bk + col * bc."""
+    from tvm.script import tirx as T
+
+    m, n, k, batch, splits, ks = g.m, g.n, g.k, g.batch, g.splits, g.k_slice
+    gx, gy = g.n // g.tile_n, g.m // g.tile_m
+    tile_m, tile_n, threads = g.tile_m, g.tile_n, g.threads
+    per_thread = tile_m * tile_n // threads
+    bz, bk, bc = (0, 1, k) if g.b_transposed else (k * n, n, 1)
+    dtype = g.dtype
+
+    @T.prim_func(private=True, s_tir=True)
+    def gemm(a: T.Buffer((m, k), dtype), b: T.Buffer((batch * k * n,), dtype),
+             p: T.Buffer((splits, batch, m, n), "float32")):
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 4})
+        for bx in T.thread_binding(gx, thread="blockIdx.x"):
+            for by in T.thread_binding(gy * splits * batch, thread="blockIdx.y"):
+                for tx in T.thread_binding(threads, thread="threadIdx.x"):
+                    with T.sblock("gemm"):
+                        T.reads()
+                        T.writes()
+                        acc = T.alloc_buffer((1,), "float32", scope="local")
+                        for t in T.serial(per_thread):
+                            acc[0] = T.float32(0)
+                            for kk in T.serial(ks):
+                                acc[0] = acc[0] + T.cast(
+                                    a[by % gy * tile_m + (t * threads + tx) // tile_n,
+                                      by // gy // batch * ks + kk], "float32") * T.cast(
+                                    b[by // gy % batch * bz + (by // gy // batch * ks + kk) * bk
+                                      + (bx * tile_n + (t * threads + tx) % tile_n) * bc],
+                                    "float32")
+                            p[by // gy // batch, by // gy % batch,
+                              by % gy * tile_m + (t * threads + tx) // tile_n,
+                              bx * tile_n + (t * threads + tx) % tile_n] = acc[0]
+
+    import tvm
+
+    return tvm.script.from_source(gemm.script())
+
+
+def _im2col(x, kh: int, kw: int, strides, padding, ho: int, wo: int):
+    """cols[b, (ci * kh + i) * kw + j, y * wo + x'] = x[b, ci, y*sh + i - pt, x'*sw + j - pl]
+    (zero outside): a convolution's input as the right-hand operand of its GEMM."""
+    from tvm import te, tirx
+
+    bsz, ci, h, w = (int(d) for d in x.shape)
+    sh, sw = strides
+    pt, pl = padding
+
+    def at(b, kk, pp):
+        y = pp // wo * sh + kk % (kh * kw) // kw - pt
+        xx = pp % wo * sw + kk % kw - pl
+        inside = tirx.all(y >= 0, y < h, xx >= 0, xx < w)
+        return tirx.if_then_else(
+            inside, x[b, kk // (kh * kw), tirx.max(tirx.min(y, h - 1), 0),
+                      tirx.max(tirx.min(xx, w - 1), 0)], tirx.const(0, x.dtype))
+
+    return te.compute((bsz, ci * kh * kw, ho * wo), at, name="im2col")
+
+
+def _add_splits(p):
+    """out[b, i, j] = sum over s of p[s, b, i, j], written out: an elementwise op."""
+    from tvm import te
+
+    splits, *shape = (int(d) for d in p.shape)
+
+    def at(*idx):
+        total = p[(0, *idx)]
+        for s in range(1, splits):
+            total = total + p[(s, *idx)]
+        return total
+
+    return te.compute(tuple(shape), at, name="add_splits")
+
+
+def make_pass(kernels: Kernels):
+    """The module pass that rewrites every convolution and linear layer `kernels` can take."""
+    import tvm
+    from tvm import relax
+
+    from stages.passes.rewrite import call_pass
+
+    def fresh():
+        added: dict[object, tvm.ir.GlobalVar] = {}
+
+        def gemm(m, g, a, b):
+            """Emit P = a @ b (float32 partials; b flat) and its splits added: (batch, m, n)."""
+            if g not in added:
+                name = kernels.name(g)
+                added[g] = m.builder_.add_func(
+                    placeholder(g).with_attr("global_symbol", name), name)
+            p = m.builder_.emit(relax.call_tir(
+                added[g], [a, m.builder_.emit(relax.op.reshape(b, (g.batch * g.k * g.n,)))],
+                relax.TensorType((g.splits, g.batch, g.m, g.n), "float32")))
+            # NOTE: the splits are added as an elementwise op, not a sum over the outer axis:
+            # it fuses with what the op's result feeds (its bias, its cast) into one kernel,
+            # where a reduction was a kernel of its own, and a slow one
+            return m.builder_.emit_te(_add_splits, p, primfunc_name_hint="add_splits")
+
+        def finish(m, call, out):
+            out = m.builder_.emit(relax.op.reshape(out, [int(d) for d in call.ty.shape]))
+            if call.ty.dtype != "float32":
+                out = m.builder_.emit(relax.op.astype(out, call.ty.dtype))
+            return out
+
+        def operand_dtype(x, w) -> str | None:
+            dtype = str(x.ty.dtype)
+            return dtype if dtype == str(w.ty.dtype) and dtype in kernels.dtypes else None
+
+        def conv2d(m, call):
+            x, w = call.args
+            at = call.attrs
+            dtype = operand_dtype(x, w)
+            if (dtype is None or at.groups != 1
+                    or at.data_layout != "NCHW" or at.kernel_layout != "OIHW"
+                    or at.out_layout != "NCHW" or any(int(d) != 1 for d in at.dilation)):
+                return None
+            bsz, ci, _, _ = (int(d) for d in x.ty.shape)
+            co, _, kh, kw = (int(d) for d in w.ty.shape)
+            _, _, ho, wo = (int(d) for d in call.ty.shape)
+            strides = [int(s) for s in at.strides]
+            pad = [int(p) for p in at.padding]
+            g = kernels.plan(co, ho * wo, ci * kh * kw, bsz, False, dtype)
+            if g is None:
+                return None
+            in_place = kh == kw == 1 and strides == [1, 1] and not any(pad)
+            if not in_place and bsz * g.k * g.n * DTYPE_BYTES[dtype] > IM2COL_MAX_BYTES:
+                return None
+            a = m.builder_.emit(relax.op.reshape(w, (co, ci * kh * kw)))
+            if in_place:
+                b = x
+            else:
+                b = m.builder_.emit_te(_im2col, x, kh, kw, strides, pad[:2], ho, wo,
+                                       primfunc_name_hint="im2col")
+            return finish(m, call, gemm(m, g, a, b))
+
+        def matmul(m, call):
+            x, y = call.args
+            dtype = operand_dtype(x, y)
+            if dtype is None or y.ty.ndim != 2:
+                return None
+            xs = [int(d) for d in x.ty.shape]
+            k, n = xs[-1], int(y.ty.shape[1])
+            rows = 1
+            for d in xs[:-1]:
+                rows *= d
+            source = m.lookup_binding(y) if isinstance(y, relax.Var) else None
+            transposed = (isinstance(source, relax.Call) and isinstance(source.op, tvm.ir.Op)
+                          and source.op.name == "relax.permute_dims"
+                          and [int(a) for a in source.attrs.axes] == [1, 0])
+            g = kernels.plan(rows, n, k, 1, transposed, dtype)
+            padded = rows
+            if g is None and rows % ROW_BLOCK:     # the 2 x 77 text tokens: zero rows added
+                padded = -(-rows // ROW_BLOCK) * ROW_BLOCK
+                g = kernels.plan(padded, n, k, 1, transposed, dtype)
+            if g is None:
+                return None
+            a = m.builder_.emit(relax.op.reshape(x, (rows, k)))
+            if padded != rows:
+                a = m.builder_.emit(relax.op.nn.pad(a, [0, padded - rows, 0, 0]))
+            out = gemm(m, g, a, source.args[0] if transposed else y)
+            if padded != rows:
+                out = m.builder_.emit(relax.op.strided_slice(out, [1], [0], [rows]))
+            return finish(m, call, out)
+
+        rules = {"relax.nn.conv2d": conv2d, "relax.matmul": matmul}
+
+        def rewrite(m, call):
+            rule = rules.get(call.op.name) if isinstance(call.op, tvm.ir.Op) else None
+            return rule(m, call) if rule else None
+
+        return rewrite
+
+    return call_pass(kernels.pass_name, fresh)

@@ -1,0 +1,87 @@
+"""Convolutions and linear layers as GEMMs on the SIMT kernel, in every webgpu variant.
+
+Each R.nn.conv2d and each R.matmul of a 2-D weight with float32 or float16 operands becomes a
+call of the SIMT GEMM (stages/passes/simt_gemm.py: register tiles, operands staged through
+workgroup memory, within WebGPU's guaranteed limits), through the rewrite the GEMM passes share
+(stages/passes/gemm_rewrite.py). In a -sm variant it takes what the matrix units' pass
+(subgroup_matrix.py, which runs first) left. GEMMs that fit no tiling (k not a multiple of 8:
+conv_in's 4 x 9; m not one of 32: the 4-channel conv_out) stay on TVM's kernels.
+
+Runs after to_float16 and flash_attention, before transpose_matmul.
+"""
+
+from __future__ import annotations
+
+import re
+
+from stages.passes.gemm_rewrite import Kernels, make_pass
+from stages.passes.simt_gemm import ENABLES, SimtGemm, entry_point
+
+# Tilings (bm, bn, tm, tn, bk) in order of preference. Measured on the H200 on the UNet's
+# convolutions (bench/results/h200/wgsl_kernels/run6_simt/, float32 and float16 alike): 8x8
+# values an invocation in blocks of 128x128, else 64x128 or 128x64, ran 37-40 TFLOP/s once k
+# was split to about 1280 workgroups (TVM's kernels: 3-8); the 64x64 and 32x64 blocks trail
+# by 10-55%, and unsplit grids of a few hundred workgroups run at half speed or less.
+TILINGS = ((128, 128, 8, 8, 8), (64, 128, 8, 8, 8), (128, 64, 8, 8, 8), (64, 64, 8, 8, 8),
+           (64, 64, 4, 4, 16), (32, 64, 4, 4, 16))
+FILL = 1280               # workgroups a GEMM's k is split for
+MAX_SPLITS = 16
+MIN_K_SLICE = 256
+# The float32 partial products of all splits are one buffer: splits stop short of this
+MAX_PARTIAL_BYTES = 64 << 20
+NAME = re.compile(r"simtgemm_(f32|f16)_m(\d+)_n(\d+)_k(\d+)_b(\d+)_(t?)_s(\d+)_(\d+)x(\d+)x(\d+)x(\d+)x(\d+)")
+SHORT = {"float32": "f32", "float16": "f16"}
+
+
+def plan(m: int, n: int, k: int, batch: int, b_transposed: bool,
+         dtype: str = "float32") -> SimtGemm | None:
+    """The SimtGemm for an m x k by k x n product over `batch`, or None when no tiling fits."""
+    for bm, bn, tm, tn, bk in TILINGS:
+        g = SimtGemm(m, n, k, batch, 0, 0 if b_transposed else k * n * (batch > 1), b_transposed,
+                     1, dtype, bm, bn, tm, tn, bk)
+        if not g.fits():
+            continue
+        wgs = g.grid[0] * g.grid[1]
+        splits = 1
+        while (wgs * splits < FILL and splits < MAX_SPLITS and k % (2 * splits * bk) == 0
+               and k // (2 * splits) >= MIN_K_SLICE
+               and 2 * splits * batch * m * n * 4 <= MAX_PARTIAL_BYTES):
+            splits *= 2
+        return SimtGemm(**{**g.__dict__, "splits": splits})
+    return None
+
+
+def kernel_name(g: SimtGemm) -> str:
+    return (f"simtgemm_{SHORT[g.dtype]}_m{g.m}_n{g.n}_k{g.k}_b{g.batch}_"
+            f"{'t' if g.b_transposed else ''}_s{g.splits}_{g.bm}x{g.bn}x{g.tm}x{g.tn}x{g.bk}")
+
+
+def gemm_from_name(name: str) -> SimtGemm | None:
+    """The SimtGemm a kernel's name says (TVM appends `_kernel` to the device function)."""
+    hit = NAME.search(name)
+    if not hit:
+        return None
+    dtype, m, n, k, b, t, s, bm, bn, tm, tn, bk = hit.groups()
+    m, n, k, b = int(m), int(n), int(k), int(b)
+    return SimtGemm(m, n, k, b, 0, 0 if t else k * n * (b > 1), bool(t), int(s),
+                    "float32" if dtype == "f32" else "float16",
+                    int(bm), int(bn), int(tm), int(tn), int(bk))
+
+
+KERNELS = Kernels("websd.SimtGemm", ("float32", "float16"), plan, kernel_name)
+
+
+def make(target):
+    return make_pass(KERNELS)
+
+
+def wgsl_body(name: str, source: str) -> str | None:
+    """The GEMM shader for a kernel this pass made (None for any other kernel)."""
+    from stages.passes.wgsl_swap import rewrite
+
+    g = gemm_from_name(name)
+    if g is None:
+        return None
+    return rewrite(source, name, lambda fn, bufs: entry_point(g, fn, bufs["a"], bufs["b"], bufs["p"]),
+                   ENABLES[g.dtype], (),
+                   {"a": g.operand_type, "b": g.operand_type, "p": "vec4<f32>"})
