@@ -12,7 +12,7 @@ body is a plain loop (`placeholder`), correct on any adapter, and the build swap
 body when it packs the library (stages/passes/wgsl_swap.py). The im2col is a TE op that dlight
 schedules. A linear layer over a number of rows that fits no tiling (2 x 77 text tokens) gets
 zero rows up to a multiple of ROW_BLOCK and its result sliced back. GEMMs that fit no tiling even
-so stay as they were, and so do convolutions whose im2col would exceed IM2COL_MAX_BYTES.
+so stay as they were, and so do convolutions whose im2col would be over the kernels' bound.
 """
 
 from __future__ import annotations
@@ -25,11 +25,6 @@ from typing import Callable
 # sliced back: 154 -> 192 rows runs 25% more work, where TVM's SIMT kernel took ~60 us per UNet
 # K/V projection (bench/results/h200/session8/).
 ROW_BLOCK = 64
-# A convolution whose im2col would be larger stays on TVM's kernels: the VAE decoder's at
-# 256x256 and 512x512 (302 MB to 1.2 GB in float16), the memory an image needs (the UNet's
-# largest: 141 MB in float16)
-IM2COL_MAX_BYTES = 256 << 20
-DTYPE_BYTES = {"float16": 2, "float32": 4}
 
 
 @dataclass(frozen=True)
@@ -39,6 +34,9 @@ class Kernels:
     and grid."""
     pass_name: str
     dtypes: tuple[str, ...]                                   # operand dtypes it takes
+    # A convolution whose im2col would have more elements stays on TVM's kernels: im2col is
+    # the largest buffer these kernels add (docs/webgpu.md: the largest binding a variant needs)
+    im2col_max_elements: int
     plan: Callable[[int, int, int, int, bool, str], object]   # (m, n, k, batch, b_t, dtype) -> spec | None
     name: Callable[[object], str]                             # spec -> kernel name
 
@@ -172,7 +170,7 @@ def make_pass(kernels: Kernels):
             if g is None:
                 return None
             in_place = kh == kw == 1 and strides == [1, 1] and not any(pad)
-            if not in_place and bsz * g.k * g.n * DTYPE_BYTES[dtype] > IM2COL_MAX_BYTES:
+            if not in_place and bsz * g.k * g.n > kernels.im2col_max_elements:
                 return None
             a = m.builder_.emit(relax.op.reshape(w, (co, ci * kh * kw)))
             if in_place:

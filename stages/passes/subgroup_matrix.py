@@ -76,7 +76,10 @@ def gemm_from_name(name: str) -> Gemm | None:
                 int(tm), int(tn), int(wm), int(wn), int(bk or 0), int(stages or 1))
 
 
-KERNELS = Kernels("websd.SubgroupMatrix", ("float16",),
+# The UNet's largest im2col (960 channels at 64x64: 141 MB) is in; the VAE decoder's at 256x256
+# and 512x512 (302 MB to 1.2 GB) stay on TVM's kernels
+IM2COL_MAX_ELEMENTS = 128 << 20
+KERNELS = Kernels("websd.SubgroupMatrix", ("float16",), IM2COL_MAX_ELEMENTS,
                   lambda m, n, k, batch, b_transposed, dtype: plan(m, n, k, batch, b_transposed),
                   kernel_name)
 
