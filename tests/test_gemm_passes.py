@@ -16,18 +16,32 @@ WEBGPU = {"kind": "webgpu", "max_num_threads": 256, "max_shared_memory_per_block
 
 def _cpu_gemm(g):
     """A CPU PrimFunc with the GEMM kernel's signature and meaning (P = A @ B per k split; B
-    flat, as gemm_rewrite.placeholder takes it)."""
-    from tvm import te
+    flat, as gemm_rewrite.placeholder takes it: a matrix, or a convolution's input)."""
+    from tvm import te, tirx
 
     a = te.placeholder((g.m, g.k), g.dtype, name="a")
-    b = te.placeholder((g.batch * g.k * g.n,), g.dtype, name="b")
     r = te.reduce_axis((0, g.k_slice), name="r")
-    bz, bk, bc = (0, 1, g.k) if g.b_transposed else (g.k * g.n, g.n, 1)
+    if g.conv:
+        ci, h, w, kh, kw, sh, sw, pt, pl, wo = g.conv
+        b = te.placeholder((g.batch * ci * h * w,), g.dtype, name="b")
+
+        def b_at(z, kk, j):
+            y = j // wo * sh + kk % (kh * kw) // kw - pt
+            x = j % wo * sw + kk % kw - pl
+            inside = tirx.all(y >= 0, y < h, x >= 0, x < w)
+            at = ((z * ci + kk // (kh * kw)) * h + tirx.max(tirx.min(y, h - 1), 0)) * w + \
+                tirx.max(tirx.min(x, w - 1), 0)
+            return tirx.if_then_else(inside, b[at], tirx.const(0, g.dtype))
+    else:
+        b = te.placeholder((g.batch * g.k * g.n,), g.dtype, name="b")
+        bz, bk, bc = (0, 1, g.k) if g.b_transposed else (g.k * g.n, g.n, 1)
+
+        def b_at(z, kk, j):
+            return b[z * bz + kk * bk + j * bc]
 
     def at(s, z, i, j):
         kk = s * g.k_slice + r
-        return te.sum(a[i, kk].astype("float32") * b[z * bz + kk * bk + j * bc].astype("float32"),
-                      axis=r)
+        return te.sum(a[i, kk].astype("float32") * b_at(z, kk, j).astype("float32"), axis=r)
 
     p = te.compute((g.splits, g.batch, g.m, g.n), at, name="p")
     return te.create_prim_func([a, b, p])
@@ -119,7 +133,10 @@ def test_the_simt_rewrite_computes_what_the_ops_computed(dtype):
     assert {g.dtype for g in gemms.values()} == {dtype}
     assert any(g.splits > 1 for g in gemms.values()) and any(g.b_transposed for g in gemms.values())
     assert any(g.m == 192 for g in gemms.values()), gemms
+    # the 3x3 convolution reads its input in place; the 8x8 output rows are 4-aligned
+    assert [g.conv for g in gemms.values() if g.conv] == [(32, 8, 8, 3, 3, 1, 1, 1, 1, 8)]
     assert rewritten["main"].script().count("R.nn.conv2d") == 1
+    assert "im2col" not in rewritten["main"].script()
     _check_rewrite(rewritten, mod, shapes, gemms, dtype)
 
 
@@ -279,7 +296,7 @@ def _run_kernels(cases, tmp_path, *flags):
 def test_the_simt_gemm_kernel_computes_its_product(tmp_path):
     """The SIMT GEMM's WGSL as the build emits it, under Dawn here against float64: each block
     shape (8x8 and 4x4 values an invocation), float32 and float16 operands, plain and
-    transposed B, a shared A across the batch, split k."""
+    transposed B, a shared A across the batch, split k, a convolution's input read in place."""
     import sys
     from pathlib import Path
 
@@ -293,9 +310,14 @@ def test_the_simt_gemm_kernel_computes_its_product(tmp_path):
         "nk_f16": SimtGemm(128, 128, 64, 1, 0, 0, True, 1, "float16", 128, 128, 8, 8, 8),
         "nk_f32_split2": SimtGemm(32, 64, 64, 1, 0, 0, True, 2, "float32", 32, 64, 4, 4, 16),
         "kn_f16": SimtGemm(64, 128, 32, 2, 0, 32 * 128, False, 1, "float16", 64, 128, 8, 8, 8),
+        # convolutions read in place: 3x3 padded, over a batch with split k; 3x3 stride 2
+        "conv_f32": SimtGemm(64, 256, 144, 2, 0, 16 * 256, False, 2, "float32", 64, 64, 8, 8, 8,
+                             (16, 16, 16, 3, 3, 1, 1, 1, 1, 16)),
+        "conv_s2_f16": SimtGemm(64, 64, 144, 1, 0, 0, False, 1, "float16", 32, 64, 4, 4, 16,
+                                (16, 16, 16, 3, 3, 2, 2, 1, 1, 8)),
     }.items()]
     rows = _run_kernels(cases, tmp_path)
-    assert len(rows) == 4
+    assert len(rows) == 6
     for name, row in rows.items():
         assert "error" not in row and "errors" not in row and "messages" not in row, (name, row)
         assert row["rel"] < 1e-5, (name, row["rel"])

@@ -65,8 +65,7 @@ def gemm_case(name: str, g: Gemm) -> dict:
 
 
 def simt_case(name: str, g: simt_gemm.SimtGemm) -> dict:
-    bufs = [("A", "read", g.operand_type), ("B", "read", g.operand_type),
-            ("P", "read_write", "vec4<f32>")]
+    bufs = [("A", "read", g.a_type), ("B", "read", g.b_type), ("P", "read_write", "vec4<f32>")]
     head = "".join(f"enable {e};\n" for e in simt_gemm.ENABLES[g.dtype])
     head += "".join(f"@group(0) @binding({i}) var<storage, {access}> {name} : array<{ty}>;\n"
                     for i, (name, access, ty) in enumerate(bufs))

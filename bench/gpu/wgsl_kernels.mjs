@@ -6,7 +6,8 @@
 // Each case is a whole shader with its entry point `main` over storage buffers in binding order,
 // a grid and a `kind` that says what it computes and how to check it:
 //   gemm       a, b (float16, or float32 where params.dtype says so), p (float32):
-//              P[s, z] = A[z] B[z] over the s-th slice of k
+//              P[s, z] = A[z] B[z] over the s-th slice of k; with params.conv, b is a
+//              convolution's input and B its im2col
 //   attention  q, k, v (float16, BSHD), out (float16): softmax(q k^T * scale) v
 // Inputs are random float16 (|x| in [0.125, 2) for a GEMM, [-1, 1) for attention); one dispatch
 // is checked at 64 sampled outputs (GEMM: one element; attention: one query row) against float64
@@ -78,7 +79,8 @@ const KINDS = {
   gemm: {
     inputs(g) {
       const aN = g.a_batch_stride ? g.a_batch_stride * g.batch : g.m * g.k;
-      const bN = g.b_batch_stride ? g.b_batch_stride * g.batch : g.k * g.n;
+      const bN = g.conv?.length ? g.conv[0] * g.conv[1] * g.conv[2] * g.batch
+        : g.b_batch_stride ? g.b_batch_stride * g.batch : g.k * g.n;
       const halves = [input(`a${aN}`, aN, 12), input(`b${bN}`, bN, 12)];
       return g.dtype === "float32" ? halves.map((h) => Float32Array.from(h, half)) : halves;
     },
@@ -87,14 +89,19 @@ const KINDS = {
       const out = new Float32Array(bytes);
       // the inputs as numbers (float16 bits or float32 values)
       const [aV, bV] = [aH, bH].map((h) => (h instanceof Float32Array ? h : Float32Array.from(h, half)));
+      const bAt = g.conv?.length ? (bi, kk, col) => {
+        const [, h, w, kh, kw, sh, sw, pt, pl, wo] = g.conv, r = kk % (kh * kw);
+        const y = Math.floor(col / wo) * sh + Math.floor(r / kw) - pt, x = (col % wo) * sw + (r % kw) - pl;
+        return y < 0 || y >= h || x < 0 || x >= w ? 0 : bV[bi * g.b_batch_stride + Math.floor(kk / (kh * kw)) * h * w + y * w + x];
+      } : g.b_transposed ? (bi, kk, col) => bV[bi * g.b_batch_stride + col * g.k + kk]
+        : (bi, kk, col) => bV[bi * g.b_batch_stride + kk * g.n + col];
       let maxErr = 0, sumSq = 0;
       for (let s = 0; s < 64; s++) {
         const bi = s % g.batch, r = pick(g.m), col = pick(g.n);
         let ref = 0;
         for (let kk = 0; kk < g.k; kk++) {
           const a = aV[bi * g.a_batch_stride + r * g.k + kk];
-          const b = g.b_transposed ? bV[bi * g.b_batch_stride + col * g.k + kk] : bV[bi * g.b_batch_stride + kk * g.n + col];
-          ref += a * b;
+          ref += a * bAt(bi, kk, col);
         }
         let got = 0;
         for (let sp = 0; sp < g.splits; sp++) got += out[(sp * g.batch + bi) * g.m * g.n + r * g.n + col];

@@ -7,7 +7,8 @@ operands are of a dtype the kernels take becomes a call of one GEMM kernel:
   conv2d(x, w)       -> P = reshape(w, co x ci*kh*kw) @ im2col(x)  (a 1x1 conv reads x in place)
   matmul(x, w^T)     -> P = x @ w, w read in place as its transpose (torch's Linear)
 then the k splits added up (elementwise, so it fuses with the op's bias and cast) and a reshape
-to the op's shape. The kernel is a TIR PrimFunc named after its GEMM (`Kernels.name`): its TIR
+to the op's shape (a family that reads a convolution's input in place, an implicit im2col,
+gets x itself). The kernel is a TIR PrimFunc named after its GEMM (`Kernels.name`): its TIR
 body is a plain loop (`placeholder`), correct on any adapter, and the build swaps in the WGSL
 body when it packs the library (stages/passes/wgsl_swap.py). The im2col is a TE op that dlight
 schedules. A linear layer over a number of rows that fits no tiling (2 x 77 text tokens) gets
@@ -30,14 +31,17 @@ ROW_BLOCK = 64
 @dataclass(frozen=True)
 class Kernels:
     """A family of GEMM kernels as the rewrite uses it. A kernel spec (`plan`'s result) has m,
-    n, k, batch, splits, k_slice, b_transposed, dtype (its operands'), tile_m, tile_n, threads
-    and grid."""
+    n, k, batch, splits, k_slice, b_transposed, dtype (its operands'), tile_m, tile_n, threads,
+    grid and conv."""
     pass_name: str
     dtypes: tuple[str, ...]                                   # operand dtypes it takes
     # A convolution whose im2col would have more elements stays on TVM's kernels: im2col is
     # the largest buffer these kernels add (docs/webgpu.md: the largest binding a variant needs)
     im2col_max_elements: int
-    plan: Callable[[int, int, int, int, bool, str], object]   # (m, n, k, batch, b_t, dtype) -> spec | None
+    # (m, n, k, batch, b_transposed, dtype, conv) -> spec | None. conv: a convolution's
+    # geometry (ci, h, w, kh, kw, sh, sw, pt, pl, wo) where B is its im2col, else (); a spec
+    # whose `conv` is that geometry reads the input in place (no im2col)
+    plan: Callable[..., object]
     name: Callable[[object], str]                             # spec -> kernel name
 
 
@@ -48,15 +52,32 @@ def placeholder(g):
     (batch, k, n), or (n, k) when transposed; element (z, kk, col) at z * bz + kk * bk + col * bc."""
     from tvm.script import tirx as T
 
+    from tvm import tirx
+
     m, n, k, batch, splits, ks = g.m, g.n, g.k, g.batch, g.splits, g.k_slice
     gx, gy = g.n // g.tile_n, g.m // g.tile_m
     tile_m, tile_n, threads = g.tile_m, g.tile_n, g.threads
     per_thread = tile_m * tile_n // threads
     bz, bk, bc = (0, 1, k) if g.b_transposed else (k * n, n, 1)
     dtype = g.dtype
+    b_size = batch * k * n
+    if g.conv:
+        ci, h, w, kh, kw, sh, sw, pt, pl, wo = g.conv
+        b_size = batch * ci * h * w
+
+    def b_at(b, z, kk, col):
+        """B[z][kk, col]: a matrix element, or a convolution's input at im2col's (kk, col)."""
+        if not g.conv:
+            return b[z * bz + kk * bk + col * bc]
+        y = col // wo * sh + kk % (kh * kw) // kw - pt
+        x = col % wo * sw + kk % kw - pl
+        return tirx.if_then_else(
+            tirx.all(y >= 0, y < h, x >= 0, x < w),
+            b[((z * ci + kk // (kh * kw)) * h + tirx.max(tirx.min(y, h - 1), 0)) * w
+              + tirx.max(tirx.min(x, w - 1), 0)], tirx.const(0, dtype))
 
     @T.prim_func(private=True, s_tir=True)
-    def gemm(a: T.Buffer((m, k), dtype), b: T.Buffer((batch * k * n,), dtype),
+    def gemm(a: T.Buffer((m, k), dtype), b: T.Buffer((b_size,), dtype),
              p: T.Buffer((splits, batch, m, n), "float32")):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 4})
         for bx in T.thread_binding(gx, thread="blockIdx.x"):
@@ -72,8 +93,8 @@ def placeholder(g):
                                 acc[0] = acc[0] + T.cast(
                                     a[by % gy * tile_m + (t * threads + tx) // tile_n,
                                       by // gy // batch * ks + kk], "float32") * T.cast(
-                                    b[by // gy % batch * bz + (by // gy // batch * ks + kk) * bk
-                                      + (bx * tile_n + (t * threads + tx) % tile_n) * bc],
+                                    b_at(b, by // gy % batch, by // gy // batch * ks + kk,
+                                         bx * tile_n + (t * threads + tx) % tile_n),
                                     "float32")
                             p[by // gy // batch, by // gy % batch,
                               by % gy * tile_m + (t * threads + tx) // tile_n,
@@ -135,8 +156,11 @@ def make_pass(kernels: Kernels):
                 name = kernels.name(g)
                 added[g] = m.builder_.add_func(
                     placeholder(g).with_attr("global_symbol", name), name)
+            flat = 1
+            for d in b.ty.shape:
+                flat *= int(d)
             p = m.builder_.emit(relax.call_tir(
-                added[g], [a, m.builder_.emit(relax.op.reshape(b, (g.batch * g.k * g.n,)))],
+                added[g], [a, m.builder_.emit(relax.op.reshape(b, (flat,)))],
                 relax.TensorType((g.splits, g.batch, g.m, g.n), "float32")))
             # NOTE: the splits are added as an elementwise op, not a sum over the outer axis:
             # it fuses with what the op's result feeds (its bias, its cast) into one kernel,
@@ -161,19 +185,21 @@ def make_pass(kernels: Kernels):
                     or at.data_layout != "NCHW" or at.kernel_layout != "OIHW"
                     or at.out_layout != "NCHW" or any(int(d) != 1 for d in at.dilation)):
                 return None
-            bsz, ci, _, _ = (int(d) for d in x.ty.shape)
+            bsz, ci, h, w_ = (int(d) for d in x.ty.shape)
             co, _, kh, kw = (int(d) for d in w.ty.shape)
             _, _, ho, wo = (int(d) for d in call.ty.shape)
             strides = [int(s) for s in at.strides]
             pad = [int(p) for p in at.padding]
-            g = kernels.plan(co, ho * wo, ci * kh * kw, bsz, False, dtype)
+            in_place = kh == kw == 1 and strides == [1, 1] and not any(pad)
+            geometry = () if in_place else (ci, h, w_, kh, kw, *strides, *pad[:2], wo)
+            g = kernels.plan(co, ho * wo, ci * kh * kw, bsz, False, dtype, geometry)
             if g is None:
                 return None
-            in_place = kh == kw == 1 and strides == [1, 1] and not any(pad)
-            if not in_place and bsz * g.k * g.n > kernels.im2col_max_elements:
+            if (not in_place and not g.conv
+                    and bsz * g.k * g.n > kernels.im2col_max_elements):
                 return None
             a = m.builder_.emit(relax.op.reshape(w, (co, ci * kh * kw)))
-            if in_place:
+            if in_place or g.conv:
                 b = x
             else:
                 b = m.builder_.emit_te(_im2col, x, kh, kw, strides, pad[:2], ho, wo,

@@ -4,7 +4,8 @@ Each R.nn.conv2d and each R.matmul of a 2-D weight with float32 or float16 opera
 call of the SIMT GEMM (stages/passes/simt_gemm.py: register tiles, operands staged through
 workgroup memory, within WebGPU's guaranteed limits), through the rewrite the GEMM passes share
 (stages/passes/gemm_rewrite.py). In a -sm variant it takes what the matrix units' pass
-(subgroup_matrix.py, which runs first) left. GEMMs that fit no tiling (k not a multiple of 8:
+(subgroup_matrix.py, which runs first) left. A convolution's GEMM reads its input in place
+(an implicit im2col) where its output rows are a multiple of 4 wide. GEMMs that fit no tiling (k not a multiple of 8:
 conv_in's 4 x 9; m not one of 32: the 4-channel conv_out) stay on TVM's kernels.
 
 Runs after to_float16 and flash_attention, before transpose_matmul.
@@ -29,13 +30,24 @@ MAX_SPLITS = 16
 MIN_K_SLICE = 256
 # The float32 partial products of all splits are one buffer: splits stop short of this
 MAX_PARTIAL_BYTES = 64 << 20
-NAME = re.compile(r"simtgemm_(f32|f16)_m(\d+)_n(\d+)_k(\d+)_b(\d+)_(t?)_s(\d+)_(\d+)x(\d+)x(\d+)x(\d+)x(\d+)")
+NAME = re.compile(r"simtgemm_(f32|f16)_m(\d+)_n(\d+)_k(\d+)_b(\d+)_(t?)_s(\d+)_(\d+)x(\d+)x(\d+)x(\d+)x(\d+)"
+                  r"(?:_conv((?:\d+x){9}\d+))?")
 SHORT = {"float32": "f32", "float16": "f16"}
 
 
-def plan(m: int, n: int, k: int, batch: int, b_transposed: bool,
-         dtype: str = "float32") -> SimtGemm | None:
-    """The SimtGemm for an m x k by k x n product over `batch`, or None when no tiling fits."""
+def plan(m: int, n: int, k: int, batch: int, b_transposed: bool, dtype: str = "float32",
+         conv: tuple[int, ...] = ()) -> SimtGemm | None:
+    """The SimtGemm for an m x k by k x n product over `batch`, or None when no tiling fits.
+    Where B is a convolution's im2col (`conv`: its geometry), a kernel that reads the input in
+    place if one fits, else one over the im2col."""
+    if conv:
+        g = plan(m, n, k, batch, b_transposed, dtype)
+        if g is not None:
+            ci, h, w = conv[:3]
+            g = SimtGemm(**{**g.__dict__, "conv": tuple(conv),
+                            "b_batch_stride": ci * h * w * (batch > 1)})
+            if g.fits():
+                return g
     for bm, bn, tm, tn, bk in TILINGS:
         g = SimtGemm(m, n, k, batch, 0, 0 if b_transposed else k * n * (batch > 1), b_transposed,
                      1, dtype, bm, bn, tm, tn, bk)
@@ -52,8 +64,9 @@ def plan(m: int, n: int, k: int, batch: int, b_transposed: bool,
 
 
 def kernel_name(g: SimtGemm) -> str:
+    conv = f"_conv{'x'.join(map(str, g.conv))}" if g.conv else ""
     return (f"simtgemm_{SHORT[g.dtype]}_m{g.m}_n{g.n}_k{g.k}_b{g.batch}_"
-            f"{'t' if g.b_transposed else ''}_s{g.splits}_{g.bm}x{g.bn}x{g.tm}x{g.tn}x{g.bk}")
+            f"{'t' if g.b_transposed else ''}_s{g.splits}_{g.bm}x{g.bn}x{g.tm}x{g.tn}x{g.bk}{conv}")
 
 
 def gemm_from_name(name: str) -> SimtGemm | None:
@@ -61,11 +74,13 @@ def gemm_from_name(name: str) -> SimtGemm | None:
     hit = NAME.search(name)
     if not hit:
         return None
-    dtype, m, n, k, b, t, s, bm, bn, tm, tn, bk = hit.groups()
+    dtype, m, n, k, b, t, s, bm, bn, tm, tn, bk, conv = hit.groups()
     m, n, k, b = int(m), int(n), int(k), int(b)
-    return SimtGemm(m, n, k, b, 0, 0 if t else k * n * (b > 1), bool(t), int(s),
+    geometry = tuple(int(x) for x in conv.split("x")) if conv else ()
+    b_stride = (geometry[0] * geometry[1] * geometry[2] if conv else 0 if t else k * n) * (b > 1)
+    return SimtGemm(m, n, k, b, 0, b_stride, bool(t), int(s),
                     "float32" if dtype == "f32" else "float16",
-                    int(bm), int(bn), int(tm), int(tn), int(bk))
+                    int(bm), int(bn), int(tm), int(tn), int(bk), geometry)
 
 
 # 128 MiB of float16: the plain float16 variant stays within WebGPU's guaranteed binding size
@@ -89,4 +104,4 @@ def wgsl_body(name: str, source: str) -> str | None:
         return None
     return rewrite(source, name, lambda fn, bufs: entry_point(g, fn, bufs["a"], bufs["b"], bufs["p"]),
                    ENABLES[g.dtype], (),
-                   {"a": g.operand_type, "b": g.operand_type, "p": "vec4<f32>"})
+                   {"a": g.a_type, "b": g.b_type, "p": "vec4<f32>"})

@@ -16,6 +16,12 @@ Same contract as stages/passes/subgroup_matrix_gemm.py (which the -sm variants u
 A[b] @ B[b] over the s-th of `splits` slices of k, in float32; A is m x k, row-major; B is k x
 n, or n x k when `b_transposed` (a linear layer's weight read in place); a batch stride of 0
 shares an operand across the batch. The grid is (n / bn, m / bm * splits * batch).
+
+A convolution's GEMM (`conv` set) reads its input in place, an implicit im2col: B[kk, p] is
+x[b, ci, y*sh + i - pt, x'*sw + j - pl] (zero outside) for kk = (ci * kh + i) * kw + j and
+p = y * wo + x', so the im2col buffer (up to 9x the input, 283 MB for the UNet's largest in
+float32) is neither written nor read. Each invocation's 4 columns of a stage share a row of the
+output (wo a multiple of 4); they are 4 scalar loads, B bound as an array of scalars.
 """
 
 from __future__ import annotations
@@ -45,6 +51,9 @@ class SimtGemm:
     tm: int = 8                      # P's values per invocation along m (4 or 8)
     tn: int = 8                      # ... along n
     bk: int = 8                      # k per stage
+    # a convolution's geometry when B is its input read in place: (ci, h, w, kh, kw, sh, sw,
+    # pt, pl, wo); () when B is a matrix in storage
+    conv: tuple[int, ...] = ()
 
     @property
     def tile_m(self) -> int:
@@ -84,13 +93,26 @@ class SimtGemm:
                 and self.bk % VEC == 0 and self.k % VEC == 0
                 and a_loads * self.threads * VEC == self.bm * self.bk
                 and b_loads * self.threads * VEC == self.bk * self.bn and min(a_loads, b_loads) > 0
-                and self.a_batch_stride % VEC == 0 and self.b_batch_stride % VEC == 0
-                and self.workgroup_bytes <= MAX_WORKGROUP_BYTES)
+                and self.a_batch_stride % VEC == 0
+                and (self.b_batch_stride % VEC == 0 or bool(self.conv))
+                and self.workgroup_bytes <= MAX_WORKGROUP_BYTES and self._conv_fits())
+
+    def _conv_fits(self) -> bool:
+        if not self.conv:
+            return True
+        ci, _, _, kh, kw, _, _, _, _, wo = self.conv
+        return (not self.b_transposed and wo % VEC == 0 and self.n % wo == 0
+                and self.k == ci * kh * kw)
 
     @property
-    def operand_type(self) -> str:
-        """The WGSL element type A and B are bound as."""
+    def a_type(self) -> str:
+        """The WGSL element type A is bound as."""
         return f"vec4<{WGSL_TYPE[self.dtype]}>"
+
+    @property
+    def b_type(self) -> str:
+        """... and B: scalars when it is a convolution's input."""
+        return WGSL_TYPE[self.dtype] if self.conv else self.a_type
 
     @property
     def flop(self) -> int:
@@ -121,8 +143,9 @@ def entry_point(g: SimtGemm, name: str, a: str, b: str, p: str) -> str:
            f"  let bz = z % {g.batch}u;",
            f"  let k0 = (z / {g.batch}u) * {g.k_slice}u;",
            f"  let a0 = bz * {g.a_batch_stride}u + mb * {k}u + k0;",
-           f"  let b0 = bz * {g.b_batch_stride}u + " + (f"nb * {k}u + k0;" if g.b_transposed
-                                                        else f"k0 * {n}u + nb;"),
+           f"  let b0 = bz * {g.b_batch_stride}u" + ("" if g.conv else f" + nb * {k}u + k0"
+                                                     if g.b_transposed else f" + k0 * {n}u + nb")
+           + ";",
            f"  let p0 = z * {m * n}u;"]
 
     # Each of an invocation's 16-byte loads: where it reads (in elements, before the stage's k
@@ -139,7 +162,16 @@ def entry_point(g: SimtGemm, name: str, a: str, b: str, p: str) -> str:
         return lines
 
     out += rows_of_k("a", a_loads, bm, "a0")
-    if g.b_transposed:
+    if g.conv:
+        ci, h, w, kh, kw, sh, sw, pt, pl, wo = g.conv
+        for v in range(b_loads):   # row of the stage's k slice, output pixel of the 4 columns
+            out += [f"  let bi{v} = lid + {v * threads}u;",
+                    f"  let bkr{v} = bi{v} / {bn // VEC}u;",
+                    f"  let bp{v} = nb + (bi{v} % {bn // VEC}u) * 4u;",
+                    f"  let by{v} = i32((bp{v} / {wo}u) * {sh}u) - {pt};",
+                    f"  let bx{v} = i32((bp{v} % {wo}u) * {sw}u) - {pl};",
+                    f"  let bs{v} = bkr{v} * {bn // VEC}u + bi{v} % {bn // VEC}u;"]
+    elif g.b_transposed:
         out += rows_of_k("b", b_loads, bn, "b0")
     else:
         for v in range(b_loads):
@@ -150,8 +182,28 @@ def entry_point(g: SimtGemm, name: str, a: str, b: str, p: str) -> str:
     def fetch(step: str) -> list[str]:
         """Global loads of the slice `step` (a WGSL u32 expression) into registers."""
         lines = [f"    ra{v} = vec4<f32>({a}[(ag{v} + {step} * {bk}u) / 4u]);" for v in range(a_loads)]
+        if g.conv:
+            return lines + [x for v in range(b_loads) for x in conv_fetch(v, step)]
         bstep = f"{step} * {bk}u" if g.b_transposed else f"{step} * {bk * n}u"
         lines += [f"    rb{v} = vec4<f32>({b}[(bg{v} + {bstep}) / 4u]);" for v in range(b_loads)]
+        return lines
+
+    def conv_fetch(v: int, step: str) -> list[str]:
+        """B's 4 values of load v: x at row kk of the slice, 4 output pixels of one row; an
+        index outside x is clamped (and its value replaced by 0), never read out of bounds."""
+        ci, h, w, kh, kw, sh, sw, pt, pl, wo = g.conv
+        lines = [f"    {{ let kk = k0 + {step} * {bk}u + bkr{v};",
+                 f"      let r = kk % {kh * kw}u;",
+                 f"      let iy = by{v} + i32(r / {kw}u);",
+                 f"      let ix = bx{v} + i32(r % {kw}u);",
+                 f"      let row = b0 + (kk / {kh * kw}u) * {h * w}u + u32(clamp(iy, 0, {h - 1})) * {w}u;",
+                 f"      let yin = iy >= 0 && iy < {h};"]
+        for c, comp in enumerate("xyzw"):
+            x = f"ix + {c * sw}" if c else "ix"
+            lines.append(f"      rb{v}.{comp} = select(0.0, f32({b}[row + u32(clamp({x}, 0, {w - 1}))]), "
+                         f"yin && {x} >= 0 && {x} < {w}); }}" if c == 3 else
+                         f"      rb{v}.{comp} = select(0.0, f32({b}[row + u32(clamp({x}, 0, {w - 1}))]), "
+                         f"yin && {x} >= 0 && {x} < {w});")
         return lines
 
     def transposed_put(arr: str, reg: str, v: int, rows: int, stage: str, size: int) -> list[str]:
@@ -164,7 +216,7 @@ def entry_point(g: SimtGemm, name: str, a: str, b: str, p: str) -> str:
         for v in range(a_loads):
             lines += transposed_put("sa", "ra", v, bm, stage, a_size)
         for v in range(b_loads):
-            if g.b_transposed:
+            if g.b_transposed and not g.conv:
                 lines += transposed_put("sb", "rb", v, bn, stage, b_size)
             else:
                 lines.append(f"    sb[{stage} * {b_size}u + bs{v}] = rb{v};")

@@ -80,7 +80,8 @@ def gemm_from_name(name: str) -> Gemm | None:
 # and 512x512 (302 MB to 1.2 GB) stay on TVM's kernels
 IM2COL_MAX_ELEMENTS = 128 << 20
 KERNELS = Kernels("websd.SubgroupMatrix", ("float16",), IM2COL_MAX_ELEMENTS,
-                  lambda m, n, k, batch, b_transposed, dtype: plan(m, n, k, batch, b_transposed),
+                  lambda m, n, k, batch, b_transposed, dtype, conv=(): plan(m, n, k, batch,
+                                                                            b_transposed),
                   kernel_name)
 
 

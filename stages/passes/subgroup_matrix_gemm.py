@@ -61,6 +61,7 @@ class Gemm:
     stages: int = 2                  # workgroup-memory buffers of a staged kernel (2: double buffered)
 
     dtype = "float16"                # A's and B's element type (P is float32)
+    conv = ()                        # B is a matrix in storage (an im2col for a convolution)
 
     @property
     def tile_m(self) -> int:
