@@ -46,9 +46,10 @@ def wasm_linker(runtime_objects: list[Path]):
 
 def wgsl_bodies(name: str, source: str) -> str | None:
     """Our WGSL for a kernel of the GEMM and attention passes (None: TVM's stays)."""
-    from stages.passes import simt, subgroup_matrix
+    from stages.passes import simt, simt_attention, subgroup_matrix
 
-    return subgroup_matrix.wgsl_bodies(name, source) or simt.wgsl_body(name, source)
+    return (subgroup_matrix.wgsl_bodies(name, source) or simt.wgsl_body(name, source)
+            or simt_attention.wgsl_body(name, source))
 
 
 def spec(r: Rule) -> Spec:

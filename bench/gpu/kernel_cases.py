@@ -1,6 +1,7 @@
 """Write the WGSL kernel microbenchmark's cases: SD v1.5 UNet shapes x kernel variants.
 
-    python bench/gpu/kernel_cases.py OUT.json [gemm] [staged] [simt] [attention] [layout]
+    python bench/gpu/kernel_cases.py OUT.json [gemm] [staged] [simt] [simt_attention]
+                                               [attention] [layout]
 
 Each case is a whole WGSL shader (storage buffers in binding order, our entry point `main` from
 stages/passes/subgroup_matrix_gemm.py, simt_gemm.py or subgroup_matrix_attention.py), its sizes,
@@ -17,7 +18,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from stages.passes import simt_gemm  # noqa: E402
+from stages.passes import simt_attention, simt_gemm  # noqa: E402
 from stages.passes import subgroup_matrix_attention as sma  # noqa: E402
 from stages.passes.subgroup_matrix import MIN_K_SLICE, plan  # noqa: E402
 from stages.passes.subgroup_matrix_gemm import DIRECTIVES, ENABLES, Gemm, entry_point  # noqa: E402
@@ -139,6 +140,30 @@ def staged_cases(shapes=SHAPES, tilings=STAGED, min_k_slice=MIN_K_SLICE) -> list
     return cases
 
 
+def simt_attention_case(name: str, a: simt_attention.SimtAttention) -> dict:
+    vec = f"vec4<{simt_gemm.WGSL_TYPE[a.dtype]}>"
+    bufs = [("Q", "read", vec), ("K", "read", vec), ("V", "read", vec), ("O", "read_write", vec)]
+    head = "".join(f"enable {e};\n" for e in simt_gemm.ENABLES[a.dtype])
+    head += "".join(f"@group(0) @binding({i}) var<storage, {access}> {name} : array<{ty}>;\n"
+                    for i, (name, access, ty) in enumerate(bufs))
+    return {"name": name, "kind": "attention", "params": asdict(a), "grid": a.grid,
+            "flop": a.flop, "wgsl": head + "\n" + simt_attention.entry_point(a, "main", "Q", "K", "V", "O")}
+
+
+def simt_attention_cases(shapes=ATTENTION, dtypes=("float32", "float16"),
+                         tilings=((64, 32), (64, 16), (128, 32), (32, 32))) -> list[dict]:
+    """Each attention shape x dtype x (rows a workgroup, keys a step) that fits."""
+    cases = []
+    for name, a in shapes.items():
+        for dtype in dtypes:
+            for rows, kt in tilings:
+                v = simt_attention.SimtAttention(a.batch, a.queries, a.keys, a.heads, a.head_dim,
+                                                 a.scale, dtype, rows, kt)
+                if v.fits():
+                    cases.append(simt_attention_case(f"{name}/{dtype}/simt/r{rows}t{kt}", v))
+    return cases
+
+
 def attention_cases(shapes=ATTENTION, variants=ATTENTION_VARIANTS) -> list[dict]:
     cases = []
     bufs = [("Q", "read", "f16"), ("K", "read", "f16"), ("V", "read", "f16"), ("O", "read_write", "f16")]
@@ -177,6 +202,8 @@ def main(out: str, kinds: list[str]) -> None:
         cases += staged_cases()
     if "simt" in kinds:
         cases += simt_cases()
+    if "simt_attention" in kinds:
+        cases += simt_attention_cases()
     if "layout" in kinds:
         cases += layout_cases()
     if "attention" in kinds:

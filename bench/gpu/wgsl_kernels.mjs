@@ -8,7 +8,8 @@
 //   gemm       a, b (float16, or float32 where params.dtype says so), p (float32):
 //              P[s, z] = A[z] B[z] over the s-th slice of k; with params.conv, b is a
 //              convolution's input and B its im2col
-//   attention  q, k, v (float16, BSHD), out (float16): softmax(q k^T * scale) v
+//   attention  q, k, v, out (BSHD; float16, or float32 where params.dtype says so):
+//              softmax(q k^T * scale) v
 // Inputs are random float16 (|x| in [0.125, 2) for a GEMM, [-1, 1) for attention); one dispatch
 // is checked at 64 sampled outputs (GEMM: one element; attention: one query row) against float64
 // on the same float16 values (rel = max |err| / rms of the sampled reference). Then the GPU's
@@ -114,11 +115,15 @@ const KINDS = {
     inputs(a) {
       const n = a.batch * a.keys * a.heads * a.head_dim, nq = a.batch * a.queries * a.heads * a.head_dim;
       // the padded loads of the last head read past the tensor's end: keep a little slack
-      return [input(`q${nq}`, nq + 64, 13), input(`k${n}`, n + 64, 13), input(`v${n}`, n + 64, 13)];
+      const halves = [input(`q${nq}`, nq + 64, 13), input(`k${n}`, n + 64, 13), input(`v${n}`, n + 64, 13)];
+      return a.dtype === "float32" ? halves.map((h) => Float32Array.from(h, half)) : halves;
     },
-    outBytes: (a) => a.batch * a.queries * a.heads * a.head_dim * 2,
-    check(a, [qH, kH, vH], bytes) {
-      const out = new Uint16Array(bytes), d = a.head_dim, row = a.heads * d;
+    outBytes: (a) => a.batch * a.queries * a.heads * a.head_dim * (a.dtype === "float32" ? 4 : 2),
+    check(a, ins, bytes) {
+      const f32 = a.dtype === "float32", d = a.head_dim, row = a.heads * d;
+      // inputs and output as numbers (float16 bits or float32 values)
+      const [qH, kH, vH] = ins.map((h) => (f32 ? h : Float32Array.from(h, half)));
+      const out = f32 ? new Float32Array(bytes) : Float32Array.from(new Uint16Array(bytes), half);
       let maxErr = 0, sumSq = 0, n = 0;
       for (let s = 0; s < 16; s++) {
         const b = pick(a.batch), i = pick(a.queries), h = pick(a.heads);
@@ -127,16 +132,16 @@ const KINDS = {
         for (let j = 0; j < a.keys; j++) {
           const ko = (b * a.keys + j) * row + h * d;
           let dot = 0;
-          for (let c = 0; c < d; c++) dot += half(qH[qo + c]) * half(kH[ko + c]);
+          for (let c = 0; c < d; c++) dot += qH[qo + c] * kH[ko + c];
           sc[j] = dot * a.scale; mx = Math.max(mx, sc[j]);
         }
         let sum = 0;
         for (let j = 0; j < a.keys; j++) { sc[j] = Math.exp(sc[j] - mx); sum += sc[j]; }
         for (let c = 0; c < d; c++) {
           let ref = 0;
-          for (let j = 0; j < a.keys; j++) ref += sc[j] * half(vH[(b * a.keys + j) * row + h * d + c]);
+          for (let j = 0; j < a.keys; j++) ref += sc[j] * vH[(b * a.keys + j) * row + h * d + c];
           ref /= sum;
-          maxErr = Math.max(maxErr, Math.abs(half(out[qo + c]) - ref)); sumSq += ref * ref; n++;
+          maxErr = Math.max(maxErr, Math.abs(out[qo + c] - ref)); sumSq += ref * ref; n++;
         }
       }
       return maxErr / Math.sqrt(sumSq / n);

@@ -39,6 +39,9 @@ PASSES = (
     # NOTE: after to_float16, so each attention kernel is built for the dtype it really gets
     Step("subgroup_matrix_attention", targets=("webgpu",), precisions=("float16",),
          features=("subgroup-matrix",)),
+    # NOTE: after subgroup_matrix_attention (the -sm variants' self-attention), before
+    # flash_attention (which takes the rest)
+    Step("simt_attention", targets=("webgpu",)),
     Step("flash_attention"),
     # NOTE: before transpose_matmul, which would fuse the transposed weights it reads in place
     Step("subgroup_matrix", targets=("webgpu",), precisions=("float16",),
