@@ -1,6 +1,6 @@
 """Write the WGSL kernel microbenchmark's cases: SD v1.5 UNet shapes x kernel variants.
 
-    python bench/gpu/kernel_cases.py OUT.json [gemm] [staged] [simt] [simt_attention]
+    python bench/gpu/kernel_cases.py OUT.json [gemm] [staged] [simt] [simt_linear] [simt_attention]
                                                [attention] [layout]
 
 Each case is a whole WGSL shader (storage buffers in binding order, our entry point `main` from
@@ -202,6 +202,11 @@ def main(out: str, kinds: list[str]) -> None:
         cases += staged_cases()
     if "simt" in kinds:
         cases += simt_cases()
+    if "simt_linear" in kinds:   # the linear layers' shapes (and the 1x1 convolution's), float32
+        shapes = {k: v for k, v in SHAPES.items()
+                  if not k.startswith(("conv", "square")) or k.startswith("conv1x1")}
+        tilings = [(128, 128, 8, 8, 8), (128, 64, 8, 8, 8), (64, 128, 8, 8, 8), (64, 64, 4, 4, 16)]
+        cases += simt_cases(shapes, tilings, ("float32",))
     if "simt_attention" in kinds:
         cases += simt_attention_cases()
     if "layout" in kinds:
