@@ -177,6 +177,7 @@ def test_the_packed_library_carries_our_wgsl():
 
     from stages.passes import subgroup_matrix_attention as sma
     from stages.emit import wgsl_bodies
+    from stages.passes.attention_rewrite import placeholder as attention_placeholder
     from stages.passes import simt
     from stages.passes.gemm_rewrite import placeholder
     from stages.passes.subgroup_matrix import kernel_name, plan
@@ -201,7 +202,7 @@ def test_the_packed_library_carries_our_wgsl():
         simt_names.append(simt.kernel_name(g) + "_kernel")
         funcs[simt.kernel_name(g)] = placeholder(g).with_attr("global_symbol", simt.kernel_name(g))
     attention = sma.Attention(2, 64, 64, 8, 40, 40 ** -0.5)
-    funcs[sma.kernel_name(attention)] = sma.placeholder(attention).with_attr(
+    funcs[sma.kernel_name(attention)] = attention_placeholder(attention, "float16", True).with_attr(
         "global_symbol", sma.kernel_name(attention))
     lib = tvm.tirx.build(tvm.IRModule(funcs), target=tvm.target.Target(WEBGPU))
     blob = bytes(tvm_ffi.get_global_func("runtime.ModulePackImportsToTensor")(lib).numpy())

@@ -14,8 +14,9 @@ P V to its output. Taken: float32 or float16, no mask or bias, not causal, head_
 of 4 up to MAX_HEAD, queries a multiple of `rows`, keys of `kt` (the 77-token cross-attention
 stays on the TIR kernel).
 
-Like the GEMMs: a TIR PrimFunc with the kernel's buffers and grid and a plain body, named
-after what it computes, whose WGSL the build swaps in (stages/passes/wgsl_swap.py).
+Through the rewrite the attention passes share (stages/passes/attention_rewrite.py): a TIR
+PrimFunc with the kernel's buffers and grid and a plain body, named after what it computes,
+whose WGSL the build swaps in (stages/passes/wgsl_swap.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import re
 import struct
 from dataclasses import dataclass
 
+from stages.passes.attention_rewrite import Kernels, make_pass
 from stages.passes.simt_gemm import ENABLES, MAX_WORKGROUP_BYTES, WGSL_TYPE
 
 ROWS = 64                 # query rows (invocations) per workgroup
@@ -44,6 +46,10 @@ class SimtAttention:
     dtype: str = "float32"
     rows: int = ROWS          # query rows per workgroup, one an invocation
     kt: int = 32              # keys per step
+
+    @property
+    def threads(self) -> int:
+        return self.rows
 
     @property
     def grid(self) -> tuple[int, int, int]:
@@ -142,88 +148,13 @@ def entry_point(a: SimtAttention, name: str, q: str, k: str, v: str, out: str) -
     return "\n".join(out_lines) + "\n"
 
 
-def placeholder(a: SimtAttention):
-    """The TIR kernel the WGSL replaces: buffers (q, k, v, out), grid and workgroup of the WGSL
-    kernel, and a plain body (invocation r computes query row r in two passes over the keys)
-    that computes the same where the swap does not happen."""
-    from tvm.script import tirx as T
-
-    b, sq, sk, h, d, rows, dtype = a.batch, a.queries, a.keys, a.heads, a.head_dim, a.rows, a.dtype
-    gx, gy, _ = a.grid
-    qscale = a.scale * math.log2(math.e)
-
-    @T.prim_func(private=True, s_tir=True)
-    def attn(q: T.Buffer((b, sq, h, d), dtype), k: T.Buffer((b, sk, h, d), dtype),
-             v: T.Buffer((b, sk, h, d), dtype), out: T.Buffer((b, sq, h, d), dtype)):
-        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
-        for bx in T.thread_binding(gx, thread="blockIdx.x"):
-            for by in T.thread_binding(gy, thread="blockIdx.y"):
-                for tx in T.thread_binding(rows, thread="threadIdx.x"):
-                    with T.sblock("attention"):
-                        T.reads()
-                        T.writes()
-                        st = T.alloc_buffer((3,), "float32", scope="local")   # max, sum, score
-                        acc = T.alloc_buffer((d,), "float32", scope="local")
-                        st[0] = T.float32(-3.0e38)
-                        st[1] = T.float32(0)
-                        for c in T.serial(d):
-                            acc[c] = T.float32(0)
-                        for j in T.serial(sk):
-                            st[2] = T.float32(0)
-                            for c in T.serial(d):
-                                st[2] = st[2] + T.cast(q[by // h, bx * rows + tx, by % h, c], "float32") * T.cast(k[by // h, j, by % h, c], "float32")
-                            st[0] = T.max(st[0], st[2])
-                        for j in T.serial(sk):
-                            st[2] = T.float32(0)
-                            for c in T.serial(d):
-                                st[2] = st[2] + T.cast(q[by // h, bx * rows + tx, by % h, c], "float32") * T.cast(k[by // h, j, by % h, c], "float32")
-                            st[2] = T.exp2((st[2] - st[0]) * T.float32(qscale))
-                            st[1] = st[1] + st[2]
-                            for c in T.serial(d):
-                                acc[c] = acc[c] + st[2] * T.cast(v[by // h, j, by % h, c], "float32")
-                        for c in T.serial(d):
-                            out[by // h, bx * rows + tx, by % h, c] = T.cast(acc[c] / st[1], dtype)
-
-    import tvm
-
-    return tvm.script.from_source(attn.script())
+KERNELS = Kernels("websd.SimtAttention", ("float32", "float16"), plan, kernel_name, bias=False)
 
 
 def make(target):
     """Rewrite each eligible R.nn.attention (see above) to the kernel; flash_attention, after
     this step, takes the rest."""
-    import tvm
-    from tvm import relax
-
-    from stages.passes.rewrite import call_pass
-
-    def fresh():
-        kernels: dict[SimtAttention, tvm.ir.GlobalVar] = {}
-
-        def rewrite(m, call):
-            if not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.nn.attention"
-                    and len(call.args) == 3 and call.attrs.causal_mask is None):
-                return None
-            q, k, v = call.args
-            dtype = str(q.ty.dtype)
-            if dtype not in SHORT or any(str(t.ty.dtype) != dtype for t in (k, v)):
-                return None
-            (b, sq, h, d), (_, sk, _, dk), (_, _, _, dv) = (
-                [int(x) for x in t.ty.shape] for t in (q, k, v))
-            scale = call.attrs.scale
-            scale = 1.0 / math.sqrt(d) if scale is None else float(scale.value)
-            a = plan(b, sq, sk, h, d, scale, dtype)
-            if a is None or not d == dk == dv:
-                return None
-            if a not in kernels:
-                name = kernel_name(a)
-                kernels[a] = m.builder_.add_func(
-                    placeholder(a).with_attr("global_symbol", name), name)
-            return relax.call_tir(kernels[a], [q, k, v], call.ty)
-
-        return rewrite
-
-    return call_pass("websd.SimtAttention", fresh)
+    return make_pass(KERNELS)
 
 
 def wgsl_body(name: str, source: str) -> str | None:

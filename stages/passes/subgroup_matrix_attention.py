@@ -32,6 +32,7 @@ import re
 import struct
 from dataclasses import dataclass
 
+from stages.passes.attention_rewrite import Kernels, make_pass
 from stages.passes.subgroup_matrix_gemm import DIRECTIVES, ENABLES, SUBGROUP, TILE
 
 KEYS = 32                 # keys per step (64 was slower at both sizes: wgsl_kernels/run3)
@@ -62,6 +63,15 @@ class Attention:
     @property
     def grid(self) -> tuple[int, int, int]:
         return (self.queries // (ROWS * self.tiles), self.batch * self.heads, 1)
+
+    @property
+    def threads(self) -> int:
+        return SUBGROUP
+
+    @property
+    def rows(self) -> int:
+        """Query rows a workgroup serves."""
+        return ROWS * self.tiles
 
     @property
     def stride(self) -> int:
@@ -236,90 +246,19 @@ def wgsl_body(name: str, source: str) -> str | None:
                    ENABLES, DIRECTIVES)
 
 
-def placeholder(a: Attention):
-    """The TIR kernel the WGSL replaces: buffers (q, k, v, bias, out), grid and workgroup of
-    the WGSL kernel, and a plain body (invocation r < 16 computes query row r: two passes over
-    the keys) that computes the same where the swap does not happen."""
-    from tvm.script import tirx as T
+def plan(batch: int, queries: int, keys: int, heads: int, head_dim: int, scale: float,
+         dtype: str) -> Attention | None:
+    """Two row tiles a workgroup where the queries allow, else one; None where none fits."""
+    a = Attention(batch, queries, keys, heads, head_dim, scale, pad=PAD_BY_HEAD_DIM.get(head_dim, 0))
+    if not a.fits():
+        a = Attention(batch, queries, keys, heads, head_dim, scale, tiles=1, pad=a.pad)
+    return a if a.fits() else None
 
-    b, sq, sk, h, d = a.batch, a.queries, a.keys, a.heads, a.head_dim
-    gx, gy, _ = a.grid
-    qscale = a.scale * math.log2(math.e)
 
-    @T.prim_func(private=True, s_tir=True)
-    def attn(q: T.Buffer((b, sq, h, d), "float16"), k: T.Buffer((b, sk, h, d), "float16"),
-             v: T.Buffer((b, sk, h, d), "float16"), bias: T.Buffer((1, 1, 1, 1), "float16"),
-             out: T.Buffer((b, sq, h, d), "float16")):
-        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
-        for bx in T.thread_binding(gx, thread="blockIdx.x"):
-            for by in T.thread_binding(gy, thread="blockIdx.y"):
-                for tx in T.thread_binding(SUBGROUP, thread="threadIdx.x"):
-                    with T.sblock("attention"):
-                        T.reads()
-                        T.writes()
-                        st = T.alloc_buffer((3,), "float32", scope="local")   # max, sum, score
-                        acc = T.alloc_buffer((d,), "float32", scope="local")
-                        if tx < ROWS * a.tiles:
-                            st[0] = T.float32(-3.0e38)
-                            st[1] = T.float32(0)
-                            for c in T.serial(d):
-                                acc[c] = T.float32(0)
-                            for j in T.serial(sk):
-                                st[2] = T.float32(0)
-                                for c in T.serial(d):
-                                    st[2] = st[2] + T.cast(q[by // h, bx * (ROWS * a.tiles) + tx, by % h, c], "float32") * T.cast(k[by // h, j, by % h, c], "float32")
-                                st[0] = T.max(st[0], st[2])
-                            for j in T.serial(sk):
-                                st[2] = T.float32(0)
-                                for c in T.serial(d):
-                                    st[2] = st[2] + T.cast(q[by // h, bx * (ROWS * a.tiles) + tx, by % h, c], "float32") * T.cast(k[by // h, j, by % h, c], "float32")
-                                st[2] = T.exp2((st[2] - st[0]) * T.float32(qscale))
-                                st[1] = st[1] + st[2]
-                                for c in T.serial(d):
-                                    acc[c] = acc[c] + st[2] * T.cast(v[by // h, j, by % h, c], "float32")
-                            for c in T.serial(d):
-                                out[by // h, bx * (ROWS * a.tiles) + tx, by % h, c] = T.cast(acc[c] / st[1], "float16")
-
-    import tvm
-
-    return tvm.script.from_source(attn.script())
+KERNELS = Kernels("websd.SubgroupMatrixAttention", ("float16",), plan, kernel_name, bias=True)
 
 
 def make(target):
-    """Rewrite each eligible R.nn.attention (see above) to the kernel; flash_attention, after
-    this step, takes the rest."""
-    import numpy as np
-    import tvm
-    from tvm import relax
-
-    from stages.passes.rewrite import call_pass
-
-    def fresh():
-        kernels: dict[Attention, tvm.ir.GlobalVar] = {}
-
-        def rewrite(m, call):
-            if not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.nn.attention"
-                    and len(call.args) == 3 and call.attrs.causal_mask is None):
-                return None
-            q, k, v = call.args
-            if any(str(t.ty.dtype) != "float16" for t in (q, k, v)):
-                return None
-            (b, sq, h, d), (_, sk, _, dk), (_, _, _, dv) = (
-                [int(x) for x in t.ty.shape] for t in (q, k, v))
-            scale = call.attrs.scale
-            scale = 1.0 / math.sqrt(d) if scale is None else float(scale.value)
-            a = Attention(b, sq, sk, h, d, scale, pad=PAD_BY_HEAD_DIM.get(d, 0))
-            if not a.fits():
-                a = Attention(b, sq, sk, h, d, scale, tiles=1, pad=a.pad)
-            if not (d == dk == dv and a.fits()):
-                return None
-            if a not in kernels:
-                name = kernel_name(a)
-                kernels[a] = m.builder_.add_func(
-                    placeholder(a).with_attr("global_symbol", name), name)
-            zero = relax.const(np.zeros((1, 1, 1, 1), dtype="float16"))
-            return relax.call_tir(kernels[a], [q, k, v, zero], call.ty)
-
-        return rewrite
-
-    return call_pass("websd.SubgroupMatrixAttention", fresh)
+    """Rewrite each eligible R.nn.attention (see above) to the kernel; simt_attention and
+    flash_attention, after this step, take the rest."""
+    return make_pass(KERNELS)
