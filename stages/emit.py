@@ -46,10 +46,13 @@ def wasm_linker(runtime_objects: list[Path]):
 
 def wgsl_bodies(name: str, source: str) -> str | None:
     """Our WGSL for a kernel of the GEMM and attention passes (None: TVM's stays)."""
-    from stages.passes import simt, simt_attention, subgroup_matrix
+    from stages.passes import simt, simt_attention, subgroup_matrix, subgroup_matrix_attention
 
-    return (subgroup_matrix.wgsl_bodies(name, source) or simt.wgsl_body(name, source)
-            or simt_attention.wgsl_body(name, source))
+    for family in (subgroup_matrix, subgroup_matrix_attention, simt, simt_attention):
+        body = family.wgsl_body(name, source)
+        if body is not None:
+            return body
+    return None
 
 
 def spec(r: Rule) -> Spec:

@@ -52,8 +52,9 @@ ATTENTION = {
 ATTENTION_VARIANTS = [(2, 0), (2, 8), (1, 8)]
 
 
-def shader(buffers: list[tuple[str, str, str]], body: str) -> str:
-    head = "".join(f"enable {e};\n" for e in ENABLES) + "".join(d + "\n" for d in DIRECTIVES)
+def shader(buffers: list[tuple[str, str, str]], body: str, enables=ENABLES,
+           directives=DIRECTIVES) -> str:
+    head = "".join(f"enable {e};\n" for e in enables) + "".join(d + "\n" for d in directives)
     head += "".join(f"@group(0) @binding({i}) var<storage, {access}> {name} : array<{ty}>;\n"
                     for i, (name, access, ty) in enumerate(buffers))
     return head + "\n" + body
@@ -67,11 +68,9 @@ def gemm_case(name: str, g: Gemm) -> dict:
 
 def simt_case(name: str, g: simt_gemm.SimtGemm) -> dict:
     bufs = [("A", "read", g.a_type), ("B", "read", g.b_type), ("P", "read_write", "vec4<f32>")]
-    head = "".join(f"enable {e};\n" for e in simt_gemm.ENABLES[g.dtype])
-    head += "".join(f"@group(0) @binding({i}) var<storage, {access}> {name} : array<{ty}>;\n"
-                    for i, (name, access, ty) in enumerate(bufs))
     return {"name": name, "kind": "gemm", "params": asdict(g), "grid": g.grid, "flop": g.flop,
-            "wgsl": head + "\n" + simt_gemm.entry_point(g, "main", "A", "B", "P")}
+            "wgsl": shader(bufs, simt_gemm.entry_point(g, "main", "A", "B", "P"),
+                           simt_gemm.ENABLES[g.dtype], ())}
 
 
 # the SIMT kernel's tilings: (bm, bn, tm, tn, bk), all within WebGPU's guaranteed limits
@@ -143,11 +142,9 @@ def staged_cases(shapes=SHAPES, tilings=STAGED, min_k_slice=MIN_K_SLICE) -> list
 def simt_attention_case(name: str, a: simt_attention.SimtAttention) -> dict:
     vec = f"vec4<{simt_gemm.WGSL_TYPE[a.dtype]}>"
     bufs = [("Q", "read", vec), ("K", "read", vec), ("V", "read", vec), ("O", "read_write", vec)]
-    head = "".join(f"enable {e};\n" for e in simt_gemm.ENABLES[a.dtype])
-    head += "".join(f"@group(0) @binding({i}) var<storage, {access}> {name} : array<{ty}>;\n"
-                    for i, (name, access, ty) in enumerate(bufs))
     return {"name": name, "kind": "attention", "params": asdict(a), "grid": a.grid,
-            "flop": a.flop, "wgsl": head + "\n" + simt_attention.entry_point(a, "main", "Q", "K", "V", "O")}
+            "flop": a.flop, "wgsl": shader(bufs, simt_attention.entry_point(a, "main", "Q", "K", "V", "O"),
+                                           simt_gemm.ENABLES[a.dtype], ())}
 
 
 def simt_attention_cases(shapes=ATTENTION, dtypes=("float32", "float16"),

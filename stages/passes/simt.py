@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 
 from stages.passes.gemm_rewrite import Kernels, make_pass
-from stages.passes.simt_gemm import ENABLES, SimtGemm, entry_point
+from stages.passes.simt_gemm import DTYPE_OF, ENABLES, WGSL_TYPE, SimtGemm, entry_point
 
 # Tilings (bm, bn, tm, tn, bk) in order of preference. Measured on the H200 on the UNet's
 # convolutions (bench/results/h200/wgsl_kernels/run6_simt/, float32 and float16 alike): 8x8
@@ -32,7 +32,6 @@ MIN_K_SLICE = 256
 MAX_PARTIAL_BYTES = 64 << 20
 NAME = re.compile(r"simtgemm_(f32|f16)_m(\d+)_n(\d+)_k(\d+)_b(\d+)_(t?)_s(\d+)_(\d+)x(\d+)x(\d+)x(\d+)x(\d+)"
                   r"(?:_conv((?:\d+x){9}\d+))?")
-SHORT = {"float32": "f32", "float16": "f16"}
 
 
 def plan(m: int, n: int, k: int, batch: int, b_transposed: bool, dtype: str = "float32",
@@ -65,7 +64,7 @@ def plan(m: int, n: int, k: int, batch: int, b_transposed: bool, dtype: str = "f
 
 def kernel_name(g: SimtGemm) -> str:
     conv = f"_conv{'x'.join(map(str, g.conv))}" if g.conv else ""
-    return (f"simtgemm_{SHORT[g.dtype]}_m{g.m}_n{g.n}_k{g.k}_b{g.batch}_"
+    return (f"simtgemm_{WGSL_TYPE[g.dtype]}_m{g.m}_n{g.n}_k{g.k}_b{g.batch}_"
             f"{'t' if g.b_transposed else ''}_s{g.splits}_{g.bm}x{g.bn}x{g.tm}x{g.tn}x{g.bk}{conv}")
 
 
@@ -79,7 +78,7 @@ def gemm_from_name(name: str) -> SimtGemm | None:
     geometry = tuple(int(x) for x in conv.split("x")) if conv else ()
     b_stride = (geometry[0] * geometry[1] * geometry[2] if conv else 0 if t else k * n) * (b > 1)
     return SimtGemm(m, n, k, b, 0, b_stride, bool(t), int(s),
-                    "float32" if dtype == "f32" else "float16",
+                    DTYPE_OF[dtype],
                     int(bm), int(bn), int(tm), int(tn), int(bk), geometry)
 
 

@@ -27,12 +27,11 @@ import struct
 from dataclasses import dataclass
 
 from stages.passes.attention_rewrite import Kernels, make_pass
-from stages.passes.simt_gemm import ENABLES, MAX_WORKGROUP_BYTES, WGSL_TYPE
+from stages.passes.simt_gemm import DTYPE_OF, ENABLES, MAX_WORKGROUP_BYTES, WGSL_TYPE
 
 ROWS = 64                 # query rows (invocations) per workgroup
 MAX_HEAD = 80             # head_dim taken (registers: q and the output row, 2 x head_dim floats)
 NAME = re.compile(r"simtattn_(f32|f16)_b(\d+)_q(\d+)_k(\d+)_h(\d+)_d(\d+)_s([0-9a-f]{8})_r(\d+)_t(\d+)")
-SHORT = {"float32": "f32", "float16": "f16"}
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,7 @@ def plan(batch: int, queries: int, keys: int, heads: int, head_dim: int, scale: 
 
 def kernel_name(a: SimtAttention) -> str:
     bits = struct.unpack("<I", struct.pack("<f", a.scale))[0]
-    return (f"simtattn_{SHORT[a.dtype]}_b{a.batch}_q{a.queries}_k{a.keys}_h{a.heads}"
+    return (f"simtattn_{WGSL_TYPE[a.dtype]}_b{a.batch}_q{a.queries}_k{a.keys}_h{a.heads}"
             f"_d{a.head_dim}_s{bits:08x}_r{a.rows}_t{a.kt}")
 
 
@@ -92,7 +91,7 @@ def attention_from_name(name: str) -> SimtAttention | None:
     dt, b, q, k, h, d, s, rows, kt = hit.groups()
     scale = struct.unpack("<f", struct.pack("<I", int(s, 16)))[0]
     return SimtAttention(int(b), int(q), int(k), int(h), int(d), scale,
-                         "float32" if dt == "f32" else "float16", int(rows), int(kt))
+                         DTYPE_OF[dt], int(rows), int(kt))
 
 
 def entry_point(a: SimtAttention, name: str, q: str, k: str, v: str, out: str) -> str:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 VEC = 4                   # operands and results move 4 elements a load
 WGSL_TYPE = {"float32": "f32", "float16": "f16"}
+DTYPE_OF = {short: dtype for dtype, short in WGSL_TYPE.items()}   # and back (kernel names)
 ENABLES = {"float32": (), "float16": ("f16",)}
 MAX_THREADS = 256         # WebGPU's guaranteed maxComputeInvocationsPerWorkgroup
 MAX_WORKGROUP_BYTES = 16384   # ... and maxComputeWorkgroupStorageSize
@@ -151,7 +152,7 @@ def entry_point(g: SimtGemm, name: str, a: str, b: str, p: str) -> str:
     # Each of an invocation's 16-byte loads: where it reads (in elements, before the stage's k
     # offset) and where in workgroup memory its 4 values go. A k-major slice: (kk, row) at
     # kk * rows / 4 + row / 4, component row % 4.
-    def rows_of_k(prefix: str, count: int, rows: int, base: str) -> list[str]:
+    def rows_of_k(prefix: str, count: int, base: str) -> list[str]:
         lines = []
         for v in range(count):
             i = f"{prefix}i{v}"
@@ -161,7 +162,7 @@ def entry_point(g: SimtGemm, name: str, a: str, b: str, p: str) -> str:
                       f"  let {prefix}k{v} = ({i} % {bk // VEC}u) * 4u;"]
         return lines
 
-    out += rows_of_k("a", a_loads, bm, "a0")
+    out += rows_of_k("a", a_loads, "a0")
     if g.conv:
         ci, h, w, kh, kw, sh, sw, pt, pl, wo = g.conv
         for v in range(b_loads):   # row of the stage's k slice, output pixel of the 4 columns
@@ -172,7 +173,7 @@ def entry_point(g: SimtGemm, name: str, a: str, b: str, p: str) -> str:
                     f"  let bx{v} = i32((bp{v} % {wo}u) * {sw}u) - {pl};",
                     f"  let bs{v} = bkr{v} * {bn // VEC}u + bi{v} % {bn // VEC}u;"]
     elif g.b_transposed:
-        out += rows_of_k("b", b_loads, bn, "b0")
+        out += rows_of_k("b", b_loads, "b0")
     else:
         for v in range(b_loads):
             out += [f"  let bi{v} = lid + {v * threads}u;",
@@ -216,7 +217,7 @@ def entry_point(g: SimtGemm, name: str, a: str, b: str, p: str) -> str:
         for v in range(a_loads):
             lines += transposed_put("sa", "ra", v, bm, stage, a_size)
         for v in range(b_loads):
-            if g.b_transposed and not g.conv:
+            if g.b_transposed:
                 lines += transposed_put("sb", "rb", v, bn, stage, b_size)
             else:
                 lines.append(f"    sb[{stage} * {b_size}u + bs{v}] = rb{v};")

@@ -89,14 +89,6 @@ def make(target):
     return make_pass(KERNELS)
 
 
-def wgsl_bodies(name: str, source: str) -> str | None:
-    """The subgroup-matrix shader for a kernel of this pass or of subgroup_matrix_attention
-    (None for any other kernel): what stages/passes/wgsl_swap.py puts in a -sm library."""
-    from stages.passes import subgroup_matrix_attention
-
-    return wgsl_body(name, source) or subgroup_matrix_attention.wgsl_body(name, source)
-
-
 def wgsl_body(name: str, source: str) -> str | None:
     """The GEMM shader for a kernel this pass made (None for any other kernel)."""
     from stages.passes.subgroup_matrix_gemm import DIRECTIVES, ENABLES, entry_point
