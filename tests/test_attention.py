@@ -77,10 +77,10 @@ def test_gpu_kernel_splits_wide_heads_and_exchanges_in_workgroup_memory(head_dim
     assert "inf" not in wgsl                   # WGSL has no infinity literal
 
 
-def test_self_attention_goes_to_the_simt_kernel_and_the_rest_stays():
-    """webgpu's plain variants: self-attention without a mask, in float32 and float16, goes to
-    the SIMT kernel (stages/passes/simt_attention.py); 77 keys, a causal mask and a head of 160
-    stay on the TIR kernel."""
+def test_attention_goes_to_the_simt_kernel_and_the_rest_stays():
+    """webgpu's plain variants: attention without a mask, in float32 and float16, goes to the
+    SIMT kernel (stages/passes/simt_attention.py), the 77-key cross-attention too; a causal
+    mask and a head of 160 stay on the TIR kernel."""
     from tvm import relax
 
     from stages.passes import simt_attention
@@ -99,19 +99,21 @@ def test_self_attention_goes_to_the_simt_kernel_and_the_rest_stays():
                 out = bb.emit_output(relax.Tuple(outs))
             bb.emit_func_output(out)
         mod = simt_attention.make(tvm.target.Target(WEBGPU))(bb.get())
-        names = [gv.name_hint for gv in mod.functions if gv.name_hint.startswith("simtattn_")]
-        assert len(names) == 1
-        a = simt_attention.attention_from_name(names[0])
-        assert (a.batch, a.queries, a.keys, a.heads, a.head_dim, a.dtype) == (2, 64, 64, 8, 40, dtype)
-        assert abs(a.scale - 40 ** -0.5) < 1e-7
-        assert mod["main"].script().count("R.nn.attention") == 3
+        names = sorted(gv.name_hint for gv in mod.functions if gv.name_hint.startswith("simtattn_"))
+        assert len(names) == 2
+        kernels = [simt_attention.attention_from_name(n) for n in names]
+        assert sorted((a.batch, a.queries, a.keys, a.heads, a.head_dim, a.dtype) for a in kernels) == [
+            (2, 64, 64, 8, 40, dtype), (2, 64, 77, 8, 40, dtype)]
+        assert all(abs(a.scale - 40 ** -0.5) < 1e-7 for a in kernels)
+        assert mod["main"].script().count("R.nn.attention") == 2
 
 
 def test_the_simt_attention_kernel_computes_attention(tmp_path):
-    """The kernel's WGSL under Dawn here (lavapipe) against float64: float32 and float16, 64 and
-    32 rows a workgroup, 32 and 16 keys a step (3 and 6 steps), over a batch and two heads,
-    scores spread wide (scale 1). At head_dim 8: lavapipe takes about a minute to compile each
-    unrolled head_dim-40 kernel, whose code is the same but longer."""
+    """The kernel's WGSL under Dawn here (lavapipe) against float64: float32 and float16, one
+    and two query rows an invocation, 32, 16 and 8 keys a step (96 keys: 3 and 6 whole steps;
+    45: whole steps, then one of the remaining 13), the keys whole or split in 2 and 4 parts
+    (96 only) merged at the end, over a batch and two heads, scores spread wide (scale 1). At head_dim 8: lavapipe takes about a minute to compile each unrolled
+    head_dim-40 kernel, whose code is the same but longer."""
     import json
     import subprocess
 
@@ -121,14 +123,16 @@ def test_the_simt_attention_kernel_computes_attention(tmp_path):
     sys.path.insert(0, str(root / "bench" / "gpu"))
     from kernel_cases import simt_attention_cases
 
-    cases = simt_attention_cases({"d8": Attention(2, 64, 96, 2, 8, 1.0)}, tilings=((64, 32), (32, 16)))
-    assert len(cases) == 4
+    shapes = {"d8": Attention(2, 64, 96, 2, 8, 1.0), "d8/k45": Attention(2, 64, 45, 2, 8, 1.0)}
+    cases = simt_attention_cases(shapes, tilings=((64, 32, 1, 1), (64, 16, 2, 1), (64, 16, 2, 2),
+                                                  (64, 8, 1, 4)))
+    assert len(cases) == 12
     (tmp_path / "cases.json").write_text(json.dumps(cases))
     subprocess.run(["node", str(root / "bench/gpu/wgsl_kernels.mjs"), str(tmp_path / "cases.json"),
                     str(tmp_path / "out.json"), "--iters", "0", "--emulated", "1"],
                    cwd=root, check=True, capture_output=True, timeout=600)
     rows = json.loads((tmp_path / "out.json").read_text())["cases"]
-    assert len(rows) == 4
+    assert len(rows) == 12
     for row in rows:
         assert "error" not in row and "errors" not in row and "messages" not in row, row
         assert row["rel"] < (1e-5 if "float32" in row["name"] else 2e-3), row

@@ -249,28 +249,33 @@ def test_a_library_laid_out_otherwise_is_refused():
 
 
 def test_self_attention_goes_to_the_matrix_units_and_the_rest_stays():
+    """-sm variants: self-attention at head_dim 80 goes to the matrix units; at head_dim 40
+    (where the SIMT kernel holds two rows an invocation and is faster), the 77-key
+    cross-attention and a causal one stay for the SIMT pass and the TIR kernel."""
     import tvm
     from tvm import relax
 
     from stages.passes import subgroup_matrix_attention as sma
 
     bb = relax.BlockBuilder()
-    q = relax.Var("q", relax.TensorType((2, 64, 8, 40), "float16"))
-    k = relax.Var("k", relax.TensorType((2, 77, 8, 40), "float16"))
-    with bb.function("main", [q, k]):
+    q = relax.Var("q", relax.TensorType((2, 64, 8, 80), "float16"))
+    k = relax.Var("k", relax.TensorType((2, 77, 8, 80), "float16"))
+    narrow = relax.Var("narrow", relax.TensorType((2, 64, 8, 40), "float16"))
+    with bb.function("main", [q, k, narrow]):
         with bb.dataflow():
             outs = [bb.emit(relax.op.nn.attention(q, q, q)),             # self: taken
                     bb.emit(relax.op.nn.attention(q, k, k)),             # 77 keys: SIMT
-                    bb.emit(relax.op.nn.attention(q, q, q, causal_mask="TopLeft"))]
+                    bb.emit(relax.op.nn.attention(q, q, q, causal_mask="TopLeft")),
+                    bb.emit(relax.op.nn.attention(narrow, narrow, narrow))]   # head_dim 40: SIMT
             out = bb.emit_output(relax.Tuple(outs))
         bb.emit_func_output(out)
     mod = sma.make(tvm.target.Target(WEBGPU))(bb.get())
     names = [gv.name_hint for gv in mod.functions if gv.name_hint.startswith("smattn_")]
     assert len(names) == 1
     a = sma.attention_from_name(names[0])
-    assert (a.batch, a.queries, a.keys, a.heads, a.head_dim) == (2, 64, 64, 8, 40)
-    assert abs(a.scale - 40 ** -0.5) < 1e-7
-    assert mod["main"].script().count("R.nn.attention") == 2
+    assert (a.batch, a.queries, a.keys, a.heads, a.head_dim) == (2, 64, 64, 8, 80)
+    assert abs(a.scale - 80 ** -0.5) < 1e-7
+    assert mod["main"].script().count("R.nn.attention") == 3
 
 
 def _run_kernels(cases, tmp_path, *flags):
@@ -347,7 +352,8 @@ def test_the_gemm_kernel_computes_its_product(tmp_path):
 
 def test_the_staged_gemm_kernel_computes_its_product(tmp_path):
     """The GEMM staged through workgroup memory (16-byte operand loads, one or two stages),
-    emulated as above: several subgroups per workgroup, split k, plain and transposed B."""
+    emulated as above: several subgroups per workgroup, split k, plain and transposed B, a
+    convolution's input read in place (8 scalar loads packed into each 16-byte piece)."""
     import sys
     from pathlib import Path
 
@@ -362,9 +368,14 @@ def test_the_staged_gemm_kernel_computes_its_product(tmp_path):
         "nk": Gemm(64, 96, 96, 1, b_transposed=True, tm=1, tn=1, wm=2, wn=2, bk=32),
         "nk_one_stage": Gemm(64, 64, 96, 1, b_transposed=True, tm=1, tn=1, wm=2, wn=2, bk=32,
                              stages=1),
+        # convolutions read in place: 3x3 padded over a batch; 3x3 stride 2, one stage
+        "conv": Gemm(64, 256, 288, 2, 0, 32 * 16 * 16, False, 1, 1, 1, 2, 2, 32, 2,
+                     (32, 16, 16, 3, 3, 1, 1, 1, 1, 16)),
+        "conv_s2": Gemm(64, 64, 288, 1, 0, 0, False, 1, 1, 1, 2, 2, 32, 1,
+                        (32, 16, 16, 3, 3, 2, 2, 1, 1, 8)),
     }.items()]
     rows = _run_kernels(cases, tmp_path)
-    assert len(rows) == 4
+    assert len(rows) == 6
     for name, row in rows.items():
         assert "error" not in row and "errors" not in row, (name, row)
         assert row["rel"] < 1e-5, (name, row["rel"])

@@ -1,6 +1,7 @@
 """Write the WGSL kernel microbenchmark's cases: SD v1.5 UNet shapes x kernel variants.
 
     python bench/gpu/kernel_cases.py OUT.json [gemm] [staged] [simt] [simt_linear] [simt_attention]
+                                               [simt_attention2] [sm_conv]
                                                [attention] [layout]
 
 Each case is a whole WGSL shader (storage buffers in binding order, our entry point `main` from
@@ -48,6 +49,15 @@ ATTENTION = {
     # scores spread wide (a few keys take most of each row): the softmax's range in float16
     "self@32/scale1": sma.Attention(2, 1024, 1024, 8, 80, 1.0),
 }
+# the cross-attention: the 77 tokens of the prompt's embedding as keys
+CROSS_ATTENTION = {
+    "cross@64": sma.Attention(2, 4096, 77, 8, 40, 1 / math.sqrt(40)),
+    "cross@32": sma.Attention(2, 1024, 77, 8, 80, 1 / math.sqrt(80)),
+}
+# (rows a workgroup, keys a step, rows an invocation, parts of the keys): the SIMT attention
+SIMT_ATTENTION = ((64, 32, 1, 1), (64, 16, 1, 1), (128, 32, 2, 1), (128, 16, 2, 1),
+                  (64, 32, 2, 1), (256, 32, 2, 1), (128, 32, 1, 1),
+                  (64, 16, 2, 2), (64, 16, 1, 2), (64, 8, 2, 4), (128, 16, 2, 2), (64, 8, 1, 4))
 # (row tiles of 16 per subgroup, padding of the score rows)
 ATTENTION_VARIANTS = [(2, 0), (2, 8), (1, 8)]
 
@@ -61,7 +71,7 @@ def shader(buffers: list[tuple[str, str, str]], body: str, enables=ENABLES,
 
 
 def gemm_case(name: str, g: Gemm) -> dict:
-    bufs = [("A", "read", g.operand_type), ("B", "read", g.operand_type), ("P", "read_write", "f32")]
+    bufs = [("A", "read", g.operand_type), ("B", "read", g.b_type), ("P", "read_write", "f32")]
     return {"name": name, "kind": "gemm", "params": asdict(g), "grid": g.grid, "flop": g.flop,
             "wgsl": shader(bufs, entry_point(g, "main", "A", "B", "P"))}
 
@@ -148,16 +158,19 @@ def simt_attention_case(name: str, a: simt_attention.SimtAttention) -> dict:
 
 
 def simt_attention_cases(shapes=ATTENTION, dtypes=("float32", "float16"),
-                         tilings=((64, 32), (64, 16), (128, 32), (32, 32))) -> list[dict]:
-    """Each attention shape x dtype x (rows a workgroup, keys a step) that fits."""
+                         tilings=((64, 32, 1, 1), (64, 16, 1, 1), (128, 32, 1, 1), (32, 32, 1, 1))
+                         ) -> list[dict]:
+    """Each attention shape x dtype x (rows a workgroup, keys a step, rows an invocation,
+    parts of the keys) that fits."""
     cases = []
     for name, a in shapes.items():
         for dtype in dtypes:
-            for rows, kt in tilings:
+            for rows, kt, per, parts in tilings:
                 v = simt_attention.SimtAttention(a.batch, a.queries, a.keys, a.heads, a.head_dim,
-                                                 a.scale, dtype, rows, kt)
+                                                 a.scale, dtype, rows, kt, per, parts)
                 if v.fits():
-                    cases.append(simt_attention_case(f"{name}/{dtype}/simt/r{rows}t{kt}", v))
+                    cases.append(simt_attention_case(
+                        f"{name}/{dtype}/simt/r{rows}t{kt}i{per}p{parts}", v))
     return cases
 
 
@@ -172,6 +185,28 @@ def attention_cases(shapes=ATTENTION, variants=ATTENTION_VARIANTS) -> list[dict]
                 cases.append({"name": f"{name}/r{tiles}p{pad}", "kind": "attention",
                               "params": asdict(v), "grid": v.grid, "flop": flop,
                               "wgsl": shader(bufs, sma.entry_point(v, "main", "Q", "K", "V", "O"))})
+    return cases
+
+
+# the 3x3 convolutions' geometry (ci, h, w, kh, kw, sh, sw, pt, pl, wo), for GEMMs that read
+# their input in place
+CONV_GEOMETRY = {
+    "conv320@64": (320, 64, 64, 3, 3, 1, 1, 1, 1, 64),
+    "conv640@32": (640, 32, 32, 3, 3, 1, 1, 1, 1, 32),
+    "conv1280@16": (1280, 16, 16, 3, 3, 1, 1, 1, 1, 16),
+    "conv1280@8": (1280, 8, 8, 3, 3, 1, 1, 1, 1, 8),
+}
+
+
+def sm_conv_cases() -> list[dict]:
+    """Each 3x3 convolution's GEMM on the matrix units as plan() picks it, over its im2col and
+    reading its input in place."""
+    cases = []
+    for name, geometry in CONV_GEOMETRY.items():
+        base = SHAPES[name]
+        for label, conv in (("im2col", ()), ("in_place", geometry)):
+            g = plan(base.m, base.n, base.k, base.batch, False, conv)
+            cases.append(gemm_case(f"{name}/{label}/s{g.splits}", g))
     return cases
 
 
@@ -206,8 +241,13 @@ def main(out: str, kinds: list[str]) -> None:
         cases += simt_cases(shapes, tilings, ("float32",))
     if "simt_attention" in kinds:
         cases += simt_attention_cases()
+    if "simt_attention2" in kinds:   # rows an invocation, and the cross-attention's 77 keys
+        cases += simt_attention_cases({k: v for k, v in ATTENTION.items() if "scale1" not in k}
+                                      | CROSS_ATTENTION, tilings=SIMT_ATTENTION)
     if "layout" in kinds:
         cases += layout_cases()
+    if "sm_conv" in kinds:
+        cases += sm_conv_cases()
     if "attention" in kinds:
         cases = attention_cases() + cases
     Path(out).write_text(json.dumps(cases))

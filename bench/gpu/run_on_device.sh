@@ -39,7 +39,8 @@ PY=${PYTHON:-python3}
 mkdir -p $W
 left() { echo $(( DEADLINE_S - ($(date +%s) - START) )); }
 say() { echo "[$(( $(date +%s) - START )) s] $*"; }
-unxz_to() { # unxz_to SRC DST: xz if there, else Python's lzma
+unxz_to() { # unxz_to SRC DST: xz if there, else Python's lzma (DST's folder made first)
+  mkdir -p "$(dirname "$2")"
   if command -v xz >/dev/null; then xz -dc "$1" > "$2"
   else $PY -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],"wb"))' "$1" "$2"; fi
 }

@@ -30,14 +30,15 @@ class Kernels:
 
 def placeholder(a, dtype: str, bias: bool):
     """The TIR kernel the WGSL replaces: buffers (q, k, v[, bias], out), grid and workgroup of
-    the WGSL kernel, and a plain body (invocation r < rows computes query row r of its
-    workgroup's block in two passes over the keys) that computes the same where the swap does
-    not happen."""
+    the WGSL kernel, and a plain body (invocation t computes query rows t, t + threads, ...
+    below `rows` of its workgroup's block, each in two passes over the keys) that computes the
+    same where the swap does not happen."""
     from tvm.script import tirx as T
 
     b, sq, sk, h, d = a.batch, a.queries, a.keys, a.heads, a.head_dim
     gx, gy, _ = a.grid
     threads, rows = a.threads, a.rows
+    per = -(-rows // threads)
     qscale = a.scale * math.log2(math.e)
 
     @T.macro
@@ -50,26 +51,28 @@ def placeholder(a, dtype: str, bias: bool):
                         T.writes()
                         st = T.alloc_buffer((3,), "float32", scope="local")   # max, sum, score
                         acc = T.alloc_buffer((d,), "float32", scope="local")
-                        if tx < rows:
-                            st[0] = T.float32(-3.0e38)
-                            st[1] = T.float32(0)
-                            for c in T.serial(d):
-                                acc[c] = T.float32(0)
-                            for j in T.serial(sk):
-                                st[2] = T.float32(0)
+                        for rr in T.serial(per):
+                            if rr * threads + tx < rows:
+                                i = bx * rows + rr * threads + tx
+                                st[0] = T.float32(-3.0e38)
+                                st[1] = T.float32(0)
                                 for c in T.serial(d):
-                                    st[2] = st[2] + T.cast(q[by // h, bx * rows + tx, by % h, c], "float32") * T.cast(k[by // h, j, by % h, c], "float32")
-                                st[0] = T.max(st[0], st[2])
-                            for j in T.serial(sk):
-                                st[2] = T.float32(0)
+                                    acc[c] = T.float32(0)
+                                for j in T.serial(sk):
+                                    st[2] = T.float32(0)
+                                    for c in T.serial(d):
+                                        st[2] = st[2] + T.cast(q[by // h, i, by % h, c], "float32") * T.cast(k[by // h, j, by % h, c], "float32")
+                                    st[0] = T.max(st[0], st[2])
+                                for j in T.serial(sk):
+                                    st[2] = T.float32(0)
+                                    for c in T.serial(d):
+                                        st[2] = st[2] + T.cast(q[by // h, i, by % h, c], "float32") * T.cast(k[by // h, j, by % h, c], "float32")
+                                    st[2] = T.exp2((st[2] - st[0]) * T.float32(qscale))
+                                    st[1] = st[1] + st[2]
+                                    for c in T.serial(d):
+                                        acc[c] = acc[c] + st[2] * T.cast(v[by // h, j, by % h, c], "float32")
                                 for c in T.serial(d):
-                                    st[2] = st[2] + T.cast(q[by // h, bx * rows + tx, by % h, c], "float32") * T.cast(k[by // h, j, by % h, c], "float32")
-                                st[2] = T.exp2((st[2] - st[0]) * T.float32(qscale))
-                                st[1] = st[1] + st[2]
-                                for c in T.serial(d):
-                                    acc[c] = acc[c] + st[2] * T.cast(v[by // h, j, by % h, c], "float32")
-                            for c in T.serial(d):
-                                out[by // h, bx * rows + tx, by % h, c] = T.cast(acc[c] / st[1], dtype)
+                                    out[by // h, i, by % h, c] = T.cast(acc[c] / st[1], dtype)
 
     if bias:
         @T.prim_func(private=True, s_tir=True)

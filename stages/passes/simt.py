@@ -26,6 +26,12 @@ from stages.passes.simt_gemm import DTYPE_OF, ENABLES, WGSL_TYPE, SimtGemm, entr
 TILINGS = ((128, 128, 8, 8, 8), (64, 128, 8, 8, 8), (128, 64, 8, 8, 8), (64, 64, 8, 8, 8),
            (64, 64, 4, 4, 16), (32, 64, 4, 4, 16))
 FILL = 1280               # workgroups a GEMM's k is split for
+# Where k cannot be split that far, a smaller block with at least this many workgroups beats a
+# 128x128 one with fewer (the linear layers' shapes, wgsl_kernels/run8_simt_linear/: 512x1280
+# by 1280 x 1280 0.075 -> 0.061 ms on 64x128 blocks, 2048 x 640 by 640 x 640 the same); among
+# the first LARGE_BLOCKS tilings, else the first that fits
+MIN_GRID = 320
+LARGE_BLOCKS = 3
 MAX_SPLITS = 16
 MIN_K_SLICE = 256
 # The float32 partial products of all splits are one buffer: splits stop short of this
@@ -47,19 +53,27 @@ def plan(m: int, n: int, k: int, batch: int, b_transposed: bool, dtype: str = "f
                             "b_batch_stride": ci * h * w * (batch > 1)})
             if g.fits():
                 return g
-    for bm, bn, tm, tn, bk in TILINGS:
+    planned = []
+    for i, (bm, bn, tm, tn, bk) in enumerate(TILINGS):
         g = SimtGemm(m, n, k, batch, 0, 0 if b_transposed else k * n * (batch > 1), b_transposed,
                      1, dtype, bm, bn, tm, tn, bk)
-        if not g.fits():
-            continue
-        wgs = g.grid[0] * g.grid[1]
-        splits = 1
-        while (wgs * splits < FILL and splits < MAX_SPLITS and k % (2 * splits * bk) == 0
-               and k // (2 * splits) >= MIN_K_SLICE
-               and 2 * splits * batch * m * n * 4 <= MAX_PARTIAL_BYTES):
-            splits *= 2
-        return SimtGemm(**{**g.__dict__, "splits": splits})
-    return None
+        if g.fits():
+            planned.append((i, split_k(g)))
+    for i, g in planned:
+        if i < LARGE_BLOCKS and g.grid[0] * g.grid[1] >= MIN_GRID:
+            return g
+    return planned[0][1] if planned else None
+
+
+def split_k(g: SimtGemm) -> SimtGemm:
+    """g with k split until the grid has about FILL workgroups (within the slice and partial
+    product bounds)."""
+    wgs, splits = g.grid[0] * g.grid[1], 1
+    while (wgs * splits < FILL and splits < MAX_SPLITS and g.k % (2 * splits * g.bk) == 0
+           and g.k // (2 * splits) >= MIN_K_SLICE
+           and 2 * splits * g.batch * g.m * g.n * 4 <= MAX_PARTIAL_BYTES):
+        splits *= 2
+    return SimtGemm(**{**g.__dict__, "splits": splits})
 
 
 def kernel_name(g: SimtGemm) -> str:

@@ -32,17 +32,33 @@ from stages.passes.subgroup_matrix_gemm import TILE, Gemm
 TILINGS = (((4, 4, 2, 2, 32, 1), 80), ((2, 2, 2, 2, 32, 2), 320),
            ((4, 4, 1, 1, 0, 1), 640), ((2, 4, 1, 1, 0, 1), 640), ((4, 2, 1, 1, 0, 1), 640),
            ((2, 2, 1, 1, 0, 1), 640), ((1, 2, 1, 1, 0, 1), 640), ((1, 1, 1, 1, 0, 1), 640))
+# The UNet's largest im2col (960 channels at 64x64: 141 MB) is in; the VAE decoder's at 256x256
+# and 512x512 (302 MB to 1.2 GB) stay on TVM's kernels. Read in place, a convolution needs no
+# im2col, but the same bound holds: the VAE's would need float32 partial products of 128 MB and
+# more, over the largest binding the variant needs today (docs/webgpu.md).
+IM2COL_MAX_ELEMENTS = 128 << 20
 MAX_K_SLICE = 2048        # a staged GEMM's k is split to slices no longer than this
 MAX_SPLITS = 16
 MIN_K_SLICE = 256
 NAME = re.compile(r"smgemm_m(\d+)_n(\d+)_k(\d+)_b(\d+)_(t?)_s(\d+)_(\d+)x(\d+)x(\d+)x(\d+)"
-                  r"(?:_bk(\d+)x(\d+))?")
+                  r"(?:_bk(\d+)x(\d+))?(?:_conv((?:\d+x){9}\d+))?")
 
 
-def plan(m: int, n: int, k: int, batch: int, b_transposed: bool) -> Gemm | None:
-    """The Gemm for an m x k by k x n product over `batch`, or None when no tiling fits."""
+def plan(m: int, n: int, k: int, batch: int, b_transposed: bool,
+         conv: tuple[int, ...] = ()) -> Gemm | None:
+    """The Gemm for an m x k by k x n product over `batch`, or None when no tiling fits. Where
+    B is a convolution's im2col (`conv`: its geometry), a staged kernel that reads the input in
+    place if one fits, else one over the im2col."""
     if k % TILE:
         return None
+    if conv and batch * k * n <= IM2COL_MAX_ELEMENTS:
+        g = plan(m, n, k, batch, b_transposed)
+        if g is not None and g.bk:
+            ci, h, w = conv[:3]
+            g = Gemm(**{**g.__dict__, "conv": tuple(conv),
+                        "b_batch_stride": ci * h * w * (batch > 1)})
+            if g.fits():
+                return g
     for (tm, tn, wm, wn, bk, stages), fill in TILINGS:
         g = Gemm(m, n, k, batch, 0, 0 if b_transposed else k * n * (batch > 1), b_transposed,
                  1, tm, tn, wm, wn, bk, stages)
@@ -61,8 +77,9 @@ def plan(m: int, n: int, k: int, batch: int, b_transposed: bool) -> Gemm | None:
 
 def kernel_name(g: Gemm) -> str:
     staged = f"_bk{g.bk}x{g.stages}" if g.bk else ""
+    conv = f"_conv{'x'.join(map(str, g.conv))}" if g.conv else ""
     return (f"smgemm_m{g.m}_n{g.n}_k{g.k}_b{g.batch}_{'t' if g.b_transposed else ''}_s{g.splits}"
-            f"_{g.tm}x{g.tn}x{g.wm}x{g.wn}{staged}")
+            f"_{g.tm}x{g.tn}x{g.wm}x{g.wn}{staged}{conv}")
 
 
 def gemm_from_name(name: str) -> Gemm | None:
@@ -70,18 +87,17 @@ def gemm_from_name(name: str) -> Gemm | None:
     hit = NAME.search(name)
     if not hit:
         return None
-    m, n, k, b, t, s, tm, tn, wm, wn, bk, stages = hit.groups()
+    m, n, k, b, t, s, tm, tn, wm, wn, bk, stages, conv = hit.groups()
     m, n, k, b = int(m), int(n), int(k), int(b)
-    return Gemm(m, n, k, b, 0, 0 if t else k * n * (b > 1), bool(t), int(s),
-                int(tm), int(tn), int(wm), int(wn), int(bk or 0), int(stages or 1))
+    geometry = tuple(int(x) for x in conv.split("x")) if conv else ()
+    b_stride = (geometry[0] * geometry[1] * geometry[2] if conv else 0 if t else k * n) * (b > 1)
+    return Gemm(m, n, k, b, 0, b_stride, bool(t), int(s),
+                int(tm), int(tn), int(wm), int(wn), int(bk or 0), int(stages or 1), geometry)
 
 
-# The UNet's largest im2col (960 channels at 64x64: 141 MB) is in; the VAE decoder's at 256x256
-# and 512x512 (302 MB to 1.2 GB) stay on TVM's kernels
-IM2COL_MAX_ELEMENTS = 128 << 20
 KERNELS = Kernels("websd.SubgroupMatrix", ("float16",), IM2COL_MAX_ELEMENTS,
                   lambda m, n, k, batch, b_transposed, dtype, conv=(): plan(m, n, k, batch,
-                                                                            b_transposed),
+                                                                            b_transposed, conv),
                   kernel_name)
 
 
@@ -98,4 +114,4 @@ def wgsl_body(name: str, source: str) -> str | None:
     if g is None:
         return None
     return rewrite(source, name, lambda fn, bufs: entry_point(g, fn, bufs["a"], bufs["b"], bufs["p"]),
-                   ENABLES, DIRECTIVES, {"a": g.operand_type, "b": g.operand_type})
+                   ENABLES, DIRECTIVES, {"a": g.operand_type, "b": g.b_type})

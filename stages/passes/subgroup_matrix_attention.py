@@ -32,6 +32,7 @@ import re
 import struct
 from dataclasses import dataclass
 
+from stages.passes import simt_attention
 from stages.passes.attention_rewrite import Kernels, make_pass
 from stages.passes.subgroup_matrix_gemm import DIRECTIVES, ENABLES, SUBGROUP, TILE
 
@@ -248,7 +249,12 @@ def wgsl_body(name: str, source: str) -> str | None:
 
 def plan(batch: int, queries: int, keys: int, heads: int, head_dim: int, scale: float,
          dtype: str) -> Attention | None:
-    """Two row tiles a workgroup where the queries allow, else one; None where none fits."""
+    """Two row tiles a workgroup where the queries allow, else one; None where none fits, and
+    where the SIMT kernel holds two query rows an invocation (head_dim 40): there it is faster
+    (4096 tokens: 1.26 against 2.32 ms here, bench/results/h200/wgsl_kernels/
+    run9_simt_attention2/; at head_dim 80 this kernel's 0.25 ms beats its 0.41)."""
+    if simt_attention.two_rows_fit(head_dim):
+        return None
     a = Attention(batch, queries, keys, heads, head_dim, scale, pad=PAD_BY_HEAD_DIM.get(head_dim, 0))
     if not a.fits():
         a = Attention(batch, queries, keys, heads, head_dim, scale, tiles=1, pad=a.pad)

@@ -59,9 +59,11 @@ class Gemm:
     wn: int = 1                      # ... along n
     bk: int = 0                      # k per stage through workgroup memory; 0: straight from storage
     stages: int = 2                  # workgroup-memory buffers of a staged kernel (2: double buffered)
+    # a convolution's geometry where B is its input read in place (a staged kernel only): (ci,
+    # h, w, kh, kw, sh, sw, pt, pl, wo); () where B is a matrix in storage
+    conv: tuple[int, ...] = ()
 
     dtype = "float16"                # A's and B's element type (P is float32)
-    conv = ()                        # B is a matrix in storage (an im2col for a convolution)
 
     @property
     def tile_m(self) -> int:
@@ -90,13 +92,23 @@ class Gemm:
             ok = ok and (self.bk % TILE == 0 and self.k_slice % self.bk == 0
                          and self.tile_m * self.bk // 8 % self.threads == 0
                          and self.tile_n * self.bk // 8 % self.threads == 0
-                         and self.a_batch_stride % 8 == 0 and self.b_batch_stride % 8 == 0)
+                         and self.a_batch_stride % 8 == 0
+                         and (self.b_batch_stride % 8 == 0 or bool(self.conv)))
+        if self.conv:   # 8 output pixels of one row a load
+            ci, _, _, kh, kw, _, _, _, _, wo = self.conv
+            ok = ok and (bool(self.bk) and not self.b_transposed and wo % 8 == 0
+                         and self.n % wo == 0 and self.k == ci * kh * kw)
         return ok
 
     @property
     def operand_type(self) -> str:
-        """The WGSL element type A and B are bound as: a staged kernel reads 16 bytes a load."""
+        """The WGSL element type A (and B) is bound as: a staged kernel reads 16 bytes a load."""
         return "vec4<u32>" if self.bk else "f16"
+
+    @property
+    def b_type(self) -> str:
+        """... and B: scalars when it is a convolution's input."""
+        return "f16" if self.conv else self.operand_type
 
     @property
     def stage_layout(self) -> tuple[int, int, int, int]:
@@ -206,7 +218,14 @@ def staged_entry_point(g, name: str, a: str, b: str, p: str) -> str:
                 f"  let as{v} = (ai{v} / {bk // 8}u) * {sa}u + (ai{v} % {bk // 8}u) * 8u;"]
     for v in range(b_per):
         out.append(f"  let bi{v} = lid + {v * threads}u;")
-        if g.b_transposed:   # n x k in storage: bn rows of bk, as A
+        if g.conv:           # row of the stage's k slice; 8 output pixels of one row
+            ci, h, w, kh, kw, sh, sw, pt, pl, wo = g.conv
+            out += [f"  let bkr{v} = bi{v} / {bn // 8}u;",
+                    f"  let bp{v} = nb + (bi{v} % {bn // 8}u) * 8u;",
+                    f"  let by{v} = i32((bp{v} / {wo}u) * {sh}u) - {pt};",
+                    f"  let bx{v} = i32((bp{v} % {wo}u) * {sw}u) - {pl};",
+                    f"  let bs{v} = bkr{v} * {sb}u + (bi{v} % {bn // 8}u) * 8u;"]
+        elif g.b_transposed:   # n x k in storage: bn rows of bk, as A
             out += [f"  let bg{v} = b0 + (nb + bi{v} / {bk // 8}u) * {k}u + (bi{v} % {bk // 8}u) * 8u;",
                     f"  let bs{v} = (bi{v} / {bk // 8}u) * {sb}u + (bi{v} % {bk // 8}u) * 8u;"]
         else:                # k x n: bk rows of bn
@@ -215,8 +234,29 @@ def staged_entry_point(g, name: str, a: str, b: str, p: str) -> str:
 
     def fetch(kk: str) -> list[str]:
         lines = [f"    ra{v} = {a}[(ag{v} + {kk}) / 8u];" for v in range(a_per)]
+        if g.conv:
+            return lines + [x for v in range(b_per) for x in conv_fetch(v, kk)]
         bstep = kk if g.b_transposed else f"({kk}) * {n}u"
         lines += [f"    rb{v} = {b}[(bg{v} + {bstep}) / 8u];" for v in range(b_per)]
+        return lines
+
+    def conv_fetch(v: int, kk: str) -> list[str]:
+        """B's 8 values of load v, packed as put() takes them: x at row kk of the slice, 8
+        output pixels of one row; an index outside x is clamped (and its value replaced by 0),
+        never read out of bounds."""
+        ci, h, w, kh, kw, sh, sw, pt, pl, wo = g.conv
+        lines = [f"    {{ let kk = {kk} + bkr{v};",
+                 f"      let r = kk % {kh * kw}u;",
+                 f"      let iy = by{v} + i32(r / {kw}u);",
+                 f"      let ix = bx{v} + i32(r % {kw}u);",
+                 f"      let row = b0 + (kk / {kh * kw}u) * {h * w}u + u32(clamp(iy, 0, {h - 1})) * {w}u;",
+                 f"      let yin = iy >= 0 && iy < {h};"]
+        for c in range(8):
+            x = f"ix + {c * sw}" if c else "ix"
+            lines.append(f"      let e{c} = select(f16(0), {b}[row + u32(clamp({x}, 0, {w - 1}))], "
+                         f"yin && {x} >= 0 && {x} < {w});")
+        lines.append(f"      rb{v} = vec4<u32>(" + ", ".join(
+            f"bitcast<u32>(vec2<f16>(e{2 * i}, e{2 * i + 1}))" for i in range(4)) + "); }")
         return lines
 
     def put(stage: str) -> list[str]:
