@@ -112,7 +112,8 @@ def test_the_simt_attention_kernel_computes_attention(tmp_path):
     """The kernel's WGSL under Dawn here (lavapipe) against float64: float32 and float16, one
     and two query rows an invocation, 32, 16 and 8 keys a step (96 keys: 3 and 6 whole steps;
     45: whole steps, then one of the remaining 13), the keys whole or split in 2 and 4 parts
-    (96 only) merged at the end, over a batch and two heads, scores spread wide (scale 1). At head_dim 8: lavapipe takes about a minute to compile each unrolled
+    (96 only) merged at the end, the next step's K and V prefetched into registers or not,
+    over a batch and two heads, scores spread wide (scale 1). At head_dim 8: lavapipe takes about a minute to compile each unrolled
     head_dim-40 kernel, whose code is the same but longer."""
     import json
     import subprocess
@@ -124,8 +125,8 @@ def test_the_simt_attention_kernel_computes_attention(tmp_path):
     from kernel_cases import simt_attention_cases
 
     shapes = {"d8": Attention(2, 64, 96, 2, 8, 1.0), "d8/k45": Attention(2, 64, 45, 2, 8, 1.0)}
-    cases = simt_attention_cases(shapes, tilings=((64, 32, 1, 1), (64, 16, 2, 1), (64, 16, 2, 2),
-                                                  (64, 8, 1, 4)))
+    cases = simt_attention_cases(shapes, tilings=((64, 32, 1, 1), (64, 16, 2, 1, 1), (64, 16, 2, 2),
+                                                  (64, 8, 1, 4, 1)))
     assert len(cases) == 12
     (tmp_path / "cases.json").write_text(json.dumps(cases))
     subprocess.run(["node", str(root / "bench/gpu/wgsl_kernels.mjs"), str(tmp_path / "cases.json"),

@@ -1,7 +1,7 @@
 """Write the WGSL kernel microbenchmark's cases: SD v1.5 UNet shapes x kernel variants.
 
     python bench/gpu/kernel_cases.py OUT.json [gemm] [staged] [simt] [simt_linear] [simt_attention]
-                                               [simt_attention2] [sm_conv]
+                                               [simt_attention2] [simt_attention3] [sm_conv]
                                                [attention] [layout]
 
 Each case is a whole WGSL shader (storage buffers in binding order, our entry point `main` from
@@ -49,6 +49,13 @@ ATTENTION = {
     # scores spread wide (a few keys take most of each row): the softmax's range in float16
     "self@32/scale1": sma.Attention(2, 1024, 1024, 8, 80, 1.0),
 }
+# (rows, keys a step, rows an invocation, parts, prefetch): the picked tilings without and with
+# the next step's K and V loaded into registers during this one, and neighbours
+SIMT_ATTENTION_PREFETCH = ((256, 32, 2, 1, 0), (256, 32, 2, 1, 1), (256, 16, 2, 1, 0),
+                           (256, 16, 2, 1, 1), (128, 16, 2, 1, 0), (128, 16, 2, 1, 1),
+                           (128, 32, 2, 1, 1), (512, 32, 2, 1, 0), (512, 32, 2, 1, 1),
+                           (64, 16, 1, 1, 0), (64, 16, 1, 1, 1), (128, 16, 1, 1, 1),
+                           (256, 16, 1, 1, 1), (64, 32, 1, 1, 1))
 # the cross-attention: the 77 tokens of the prompt's embedding as keys
 CROSS_ATTENTION = {
     "cross@64": sma.Attention(2, 4096, 77, 8, 40, 1 / math.sqrt(40)),
@@ -161,16 +168,16 @@ def simt_attention_cases(shapes=ATTENTION, dtypes=("float32", "float16"),
                          tilings=((64, 32, 1, 1), (64, 16, 1, 1), (128, 32, 1, 1), (32, 32, 1, 1))
                          ) -> list[dict]:
     """Each attention shape x dtype x (rows a workgroup, keys a step, rows an invocation,
-    parts of the keys) that fits."""
+    parts of the keys[, prefetch]) that fits."""
     cases = []
     for name, a in shapes.items():
         for dtype in dtypes:
-            for rows, kt, per, parts in tilings:
+            for rows, kt, per, parts, *prefetch in tilings:
                 v = simt_attention.SimtAttention(a.batch, a.queries, a.keys, a.heads, a.head_dim,
-                                                 a.scale, dtype, rows, kt, per, parts)
+                                                 a.scale, dtype, rows, kt, per, parts, *prefetch)
                 if v.fits():
                     cases.append(simt_attention_case(
-                        f"{name}/{dtype}/simt/r{rows}t{kt}i{per}p{parts}", v))
+                        f"{name}/{dtype}/simt/r{rows}t{kt}i{per}p{parts}f{v.prefetch}", v))
     return cases
 
 
@@ -241,6 +248,10 @@ def main(out: str, kinds: list[str]) -> None:
         cases += simt_cases(shapes, tilings, ("float32",))
     if "simt_attention" in kinds:
         cases += simt_attention_cases()
+    if "simt_attention3" in kinds:   # the next step's K and V prefetched into registers
+        shapes = {k: v for k, v in ATTENTION.items() if "scale1" not in k}
+        cases += simt_attention_cases(shapes | {"cross@32": CROSS_ATTENTION["cross@32"]},
+                                      tilings=SIMT_ATTENTION_PREFETCH)
     if "simt_attention2" in kinds:   # rows an invocation, and the cross-attention's 77 keys
         cases += simt_attention_cases({k: v for k, v in ATTENTION.items() if "scale1" not in k}
                                       | CROSS_ATTENTION, tilings=SIMT_ATTENTION)

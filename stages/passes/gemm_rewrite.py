@@ -105,6 +105,29 @@ def placeholder(g):
     return tvm.script.from_source(gemm.script())
 
 
+def conv_gather(conv: tuple[int, ...], b: str, v: int, kk: str, count: int, zero: str,
+                cast: str) -> tuple[list[str], list[str]]:
+    """The WGSL a GEMM kernel's loader reads B with where B is a convolution's input read in
+    place (the same index math as placeholder's b_at): `count` values of im2col's row `kk` (a
+    WGSL u32 expression) at consecutive output pixels of one row, whose first one's top-left tap
+    the loader holds in by{v} and bx{v} (i32), of the image at b0. Returns the lines, which
+    open a block for the caller to close, and the values (`cast` applied, `zero` outside x: an
+    index outside x is clamped, never read out of bounds)."""
+    ci, h, w, kh, kw, sh, sw, pt, pl, wo = conv
+    lines = [f"    {{ let kk = {kk};",
+             f"      let r = kk % {kh * kw}u;",
+             f"      let iy = by{v} + i32(r / {kw}u);",
+             f"      let ix = bx{v} + i32(r % {kw}u);",
+             f"      let row = b0 + (kk / {kh * kw}u) * {h * w}u + u32(clamp(iy, 0, {h - 1})) * {w}u;",
+             f"      let yin = iy >= 0 && iy < {h};"]
+    values = []
+    for c in range(count):
+        x = f"ix + {c * sw}" if c else "ix"
+        values.append(f"select({zero}, {cast}({b}[row + u32(clamp({x}, 0, {w - 1}))]), "
+                      f"yin && {x} >= 0 && {x} < {w})")
+    return lines, values
+
+
 def _im2col(x, kh: int, kw: int, strides, padding, ho: int, wo: int):
     """cols[b, (ci * kh + i) * kw + j, y * wo + x'] = x[b, ci, y*sh + i - pt, x'*sw + j - pl]
     (zero outside): a convolution's input as the right-hand operand of its GEMM."""

@@ -34,7 +34,7 @@ from stages.passes.simt_gemm import DTYPE_OF, ENABLES, MAX_WORKGROUP_BYTES, WGSL
 ROWS = 64                 # query rows per workgroup
 MAX_HEAD = 80             # head_dim x rows an invocation (registers: q and the output rows)
 NAME = re.compile(r"simtattn_(f32|f16)_b(\d+)_q(\d+)_k(\d+)_h(\d+)_d(\d+)_s([0-9a-f]{8})"
-                  r"_r(\d+)_t(\d+)(?:_i(\d+))?(?:_p(\d+))?")
+                  r"_r(\d+)_t(\d+)(?:_i(\d+))?(?:_p(\d+))?(?:_f(\d))?")
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class SimtAttention:
     kt: int = 32              # keys per step
     per: int = 1              # query rows an invocation (every K and V value it reads feeds all)
     parts: int = 1            # the keys split between this many invocations of each row
+    prefetch: int = 0         # 1: the next step's K and V loaded into registers during this one
 
     @property
     def group(self) -> int:
@@ -84,28 +85,31 @@ class SimtAttention:
                                     and self.keys // self.parts % self.kt == 0)
         return (self.head_dim % 4 == 0 and self.head_dim * self.per <= MAX_HEAD
                 and self.per in (1, 2) and self.rows % self.per == 0
-                and self.parts in (1, 2, 4) and split
+                and self.parts in (1, 2, 4) and split and self.prefetch in (0, 1)
                 and self.queries % self.rows == 0 and self.threads <= 256
                 and self.shared_bytes <= MAX_WORKGROUP_BYTES)
 
 
-# (rows a workgroup, keys a step, rows an invocation) in order of preference, measured on the
-# H200 (bench/results/h200/wgsl_kernels/run9_simt_attention2/). Two rows an invocation (where
-# head_dim x 2 fits the registers: the UNet's 40) and 256 rows a workgroup took the 4096-token
-# self-attention from 2.03 to 1.30 ms in float32 (1.77 -> 1.26 in float16: the matrix units'
-# kernel takes 2.32); for the 77 keys of the cross-attention 128 rows and 16 keys a step did
-# best (0.040 ms; 256 rows: 0.053). Splitting the keys between two invocations of a row (parts)
-# did not beat either (1.47-1.59 ms).
-LONG_KEYS = ((256, 32, 2), (128, 16, 2), (64, 32, 1), (64, 16, 1))
-SHORT_KEYS = ((128, 16, 2), (256, 32, 2), (64, 32, 1), (64, 16, 1))
+# (rows a workgroup, keys a step, rows an invocation, prefetch) in order of preference, measured
+# on the H200 (bench/results/h200/wgsl_kernels/run9_simt_attention2/, run10_simt_attention_
+# prefetch/). Two rows an invocation (where head_dim x 2 fits the registers: the UNet's 40) and
+# 256 rows a workgroup took the 4096-token self-attention from 2.03 to 1.30 ms in float32 (1.77
+# -> 1.26 in float16: the matrix units' kernel takes 2.32); 16 keys a step with the next step's
+# K and V loaded into registers during this one: 1.22 and 1.21. At head_dim 80 (one row an
+# invocation), 128 rows a workgroup with the prefetch: 0.41 -> 0.36 ms. For the 77 keys of the
+# cross-attention 128 rows and 16 keys a step did best (head_dim 40: 0.040 ms; 256 rows: 0.053).
+# Splitting the keys between two invocations of a row (parts) did not beat these (1.47-1.59 ms).
+LONG_KEYS = ((256, 16, 2, 1), (128, 16, 2, 1), (128, 16, 1, 1), (64, 32, 1, 0), (64, 16, 1, 0))
+SHORT_KEYS = ((128, 16, 2, 0), (256, 32, 2, 0), (128, 16, 1, 1), (64, 32, 1, 0), (64, 16, 1, 0))
 SHORT = 256               # keys up to this many are short
 
 
 def plan(batch: int, queries: int, keys: int, heads: int, head_dim: int, scale: float,
          dtype: str) -> SimtAttention | None:
     """The first tiling (above) that fits."""
-    for rows, kt, per in SHORT_KEYS if keys <= SHORT else LONG_KEYS:
-        a = SimtAttention(batch, queries, keys, heads, head_dim, scale, dtype, rows, kt, per)
+    for rows, kt, per, prefetch in SHORT_KEYS if keys <= SHORT else LONG_KEYS:
+        a = SimtAttention(batch, queries, keys, heads, head_dim, scale, dtype, rows, kt, per, 1,
+                          prefetch)
         if a.fits():
             return a
     return None
@@ -119,17 +123,17 @@ def two_rows_fit(head_dim: int) -> bool:
 def kernel_name(a: SimtAttention) -> str:
     bits = struct.unpack("<I", struct.pack("<f", a.scale))[0]
     return (f"simtattn_{WGSL_TYPE[a.dtype]}_b{a.batch}_q{a.queries}_k{a.keys}_h{a.heads}"
-            f"_d{a.head_dim}_s{bits:08x}_r{a.rows}_t{a.kt}_i{a.per}_p{a.parts}")
+            f"_d{a.head_dim}_s{bits:08x}_r{a.rows}_t{a.kt}_i{a.per}_p{a.parts}_f{a.prefetch}")
 
 
 def attention_from_name(name: str) -> SimtAttention | None:
     hit = NAME.search(name)
     if not hit:
         return None
-    dt, b, q, k, h, d, s, rows, kt, per, parts = hit.groups()
+    dt, b, q, k, h, d, s, rows, kt, per, parts, prefetch = hit.groups()
     scale = struct.unpack("<f", struct.pack("<I", int(s, 16)))[0]
-    return SimtAttention(int(b), int(q), int(k), int(h), int(d), scale,
-                         DTYPE_OF[dt], int(rows), int(kt), int(per or 1), int(parts or 1))
+    return SimtAttention(int(b), int(q), int(k), int(h), int(d), scale, DTYPE_OF[dt], int(rows),
+                         int(kt), int(per or 1), int(parts or 1), int(prefetch or 0))
 
 
 def entry_point(a: SimtAttention, name: str, q: str, k: str, v: str, out: str) -> str:
@@ -147,19 +151,51 @@ def entry_point(a: SimtAttention, name: str, q: str, k: str, v: str, out: str) -
     qscale = float(struct.unpack("<f", struct.pack("<f", a.scale * math.log2(math.e)))[0])
     cs, rs = range(d4), range(per)
     v0 = parts * kt * d4              # where V's tiles start in workgroup memory
+    whole, rest = divmod(a.keys // parts, kt)
     kp = "kp + " if parts > 1 else ""
+
+    def at(first: str, n: int) -> str:
+        """Where element e of a step's tiles (keys first .. first + n - 1 of each part) is in
+        K and V."""
+        if parts > 1:
+            return (f"kb + ({first} + e / {n * d4}u * {a.keys // parts}u + e % {n * d4}u / {d4}u)"
+                    f" * {h * d4}u + e % {d4}u")
+        return f"kb + ({first} + e / {d4}u) * {h * d4}u + e % {d4}u"
 
     def step(first: str, n: int) -> list[str]:
         """Keys first .. first + n - 1 of each part: stage them, score them, fold them in."""
         lines = ["    workgroupBarrier();",
                  f"    for (var e = lid; e < {parts * n * d4}u; e += {a.threads}u) {{",
-                 f"      let g = kb + ({first} + e / {n * d4}u * {a.keys // parts}u"
-                 f" + e % {n * d4}u / {d4}u) * {h * d4}u + e % {d4}u;" if parts > 1 else
-                 f"      let g = kb + ({first} + e / {d4}u) * {h * d4}u + e % {d4}u;",
+                 f"      let g = {at(first, n)};",
                  f"      kv[e] = vec4<f32>({k}[g]);",
                  f"      kv[{v0}u + e] = vec4<f32>({v}[g]);",
                  "    }",
                  "    workgroupBarrier();"]
+        return lines + fold(n)
+
+    # with prefetch: each invocation's share of a whole step's tiles, in registers
+    count = parts * kt * d4
+    loads = -(-count // a.threads)
+
+    def guarded(i: int, body: str) -> str:
+        e = f"let e = lid + {i * a.threads}u;"
+        return (f"    {{ {e} {body} }}" if (i + 1) * a.threads <= count
+                else f"    {{ {e} if (e < {count}u) {{ {body} }} }}")
+
+    def fetch(first: str) -> list[str]:
+        return [guarded(i, f"let g = {at(first, kt)}; fk{i} = vec4<f32>({k}[g]); "
+                           f"fv{i} = vec4<f32>({v}[g]);") for i in range(loads)]
+
+    def prefetched_step() -> list[str]:
+        lines = ["    workgroupBarrier();"]
+        lines += [guarded(i, f"kv[e] = fk{i}; kv[{v0}u + e] = fv{i};") for i in range(loads)]
+        lines += ["    workgroupBarrier();", f"    if (t + 1u < {whole}u) {{"]
+        lines += ["  " + x for x in fetch(f"(t + 1u) * {kt}u")] + ["    }"]
+        return lines + fold(kt)
+
+    def fold(n: int) -> list[str]:
+        """Score this step's n keys (in workgroup memory) and fold them into each row."""
+        lines = []
         for j in range(n):
             lines += [f"    let s{r}_{j} = " + " + ".join(f"dot(q{r}_{c}, kv[{kp}{j * d4 + c}u])"
                                                          for c in cs) + ";" for r in rs]
@@ -200,8 +236,11 @@ def entry_point(a: SimtAttention, name: str, q: str, k: str, v: str, out: str) -
         lines += [f"  let q{r}_{c} = vec4<f32>({q}[qb{r} + {c}u]) * {qscale!r};" for c in cs]
         lines += [f"  var o{r}_{c} = vec4<f32>();" for c in cs]
         lines += [f"  var mx{r} = -3.0e38;", f"  var l{r} = 0.0;"]
-    whole, rest = divmod(a.keys // parts, kt)
-    if whole:
+    if whole and a.prefetch:
+        lines += [f"  var fk{i} : vec4<f32>;\n  var fv{i} : vec4<f32>;" for i in range(loads)]
+        lines += fetch("0u")
+        lines += [f"  for (var t = 0u; t < {whole}u; t++) {{"] + prefetched_step() + ["  }"]
+    elif whole:
         lines += [f"  for (var t = 0u; t < {whole}u; t++) {{"] + step(f"t * {kt}u", kt) + ["  }"]
     if rest:
         lines += ["  {"] + step(f"{whole * kt}u", rest) + ["  }"]

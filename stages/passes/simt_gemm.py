@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stages.passes.gemm_rewrite import conv_gather
+
 VEC = 4                   # operands and results move 4 elements a load
 WGSL_TYPE = {"float32": "f32", "float16": "f16"}
 DTYPE_OF = {short: dtype for dtype, short in WGSL_TYPE.items()}   # and back (kernel names)
@@ -190,22 +192,9 @@ def entry_point(g: SimtGemm, name: str, a: str, b: str, p: str) -> str:
         return lines
 
     def conv_fetch(v: int, step: str) -> list[str]:
-        """B's 4 values of load v: x at row kk of the slice, 4 output pixels of one row; an
-        index outside x is clamped (and its value replaced by 0), never read out of bounds."""
-        ci, h, w, kh, kw, sh, sw, pt, pl, wo = g.conv
-        lines = [f"    {{ let kk = k0 + {step} * {bk}u + bkr{v};",
-                 f"      let r = kk % {kh * kw}u;",
-                 f"      let iy = by{v} + i32(r / {kw}u);",
-                 f"      let ix = bx{v} + i32(r % {kw}u);",
-                 f"      let row = b0 + (kk / {kh * kw}u) * {h * w}u + u32(clamp(iy, 0, {h - 1})) * {w}u;",
-                 f"      let yin = iy >= 0 && iy < {h};"]
-        for c, comp in enumerate("xyzw"):
-            x = f"ix + {c * sw}" if c else "ix"
-            lines.append(f"      rb{v}.{comp} = select(0.0, f32({b}[row + u32(clamp({x}, 0, {w - 1}))]), "
-                         f"yin && {x} >= 0 && {x} < {w}); }}" if c == 3 else
-                         f"      rb{v}.{comp} = select(0.0, f32({b}[row + u32(clamp({x}, 0, {w - 1}))]), "
-                         f"yin && {x} >= 0 && {x} < {w});")
-        return lines
+        """B's 4 values of load v: 4 output pixels of one row."""
+        lines, values = conv_gather(g.conv, b, v, f"k0 + {step} * {bk}u + bkr{v}", VEC, "0.0", "f32")
+        return lines + [f"      rb{v}.{comp} = {x};" for comp, x in zip("xyzw", values)] + ["    }"]
 
     def transposed_put(arr: str, reg: str, v: int, rows: int, stage: str, size: int) -> list[str]:
         r, kk = f"{reg[1]}r{v}", f"{reg[1]}k{v}"

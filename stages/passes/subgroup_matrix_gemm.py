@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stages.passes.gemm_rewrite import conv_gather
+
 TILE = 16                 # the subgroup matrix's M = N = K
 PAD = 8                   # halves added to each row of a staged tile (workgroup-memory banks)
 SUBGROUP = 32             # invocations per subgroup the kernel is laid out for
@@ -241,23 +243,11 @@ def staged_entry_point(g, name: str, a: str, b: str, p: str) -> str:
         return lines
 
     def conv_fetch(v: int, kk: str) -> list[str]:
-        """B's 8 values of load v, packed as put() takes them: x at row kk of the slice, 8
-        output pixels of one row; an index outside x is clamped (and its value replaced by 0),
-        never read out of bounds."""
-        ci, h, w, kh, kw, sh, sw, pt, pl, wo = g.conv
-        lines = [f"    {{ let kk = {kk} + bkr{v};",
-                 f"      let r = kk % {kh * kw}u;",
-                 f"      let iy = by{v} + i32(r / {kw}u);",
-                 f"      let ix = bx{v} + i32(r % {kw}u);",
-                 f"      let row = b0 + (kk / {kh * kw}u) * {h * w}u + u32(clamp(iy, 0, {h - 1})) * {w}u;",
-                 f"      let yin = iy >= 0 && iy < {h};"]
-        for c in range(8):
-            x = f"ix + {c * sw}" if c else "ix"
-            lines.append(f"      let e{c} = select(f16(0), {b}[row + u32(clamp({x}, 0, {w - 1}))], "
-                         f"yin && {x} >= 0 && {x} < {w});")
-        lines.append(f"      rb{v} = vec4<u32>(" + ", ".join(
-            f"bitcast<u32>(vec2<f16>(e{2 * i}, e{2 * i + 1}))" for i in range(4)) + "); }")
-        return lines
+        """B's 8 values of load v (8 output pixels of one row), packed as put() takes them."""
+        lines, values = conv_gather(g.conv, b, v, f"{kk} + bkr{v}", 8, "f16(0)", "")
+        lines += [f"      let e{c} = {x};" for c, x in enumerate(values)]
+        return lines + [f"      rb{v} = vec4<u32>(" + ", ".join(
+            f"bitcast<u32>(vec2<f16>(e{2 * i}, e{2 * i + 1}))" for i in range(4)) + "); }"]
 
     def put(stage: str) -> list[str]:
         lines = []
