@@ -38,6 +38,7 @@ except (config.ConfigError, remote.RemoteConfigError, BuildError) as error:
     sys.exit(f"error: {error}")
 
 BuildReporter.stage_tasks = frozenset(s.task for s in SPECS)
+BuildReporter.commands = frozenset({"generate", "serve"})
 BuildReporter.report_path = dag.report_path(CFG)
 BuildReporter.history_path = runner.CACHE / "history.jsonl"
 

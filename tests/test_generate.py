@@ -154,11 +154,14 @@ def test_cli(dist, tmp_path, capsys):
 def test_doit_generate_writes_the_png_of_the_python_runner(dist, workspace, tmp_path):
     from conftest import doit
 
-    ws = workspace   # a copy: doit rewrites the build report the session's build is read by
+    ws = workspace   # a copy of the session's build
     out = tmp_path / "doit.png"
+    report = ws / "dist" / "tiny" / "llvm" / "build-report.json"
+    before = report.read_bytes()
     proc = doit(ws, "generate", "--prompt", PROMPT, "--seed", "11", "--steps", "2",
                 "--scheduler", "pndm", "--output", str(out))
     assert "stages: 0 built" in proc.stdout          # the build it depends on was up to date
+    assert report.read_bytes() == before             # and its report is the build's still
     assert np.array_equal(_png(out), gen.pixels(dist, PROMPT, seed=11, steps=2,
                                                 scheduler="pndm"))
     bad = doit(ws, "generate", "--steps", "51", check=False)

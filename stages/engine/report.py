@@ -6,7 +6,9 @@ built = the stage ran, restored = its outputs came from cache/, up-to-date = doi
 (inputs, config slice and sources unchanged). The same counts go to
 dist/<model>/<target>/build-report.json, with the task names in each group, and a line per
 build is appended to cache/history.jsonl for `doit cache:stats`. Stages restored from the
-remote tier count as restored; the report also says how many of them were downloaded.
+remote tier count as restored; the report also says how many of them were downloaded. A run of
+a command that uses the build (`commands`: generate, serve) checks the stages it depends on and
+prints the counts, but leaves the build's report as the build wrote it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class BuildReporter(ConsoleReporter):
     """Counts stage tasks (those named in `stage_tasks`); set the class attributes in dodo.py."""
 
     stage_tasks: frozenset[str] = frozenset()
+    commands: frozenset[str] = frozenset()   # tasks that use the build: their runs keep its report
     report_path = None
     history_path = None   # cache/history.jsonl: what `doit cache:stats` reads hit rates from
 
@@ -30,6 +33,11 @@ class BuildReporter(ConsoleReporter):
         super().__init__(outstream, options)
         self.groups = {"built": [], "restored": [], "up-to-date": []}
         self.downloaded = 0  # restored stages whose bytes came from the remote tier
+        self.ran_command = False
+
+    def execute_task(self, task):
+        super().execute_task(task)
+        self.ran_command |= task.name in self.commands
 
     def add_success(self, task):
         super().add_success(task)
@@ -50,7 +58,7 @@ class BuildReporter(ConsoleReporter):
             return  # not a build (doit list, doit help, ...)
         self.write(f"stages: {counts['built']} built, {counts['restored']} restored, "
                    f"{counts['up-to-date']} up-to-date\n")
-        if self.report_path is not None and not self.failures:
+        if self.report_path is not None and not self.failures and not self.ran_command:
             atomic_write_bytes(self.report_path, json.dumps(
                 {"counts": counts, "downloaded": self.downloaded, "tasks": self.groups},
                 indent=1).encode() + b"\n")
