@@ -173,7 +173,7 @@ def task_generate():
                 "--seed", str(seed), "--steps", str(steps), "--guidance", str(guidance),
                 "--scheduler", scheduler, *(["--output", output] if output else []),
                 *(["--compare"] if compare else [])]
-        if generate.main(argv) != 0:
+        if generate.main(argv, prog="doit generate") != 0:
             return False
 
     from stages.runtime import contract

@@ -166,3 +166,7 @@ def test_doit_generate_writes_the_png_of_the_python_runner(dist, workspace, tmp_
                                                 scheduler="pndm"))
     bad = doit(ws, "generate", "--steps", "51", check=False)
     assert bad.returncode != 0 and "fix:" in bad.stdout + bad.stderr
+    bad = doit(ws, "generate", "--scheduler", "foo", check=False)
+    said = bad.stdout + bad.stderr
+    assert bad.returncode != 0 and "unknown scheduler 'foo'; fix: pass --scheduler" in said
+    assert "usage:" not in said

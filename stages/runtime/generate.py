@@ -452,8 +452,8 @@ def generate(model_dist: Path, prompt: str, output: Path, negative_prompt: str =
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m stages.runtime.generate",
+def main(argv: list[str] | None = None, prog: str = "python -m stages.runtime.generate") -> int:
+    p = argparse.ArgumentParser(prog=prog,
                                 description="text -> PNG with the compiled (llvm) pipeline")
     p.add_argument("--model", default="tiny", help="model name: dist/<model>/llvm (default tiny)")
     p.add_argument("--dist", type=Path, default=None,
@@ -467,7 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--guidance", type=float, default=GUIDANCE["default"],
                    help=f"classifier-free guidance scale {MIN_GUIDANCE:g}..{MAX_GUIDANCE:g} "
                         f"(default {GUIDANCE['default']:g})")
-    p.add_argument("--scheduler", default=DEFAULT_SAMPLER, choices=list(SCHEDULERS))
+    # checked by generate(), which names the fix in one line (argparse's choices print usage)
+    p.add_argument("--scheduler", default=DEFAULT_SAMPLER,
+                   help=f"{', '.join(SCHEDULERS)} (default {DEFAULT_SAMPLER})")
     p.add_argument("--output", type=Path, default=None,
                    help="PNG path (default out/<model>-<seed>.png)")
     p.add_argument("--compare", action="store_true",
