@@ -148,6 +148,18 @@ def test_a_gemm_that_fits_no_tiling_is_left_alone():
     assert plan(4, 4096, 2880, 2, False) is None   # conv_out: 4 channels
 
 
+def test_a_gemm_whose_products_would_need_a_larger_binding_stays():
+    """The VAE decoder's 256-channel convolution at 512x512: float32 products of 256 MiB. In
+    float16 that would be twice the largest binding the variant needs (WebGPU's default 128 MiB),
+    so it stays on TVM's kernel; float32 needs 256 MiB bindings anyway and takes it."""
+    from stages.passes import simt
+
+    geometry = (256, 512, 512, 3, 3, 1, 1, 1, 1, 512)
+    assert simt.plan(256, 512 * 512, 2304, 1, False, "float16", geometry) is None
+    assert simt.plan(256, 512 * 512, 2304, 1, False, "float32", geometry).conv == geometry
+    assert simt.plan(128, 512 * 512, 2304, 1, False, "float16", geometry).conv == geometry
+
+
 def test_a_convolution_whose_im2col_is_too_large_stays_simt():
     """SD's VAE decoder at 512x512: 256 -> 128 channels, a 1.2 GB im2col."""
     import tvm

@@ -36,6 +36,11 @@ MAX_SPLITS = 16
 MIN_K_SLICE = 256
 # The float32 partial products of all splits are one buffer: splits stop short of this
 MAX_PARTIAL_BYTES = 64 << 20
+# ... and a GEMM whose unsplit partial products are larger than the largest binding its
+# variant needs anyway stays on TVM's kernels: float16, WebGPU's default 128 MiB; float32, the
+# 256 MiB of the VAE decoder's 256-channel activation at 512x512. That layer's float32 products
+# (256 MiB) would otherwise have made the float16 variant ask adapters for 256 MiB bindings.
+MAX_PRODUCT_BYTES = {"float16": 128 << 20, "float32": 256 << 20}
 NAME = re.compile(r"simtgemm_(f32|f16)_m(\d+)_n(\d+)_k(\d+)_b(\d+)_(t?)_s(\d+)_(\d+)x(\d+)x(\d+)x(\d+)x(\d+)"
                   r"(?:_conv((?:\d+x){9}\d+))?")
 
@@ -45,6 +50,8 @@ def plan(m: int, n: int, k: int, batch: int, b_transposed: bool, dtype: str = "f
     """The SimtGemm for an m x k by k x n product over `batch`, or None when no tiling fits.
     Where B is a convolution's im2col (`conv`: its geometry), a kernel that reads the input in
     place if one fits, else one over the im2col."""
+    if 4 * batch * m * n > MAX_PRODUCT_BYTES[dtype]:
+        return None
     if conv:
         g = plan(m, n, k, batch, b_transposed, dtype)
         if g is not None:
