@@ -105,6 +105,33 @@ def placeholder(g):
     return tvm.script.from_source(gemm.script())
 
 
+def reading_in_place(g, conv: tuple[int, ...]):
+    """Spec g (either family's, planned for B = the convolution's im2col) reading the input in
+    place instead, or None where that does not fit. Its B is the image: batches ci * h * w apart."""
+    from dataclasses import replace
+
+    g = replace(g, conv=tuple(conv), b_batch_stride=b_batch_stride(g.k, g.n, g.batch, False, conv))
+    return g if g.fits() else None
+
+
+def b_batch_stride(k: int, n: int, batch: int, b_transposed: bool, conv: tuple[int, ...]) -> int:
+    """Elements between B's batches: an image (conv), an im2col (k x n), none (a shared weight)."""
+    if batch == 1 or b_transposed and not conv:
+        return 0
+    return conv[0] * conv[1] * conv[2] if conv else k * n
+
+
+def conv_origin(conv: tuple[int, ...], v: int, pieces: int, width: int) -> list[str]:
+    """The WGSL that places a loader's load v (invocation-local bi{v}) for conv_gather: the row
+    of the stage's k slice it copies (bkr{v}, of `pieces` loads of `width` pixels a row), its
+    first output pixel (bp{v}) and that pixel's top-left tap (by{v}, bx{v})."""
+    ci, h, w, kh, kw, sh, sw, pt, pl, wo = conv
+    return [f"  let bkr{v} = bi{v} / {pieces}u;",
+            f"  let bp{v} = nb + (bi{v} % {pieces}u) * {width}u;",
+            f"  let by{v} = i32((bp{v} / {wo}u) * {sh}u) - {pt};",
+            f"  let bx{v} = i32((bp{v} % {wo}u) * {sw}u) - {pl};"]
+
+
 def conv_gather(conv: tuple[int, ...], b: str, v: int, kk: str, count: int, zero: str,
                 cast: str) -> tuple[list[str], list[str]]:
     """The WGSL a GEMM kernel's loader reads B with where B is a convolution's input read in

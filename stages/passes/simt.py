@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from stages.passes.gemm_rewrite import Kernels, make_pass
+from stages.passes.gemm_rewrite import Kernels, b_batch_stride, make_pass, reading_in_place
 from stages.passes.simt_gemm import DTYPE_OF, ENABLES, WGSL_TYPE, SimtGemm, entry_point
 
 # Tilings (bm, bn, tm, tn, bk) in order of preference. Measured on the H200 on the UNet's
@@ -54,12 +54,9 @@ def plan(m: int, n: int, k: int, batch: int, b_transposed: bool, dtype: str = "f
         return None
     if conv:
         g = plan(m, n, k, batch, b_transposed, dtype)
+        g = reading_in_place(g, conv) if g is not None else None
         if g is not None:
-            ci, h, w = conv[:3]
-            g = SimtGemm(**{**g.__dict__, "conv": tuple(conv),
-                            "b_batch_stride": ci * h * w * (batch > 1)})
-            if g.fits():
-                return g
+            return g
     planned = []
     for i, (bm, bn, tm, tn, bk) in enumerate(TILINGS):
         g = SimtGemm(m, n, k, batch, 0, 0 if b_transposed else k * n * (batch > 1), b_transposed,
@@ -97,7 +94,7 @@ def gemm_from_name(name: str) -> SimtGemm | None:
     dtype, m, n, k, b, t, s, bm, bn, tm, tn, bk, conv = hit.groups()
     m, n, k, b = int(m), int(n), int(k), int(b)
     geometry = tuple(int(x) for x in conv.split("x")) if conv else ()
-    b_stride = (geometry[0] * geometry[1] * geometry[2] if conv else 0 if t else k * n) * (b > 1)
+    b_stride = b_batch_stride(k, n, b, bool(t), geometry)
     return SimtGemm(m, n, k, b, 0, b_stride, bool(t), int(s),
                     DTYPE_OF[dtype],
                     int(bm), int(bn), int(tm), int(tn), int(bk), geometry)

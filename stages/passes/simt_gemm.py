@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stages.passes.gemm_rewrite import conv_gather
+from stages.passes.gemm_rewrite import conv_gather, conv_origin
 
 VEC = 4                   # operands and results move 4 elements a load
 WGSL_TYPE = {"float32": "f32", "float16": "f16"}
@@ -166,13 +166,9 @@ def entry_point(g: SimtGemm, name: str, a: str, b: str, p: str) -> str:
 
     out += rows_of_k("a", a_loads, "a0")
     if g.conv:
-        ci, h, w, kh, kw, sh, sw, pt, pl, wo = g.conv
         for v in range(b_loads):   # row of the stage's k slice, output pixel of the 4 columns
             out += [f"  let bi{v} = lid + {v * threads}u;",
-                    f"  let bkr{v} = bi{v} / {bn // VEC}u;",
-                    f"  let bp{v} = nb + (bi{v} % {bn // VEC}u) * 4u;",
-                    f"  let by{v} = i32((bp{v} / {wo}u) * {sh}u) - {pt};",
-                    f"  let bx{v} = i32((bp{v} % {wo}u) * {sw}u) - {pl};",
+                    *conv_origin(g.conv, v, bn // VEC, VEC),
                     f"  let bs{v} = bkr{v} * {bn // VEC}u + bi{v} % {bn // VEC}u;"]
     elif g.b_transposed:
         out += rows_of_k("b", b_loads, "b0")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from stages.engine.config import WORKGROUP_STORAGE
-from stages.passes.gemm_rewrite import Kernels, make_pass
+from stages.passes.gemm_rewrite import Kernels, b_batch_stride, make_pass, reading_in_place
 from stages.passes.subgroup_matrix_gemm import TILE, Gemm
 
 # Tilings (tm, tn, wm, wn, bk, stages) in order of preference, each with the workgroups a GEMM
@@ -53,12 +53,9 @@ def plan(m: int, n: int, k: int, batch: int, b_transposed: bool,
         return None
     if conv and batch * k * n <= IM2COL_MAX_ELEMENTS:
         g = plan(m, n, k, batch, b_transposed)
-        if g is not None and g.bk:
-            ci, h, w = conv[:3]
-            g = Gemm(**{**g.__dict__, "conv": tuple(conv),
-                        "b_batch_stride": ci * h * w * (batch > 1)})
-            if g.fits():
-                return g
+        g = reading_in_place(g, conv) if g is not None and g.bk else None
+        if g is not None:
+            return g
     for (tm, tn, wm, wn, bk, stages), fill in TILINGS:
         g = Gemm(m, n, k, batch, 0, 0 if b_transposed else k * n * (batch > 1), b_transposed,
                  1, tm, tn, wm, wn, bk, stages)
@@ -90,7 +87,7 @@ def gemm_from_name(name: str) -> Gemm | None:
     m, n, k, b, t, s, tm, tn, wm, wn, bk, stages, conv = hit.groups()
     m, n, k, b = int(m), int(n), int(k), int(b)
     geometry = tuple(int(x) for x in conv.split("x")) if conv else ()
-    b_stride = (geometry[0] * geometry[1] * geometry[2] if conv else 0 if t else k * n) * (b > 1)
+    b_stride = b_batch_stride(k, n, b, bool(t), geometry)
     return Gemm(m, n, k, b, 0, b_stride, bool(t), int(s),
                 int(tm), int(tn), int(wm), int(wn), int(bk or 0), int(stages or 1), geometry)
 

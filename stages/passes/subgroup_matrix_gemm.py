@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stages.passes.gemm_rewrite import conv_gather
+from stages.passes.gemm_rewrite import conv_gather, conv_origin
 
 TILE = 16                 # the subgroup matrix's M = N = K
 PAD = 8                   # halves added to each row of a staged tile (workgroup-memory banks)
@@ -221,11 +221,7 @@ def staged_entry_point(g, name: str, a: str, b: str, p: str) -> str:
     for v in range(b_per):
         out.append(f"  let bi{v} = lid + {v * threads}u;")
         if g.conv:           # row of the stage's k slice; 8 output pixels of one row
-            ci, h, w, kh, kw, sh, sw, pt, pl, wo = g.conv
-            out += [f"  let bkr{v} = bi{v} / {bn // 8}u;",
-                    f"  let bp{v} = nb + (bi{v} % {bn // 8}u) * 8u;",
-                    f"  let by{v} = i32((bp{v} / {wo}u) * {sh}u) - {pt};",
-                    f"  let bx{v} = i32((bp{v} % {wo}u) * {sw}u) - {pl};",
+            out += [*conv_origin(g.conv, v, bn // 8, 8),
                     f"  let bs{v} = bkr{v} * {sb}u + (bi{v} % {bn // 8}u) * 8u;"]
         elif g.b_transposed:   # n x k in storage: bn rows of bk, as A
             out += [f"  let bg{v} = b0 + (nb + bi{v} / {bk // 8}u) * {k}u + (bi{v} % {bk // 8}u) * 8u;",
