@@ -213,7 +213,7 @@ def test_the_packed_library_carries_our_wgsl():
         g = simt.plan(128, 128, 64, 2, False, dtype)
         simt_names.append(simt.kernel_name(g) + "_kernel")
         funcs[simt.kernel_name(g)] = placeholder(g).with_attr("global_symbol", simt.kernel_name(g))
-    attention = sma.Attention(2, 64, 64, 8, 40, 40 ** -0.5)
+    attention = sma.plan(2, 512, 512, 8, 40, 40 ** -0.5, "float16")
     funcs[sma.kernel_name(attention)] = attention_placeholder(attention, "float16", True).with_attr(
         "global_symbol", sma.kernel_name(attention))
     lib = tvm.tirx.build(tvm.IRModule(funcs), target=tvm.target.Target(WEBGPU))
@@ -246,7 +246,10 @@ def test_the_packed_library_carries_our_wgsl():
     assert re.search(r"var<storage, read_write> p_ptr : array<f32>;", staged)
     # TVM binds the buffers it keeps in its own order: the kernels name them, not count them
     attn = after[sma.kernel_name(attention) + "_kernel"]
-    assert "&k_ptr" in attn and "&v_ptr" in attn and "out_ptr[" in attn and "bias" not in attn
+    assert "&q_ptr" in attn and "k_ptr[" in attn and "v_ptr[" in attn and "out_ptr[" in attn
+    assert "bias" not in attn
+    # K and V are staged 8 bytes a load: rebound as vec4<f16>
+    assert re.search(r"var<storage, read> k_ptr : array<vec4<f16>>;", attn)
     # TVM's own packing of the swapped bytes is what emit links
     obj = tvm_ffi.get_global_func("codegen.codegen_blob")(
         new, False, '{"kind": "llvm", "mtriple": "wasm32-unknown-unknown-wasm"}', "")
@@ -260,33 +263,40 @@ def test_a_library_laid_out_otherwise_is_refused():
         swap(struct.pack("<Q", 3) + b"abc", lambda name, source: None)
 
 
-def test_self_attention_goes_to_the_matrix_units_and_the_rest_stays():
-    """-sm variants: self-attention at head_dim 80 goes to the matrix units; at head_dim 40
-    (where the SIMT kernel holds two rows an invocation and is faster), the 77-key
-    cross-attention and a causal one stay for the SIMT pass and the TIR kernel."""
+def test_attention_goes_to_the_matrix_units_and_the_rest_stays():
+    """-sm variants: self-attention at head_dim 40, 80 and 160 and the 77-key cross-attention
+    at 160 go to the matrix units' flash attention; the 77-key cross-attention at 80 (where
+    the SIMT kernel is as fast), a short self-attention at 80 and a causal one stay for the
+    SIMT pass and the TIR kernel."""
     import tvm
     from tvm import relax
 
     from stages.passes import subgroup_matrix_attention as sma
 
     bb = relax.BlockBuilder()
-    q = relax.Var("q", relax.TensorType((2, 64, 8, 80), "float16"))
+    q = relax.Var("q", relax.TensorType((2, 512, 8, 80), "float16"))
     k = relax.Var("k", relax.TensorType((2, 77, 8, 80), "float16"))
-    narrow = relax.Var("narrow", relax.TensorType((2, 64, 8, 40), "float16"))
-    with bb.function("main", [q, k, narrow]):
+    short = relax.Var("short", relax.TensorType((2, 64, 8, 80), "float16"))
+    narrow = relax.Var("narrow", relax.TensorType((2, 512, 8, 40), "float16"))
+    wide = relax.Var("wide", relax.TensorType((2, 64, 8, 160), "float16"))
+    wide_k = relax.Var("wide_k", relax.TensorType((2, 77, 8, 160), "float16"))
+    with bb.function("main", [q, k, short, narrow, wide, wide_k]):
         with bb.dataflow():
             outs = [bb.emit(relax.op.nn.attention(q, q, q)),             # self: taken
                     bb.emit(relax.op.nn.attention(q, k, k)),             # 77 keys: SIMT
                     bb.emit(relax.op.nn.attention(q, q, q, causal_mask="TopLeft")),
-                    bb.emit(relax.op.nn.attention(narrow, narrow, narrow))]   # head_dim 40: SIMT
+                    bb.emit(relax.op.nn.attention(short, short, short)),  # 64 keys: SIMT
+                    bb.emit(relax.op.nn.attention(narrow, narrow, narrow)),
+                    bb.emit(relax.op.nn.attention(wide, wide, wide)),
+                    bb.emit(relax.op.nn.attention(wide, wide_k, wide_k))]
             out = bb.emit_output(relax.Tuple(outs))
         bb.emit_func_output(out)
     mod = sma.make(tvm.target.Target(WEBGPU))(bb.get())
     names = [gv.name_hint for gv in mod.functions if gv.name_hint.startswith("smattn_")]
-    assert len(names) == 1
-    a = sma.attention_from_name(names[0])
-    assert (a.batch, a.queries, a.keys, a.heads, a.head_dim) == (2, 64, 64, 8, 80)
-    assert abs(a.scale - 80 ** -0.5) < 1e-7
+    kernels = sorted((a.queries, a.keys, a.head_dim) for a in map(sma.attention_from_name, names))
+    assert kernels == [(64, 64, 160), (64, 77, 160), (512, 512, 40), (512, 512, 80)]
+    a = sma.attention_from_name(next(n for n in names if "_d80_" in n))
+    assert (a.batch, a.heads) == (2, 8) and abs(a.scale - 80 ** -0.5) < 1e-7
     assert mod["main"].script().count("R.nn.attention") == 3
 
 
@@ -394,21 +404,34 @@ def test_the_staged_gemm_kernel_computes_its_product(tmp_path):
 
 
 @pytest.mark.long
-def test_the_attention_kernel_is_valid_wgsl(tmp_path):
-    """Every attention variant's WGSL passes Dawn's validation here (its matrix ops written out),
-    uniformity rules included, and builds a pipeline; its numbers are checked on the device
-    (bench/gpu/wgsl_kernels.mjs: lavapipe does not get through the emulated kernel in minutes)."""
+def test_the_attention_kernel_computes_attention(tmp_path):
+    """The matrix units' flash attention under Dawn here (lavapipe, matrix ops written out)
+    against float64: one and two row tiles a subgroup (two invocations a row, or one), one and
+    two subgroups, 16 and 32 keys a step, with and without the next step's loads issued early,
+    head_dim padded to the tiles, keys that do not fill the last step, and scores spread wide
+    (the running max moves). Then every kernel the UNet's attention gets passes validation,
+    uniformity rules included, and builds a pipeline (lavapipe would take minutes to run them)."""
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench" / "gpu"))
-    from kernel_cases import ATTENTION_VARIANTS, attention_cases
+    from kernel_cases import UNET_ATTENTION, attention_case, attention_cases
 
     from stages.passes import subgroup_matrix_attention as sma
 
-    cases = attention_cases({"d40": sma.Attention(1, 64, 64, 2, 40, 40 ** -0.5),
-                             "d80": sma.Attention(1, 64, 64, 2, 80, 80 ** -0.5)})
-    d40 = [c for c in cases if c["name"].startswith("d40/")]
-    assert len(cases) == 2 * len(d40) == 2 * len(ATTENTION_VARIANTS)
+    cases = (attention_cases({"d8": sma.Attention(2, 32, 48, 2, 8, 1.0)},
+                             ((1, 2, 16, 1), (2, 1, 16, 0)))
+             + attention_cases({"d24/k21": sma.Attention(2, 32, 21, 2, 24, 1.0)}, ((1, 1, 32, 1),))
+             + attention_cases({"d16/wide": sma.Attention(1, 64, 80, 1, 16, 3.0)}, ((2, 1, 32, 1),)))
+    assert len(cases) == 4
+    rows = _run_kernels(cases, tmp_path)
+    for c in cases:
+        row = rows[c["name"]]
+        assert set(row) == {"name", "flop", "rel"} and row["rel"] < 2e-3, row
+    planned = [sma.plan(a.batch, a.queries, a.keys, a.heads, a.head_dim, a.scale, "float16")
+               for a in UNET_ATTENTION.values()]
+    planned = [a for a in planned if a is not None]
+    assert sorted(a.head_dim for a in planned) == [40, 80, 160, 160, 160, 160]
+    cases = [attention_case(f"unet/{i}", a) for i, a in enumerate(planned)]
     rows = _run_kernels(cases, tmp_path, "--compile-only", "1")
     assert rows == {c["name"]: {"name": c["name"], "flop": c["flop"]} for c in cases}

@@ -61,12 +61,30 @@ CROSS_ATTENTION = {
     "cross@64": sma.Attention(2, 4096, 77, 8, 40, 1 / math.sqrt(40)),
     "cross@32": sma.Attention(2, 1024, 77, 8, 80, 1 / math.sqrt(80)),
 }
+# every attention of the SD v1.5 UNet step: self- and cross-attention (77 keys) at each latent size
+UNET_ATTENTION = {
+    **{f"self@{n}": sma.Attention(2, n * n, n * n, 8, d, 1 / math.sqrt(d))
+       for n, d in ((64, 40), (32, 80), (16, 160), (8, 160))},
+    **{f"cross@{n}": sma.Attention(2, n * n, 77, 8, d, 1 / math.sqrt(d))
+       for n, d in ((64, 40), (32, 80), (16, 160), (8, 160))},
+}
+# (subgroups, row tiles, keys a step, prefetch): the matrix units' flash attention, by head_dim
+FLASH = {   # by head_dim
+    40: ((2, 2, 16, 1), (2, 2, 32, 1), (4, 1, 16, 1), (4, 1, 32, 1), (2, 1, 32, 1), (2, 1, 16, 1),
+         (1, 2, 32, 0), (1, 2, 16, 1), (2, 1, 64, 0), (4, 1, 16, 0), (2, 2, 16, 0)),
+    80: ((2, 2, 16, 1), (4, 1, 16, 1), (2, 1, 32, 0), (2, 1, 16, 1), (1, 2, 16, 0), (1, 1, 32, 0),
+         (1, 1, 16, 1), (4, 1, 16, 0), (2, 2, 16, 0)),
+    160: ((1, 1, 16, 0), (1, 1, 16, 1)),
+}
+FLASH_CROSS = {40: ((2, 2, 16, 1), (4, 1, 16, 1), (2, 1, 32, 1), (1, 1, 32, 0), (2, 1, 16, 1)),
+               80: ((2, 2, 16, 1), (4, 1, 16, 1), (2, 1, 16, 1), (1, 1, 16, 1)),
+               160: ((1, 1, 16, 0), (1, 1, 16, 1))}
+
+
 # (rows a workgroup, keys a step, rows an invocation, parts of the keys): the SIMT attention
 SIMT_ATTENTION = ((64, 32, 1, 1), (64, 16, 1, 1), (128, 32, 2, 1), (128, 16, 2, 1),
                   (64, 32, 2, 1), (256, 32, 2, 1), (128, 32, 1, 1),
                   (64, 16, 2, 2), (64, 16, 1, 2), (64, 8, 2, 4), (128, 16, 2, 2), (64, 8, 1, 4))
-# (row tiles of 16 per subgroup, padding of the score rows)
-ATTENTION_VARIANTS = [(2, 0), (2, 8), (1, 8)]
 
 
 def shader(buffers: list[tuple[str, str, str]], body: str, enables=ENABLES,
@@ -181,17 +199,23 @@ def simt_attention_cases(shapes=ATTENTION, dtypes=("float32", "float16"),
     return cases
 
 
-def attention_cases(shapes=ATTENTION, variants=ATTENTION_VARIANTS) -> list[dict]:
+def attention_case(name: str, a: sma.Attention) -> dict:
+    bufs = [("Q", "read", "f16"), ("K", "read", "vec4<f16>"), ("V", "read", "vec4<f16>"),
+            ("O", "read_write", "f16")]
+    return {"name": name, "kind": "attention", "params": asdict(a) | {"dtype": a.dtype},
+            "grid": a.grid, "flop": a.flop,
+            "wgsl": shader(bufs, sma.entry_point(a, "main", "Q", "K", "V", "O"))}
+
+
+def attention_cases(shapes, tilings) -> list[dict]:
+    """Each attention shape x (subgroups, row tiles, keys a step, prefetch) of the matrix units'
+    flash attention (stages/passes/subgroup_matrix_attention.py) that fits."""
     cases = []
-    bufs = [("Q", "read", "f16"), ("K", "read", "f16"), ("V", "read", "f16"), ("O", "read_write", "f16")]
     for name, a in shapes.items():
-        flop = 4 * a.batch * a.heads * a.queries * a.keys * a.head_dim
-        for tiles, pad in variants:
-            v = replace(a, tiles=tiles, pad=pad)
+        for w, r, kt, f in tilings:
+            v = sma.Attention(a.batch, a.queries, a.keys, a.heads, a.head_dim, a.scale, w, r, kt, f)
             if v.fits():
-                cases.append({"name": f"{name}/r{tiles}p{pad}", "kind": "attention",
-                              "params": asdict(v), "grid": v.grid, "flop": flop,
-                              "wgsl": shader(bufs, sma.entry_point(v, "main", "Q", "K", "V", "O"))})
+                cases.append(attention_case(f"{name}/flash/w{w}r{r}t{kt}f{f}", v))
     return cases
 
 
@@ -259,8 +283,17 @@ def main(out: str, kinds: list[str]) -> None:
         cases += layout_cases()
     if "sm_conv" in kinds:
         cases += sm_conv_cases()
-    if "attention" in kinds:
-        cases = attention_cases() + cases
+    if "attention" in kinds:   # the matrix units' attention on every UNet attention, and SIMT's
+        for name, a in UNET_ATTENTION.items():
+            tilings = (FLASH if name.startswith("self") else FLASH_CROSS)[a.head_dim]
+            cases += attention_cases({name: a}, tilings)
+        wide = {"self@32/scale1": ATTENTION["self@32/scale1"]}
+        cases += attention_cases(wide, ((2, 2, 16, 1), (4, 1, 16, 1)))
+        for name, a in UNET_ATTENTION.items():
+            p = simt_attention.plan(a.batch, a.queries, a.keys, a.heads, a.head_dim, a.scale,
+                                    "float16")
+            if p is not None:
+                cases.append(simt_attention_case(f"{name}/float16/simt/planned", p))
     Path(out).write_text(json.dumps(cases))
     print(f"{len(cases)} cases -> {out}")
 

@@ -20,7 +20,7 @@
 # (Dawn toggles for the wasm runs; default vulkan_enable_f16_on_nvidia: without it Dawn hides
 # shader-f16 on NVIDIA's Vulkan driver), TORCH_VARIANTS (default all five),
 # TORCH_ITERS (30), WEBGPU_ITERS (20), TORCH_ARGS / WEBGPU_ARGS (extra arguments), SKIP_TORCH=1,
-# KERNEL_CASES (a bench/gpu/kernel_cases.py file: run bench/gpu/wgsl_kernels.mjs on it, at most
+# KERNEL_CASES (a bench/gpu/kernel_cases.py file: run bench/gpu/wgsl_kernels.mjs on it, with KERNEL_ARGS, at most
 # KERNEL_TIMEOUT_S, 240), TTI_DIST (a dist/<model>/webgpu dir without its *.bin, its libraries
 # maybe xz'd: fill its shards here, then bench/gpu/time_to_image.mjs and
 # diffusers_time_to_image.py; TTI_MODEL, TTI_ARGS, TTI_TORCH_ARGS),
@@ -119,7 +119,7 @@ if [ -n "${KERNEL_CASES:-}" ]; then
   say "wgsl_kernels $KERNEL_CASES"
   t=$(( $(left) - 20 )); [ $t -gt "${KERNEL_TIMEOUT_S:-240}" ] && t=${KERNEL_TIMEOUT_S:-240}
   timeout $t $W/node bench/gpu/wgsl_kernels.mjs "$KERNEL_CASES" "$OUT/wgsl_kernels.json" \
-    --dawn-features "allow_unsafe_apis,${DAWN_FEATURES}" 2>&1 | grep -v 'artificially reduced'
+    --dawn-features "allow_unsafe_apis,${DAWN_FEATURES}" ${KERNEL_ARGS:-} 2>&1 | grep -v 'artificially reduced'
   say "wgsl_kernels rc=${PIPESTATUS[0]}"
   if grep -q '"kind": "attention"' "$KERNEL_CASES"; then
     timeout 120 $PY bench/gpu/torch_attention.py "$OUT/torch_attention.json"

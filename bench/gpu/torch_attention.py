@@ -18,10 +18,10 @@ def main(out: str) -> None:
     import torch
     import torch.nn.functional as F
 
-    from kernel_cases import ATTENTION
+    from kernel_cases import ATTENTION, UNET_ATTENTION
 
     rows = []
-    for name, a in ATTENTION.items():
+    for name, a in (ATTENTION | UNET_ATTENTION).items():
         q, k, v = (torch.randn(a.batch, a.heads, n, a.head_dim, device="cuda", dtype=torch.float16)
                    for n in (a.queries, a.keys, a.keys))
         for _ in range(20):

@@ -189,6 +189,8 @@ async function measure(c, row, made) {
   const enc = device.createCommandEncoder(); enc.copyBufferToBuffer(O, 0, rb, 0, outBytes); device.queue.submit([enc.finish()]);
   await rb.mapAsync(GPUMapMode.READ); const bytes = rb.getMappedRange().slice(0); rb.unmap();
   row.rel = kind.check(p, ins, bytes);
+  if (opts.dump) [...ins, new Uint8Array(bytes)].forEach((a, i) =>
+    fs.writeFileSync(`${outPath}.${c.name.replaceAll("/", "_")}.${i}.bin`, Buffer.from(a.buffer, a.byteOffset, a.byteLength)));
   if (!iters) return;
   for (let warm = 0; warm < 300;) warm += await timed(iters);
   const times = [];
