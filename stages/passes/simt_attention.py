@@ -115,11 +115,6 @@ def plan(batch: int, queries: int, keys: int, heads: int, head_dim: int, scale: 
     return None
 
 
-def two_rows_fit(head_dim: int) -> bool:
-    """Whether an invocation holds two query rows at this head_dim (the fast case above)."""
-    return head_dim % 4 == 0 and 2 * head_dim <= MAX_HEAD
-
-
 def kernel_name(a: SimtAttention) -> str:
     bits = struct.unpack("<I", struct.pack("<f", a.scale))[0]
     return (f"simtattn_{WGSL_TYPE[a.dtype]}_b{a.batch}_q{a.queries}_k{a.keys}_h{a.heads}"

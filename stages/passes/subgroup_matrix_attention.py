@@ -1,24 +1,26 @@
-"""Flash attention on the matrix units (the -sm variants): one pass over the keys, K and V staged
-through workgroup memory for several subgroups, the output accumulated by invocations.
+"""Attention on the matrix units (the -sm variants): K and V staged through workgroup memory for
+several subgroups, each row's max over all keys first, then P V accumulated in subgroup matrices.
 
-softmax(q k^T * scale) v, float16 in and out, float32 scores and sums. A workgroup of
-`subgroups` subgroups serves 16 x `tiles` query rows each, of one (batch, head); per step the
-workgroup copies `kt` keys of K and V into workgroup memory (zero-padded to the 16-wide tiles;
-with `prefetch`, the next step's loads from storage are issued before this step's products and
-stored when the subgroups are done with this step's), and each subgroup
-  1. computes S = Q K^T for its rows in subgroup matrices (Q's tiles held for the whole pass)
-     and stores S (float32) into its share of workgroup memory;
-  2. runs the online softmax on one invocation per query row: m' = max(m, the step's max),
-     P = exp2(S * scale * log2 e - m') as float16, the row's sum l = l * 2^(m - m') + sum(P);
-  3. computes this step's P V in fresh subgroup matrices and stores it over S; the invocations
-     that own a row (one, or two for 16 rows a subgroup: each half its columns) fold it into
-     their float32 output registers: o = o * 2^(m - m') + (P V)[row].
-The output stays out of the matrix units' accumulators across steps because they are opaque:
-rescaling one means a round trip through workgroup memory, and on the H200 a kernel that did
-so where a row's max grew (a result matrix reassigned under a branch, or loaded back from
-workgroup memory) computed wrong results that the CPU emulation did not show (bench/results/
-h200/wgsl_kernels/run11_flash_attention/). Keys that do not fill a last step (the 77-token
-cross-attention) are masked in the softmax.
+softmax(q k^T * scale) v, float16 in and out, float32 scores, sums and accumulators. A
+workgroup of `subgroups` subgroups serves 16 x `tiles` query rows each, of one (batch, head).
+Both passes go over the keys `kt` a step: the workgroup copies the step's keys into workgroup
+memory (zero-padded to the 16-wide tiles; with `prefetch`, the next step's loads from storage
+are issued before this step's products and stored once every subgroup is done with this one),
+and each subgroup computes S = Q K^T for its rows in subgroup matrices (Q's tiles held for the
+whole kernel) and stores S (float32) into its share of workgroup memory, where one invocation
+per row reads its row in an order rotated by the row (no bank conflicts). Then
+  1. (K alone staged) that invocation keeps the row's max m;
+  2. (K and V) it writes P = exp2(S * scale * log2 e - m) as float16 (P <= 1) and adds up the
+     row's sum, and the subgroup adds P V into result matrices that stay in the matrix units
+     until the end: no rescaling. O / sum goes out through workgroup memory.
+Computing S twice costs half again the matrix work of one pass, and is still faster than either
+one-pass form tried (bench/results/h200/wgsl_kernels/run12_flash_two_pass/): with an online
+softmax the output has to be rescaled as a row's max grows, and result matrices are opaque to
+invocations. Folding each step's P V into output registers through workgroup memory took 0.97
+ms at 4096 tokens (head_dim 40) against 0.66 here; keeping O in the accumulators and rescaling
+it through workgroup memory only where a row's max grew was faster still but wrong on the H200,
+though right under the CPU emulation (run11_flash_attention/lazy_rescale_wrong/). Keys that do
+not fill a last step (the 77-token cross-attention) are masked in the softmax.
 
 Taken: float16, no mask or bias, not causal, head_dim a multiple of 8 up to MAX_HEAD (the
 UNet's 40, 80 and 160), queries a multiple of the workgroup's rows, any number of keys.
@@ -41,13 +43,16 @@ from stages.passes.subgroup_matrix_gemm import DIRECTIVES, ENABLES, PAD, SUBGROU
 
 MAX_HEAD = 160
 WORKGROUP_BYTES = 32768   # what the -sm flavor asks of the adapter (config.WORKGROUP_STORAGE)
-S_PAD = 4                 # floats past each row of S and of P V in workgroup memory
-# (subgroups, row tiles, keys a step, prefetch) by head_dim, measured on the H200 on every
-# attention of the UNet step (bench/results/h200/wgsl_kernels/run11_flash_attention/): 4096
-# tokens at head_dim 40: 0.97 ms a call (the SIMT kernel 1.21, the two-pass matrix kernel this
-# replaced 2.32); 1024 at 80: 0.14 (0.36, 0.25); 256 at 160: 0.044 (the TIR kernel: 0.18).
-TILINGS = {40: (1, 2, 16, 1), 80: (4, 1, 16, 1), 160: (1, 1, 16, 1)}
-FALLBACK = ((1, 2, 16, 1), (4, 1, 16, 1), (2, 1, 16, 1), (1, 1, 16, 1), (1, 1, 16, 0))
+S_PAD = 4                 # floats past each row of S in workgroup memory
+# (subgroups, row tiles, keys a step, prefetch), measured on the H200 on every attention of the
+# UNet step (bench/results/h200/wgsl_kernels/run12_flash_two_pass/), per call: 4096 tokens at
+# head_dim 40 0.66 ms (the SIMT kernel 1.21, the kernel before this one 2.32, PyTorch 0.16);
+# 1024 at 80 0.081 (0.36, 0.25); 256 at 160 0.032 (the TIR kernel 0.18); the 77-key
+# cross-attention at 40, 80 and 160 0.033, 0.016 and 0.021 (SIMT: 0.040, 0.034; TIR 0.074).
+# Four subgroups a workgroup and 16 keys a step did best everywhere.
+TILINGS = {40: (4, 2, 16, 1), 80: (4, 2, 16, 1), 160: (4, 1, 16, 1)}
+SHORT_KEYS = (4, 1, 16, 1)     # keys up to simt_attention.SHORT (the cross-attention)
+FALLBACK = ((4, 2, 16, 1), (4, 1, 16, 1), (2, 1, 16, 1), (1, 1, 16, 1), (1, 1, 16, 0))
 NAME = re.compile(r"smattn_b(\d+)_q(\d+)_k(\d+)_h(\d+)_d(\d+)_s([0-9a-f]{8})"
                   r"_w(\d)_r(\d)_t(\d+)_f(\d)")
 
@@ -89,15 +94,9 @@ class Attention:
         return -(-self.keys // self.kt)
 
     @property
-    def parts(self) -> int:
-        """Invocations that share a query row's output (each its share of the columns)."""
-        return SUBGROUP // (TILE * self.tiles)
-
-    @property
     def layout(self) -> tuple[int, int, int]:
-        """Row strides in workgroup memory: K's and V's rows (halves), S's and P V's (floats, in
-        the same memory), P's (halves)."""
-        return self.padded + PAD, max(self.kt, self.padded) + S_PAD, self.kt + PAD
+        """Row strides in workgroup memory: K's and V's rows (halves), S's (floats), P's (halves)."""
+        return self.padded + PAD, self.kt + S_PAD, self.kt + PAD
 
     @property
     def staged_vec4s(self) -> int:
@@ -142,8 +141,7 @@ def entry_point(a: Attention, name: str, q: str, k: str, v: str, out: str) -> st
 
     Q's tiles are loaded once straight from storage: their columns past head_dim hold the next
     head's values (or, for the last head of the last token, whatever robust access returns),
-    which meet the zero columns of the staged K. Each row's invocation reads its row of S in an
-    order rotated by the row, so that the 32 invocations of a subgroup hit 32 banks."""
+    which meet the zero columns of the staged K."""
     if not a.fits():
         raise ValueError(f"subgroup_matrix_attention: {a} does not fit")
     d, dp, h, sk, sq = a.head_dim, a.padded, a.heads, a.keys, a.queries
@@ -155,23 +153,22 @@ def entry_point(a: Attention, name: str, q: str, k: str, v: str, out: str) -> st
     ldk, lds, ldp = a.layout
     rt, dt, kt, w = a.tiles, a.padded // TILE, a.kt // TILE, a.subgroups
     rr = TILE * rt                       # query rows a subgroup serves
-    cols = d // a.parts                  # output columns an invocation accumulates
     stage = 2 * a.kt * ldk               # halves of one stage: K's rows, then V's
     nv = a.staged_vec4s
     per = -(-nv // a.threads)            # vec4s each invocation copies a step
     d4 = d // 4
     ragged = sk % a.kt != 0
 
-    def fetch(kc: str) -> list[str]:
-        """Loads of a step's K and V (keys from kc) into registers x0.."""
+    def fetch(kc: str, nv: int = nv) -> list[str]:
+        """Loads of a step's K and V (keys from kc; only K where nv says so) into registers x0.."""
         out_ = []
-        for u in range(per):
+        for u in range(-(-nv // a.threads)):
             e = f"lid + {u * a.threads}u"
             out_ += [f"    {{ let e = {e};",
                      f"      let kv = e / {a.kt * d4}u;   // 0: K, 1: V",
                      f"      let j = e / {d4}u % {a.kt}u;",
                      f"      let at = kbase + ({kc} + j) * {row // 4}u + e % {d4}u;"]
-            keep = [f"e < {nv}u"] if nv % a.threads and u == per - 1 else []
+            keep = [f"e < {nv}u"] if nv % a.threads and u == nv // a.threads else []
             if ragged:
                 keep.append(f"{kc} + j < {sk}u")
             cond = " && ".join(keep) or "true"
@@ -179,12 +176,12 @@ def entry_point(a: Attention, name: str, q: str, k: str, v: str, out: str) -> st
                      f"      if ({cond}) {{ if (kv == 0u) {{ x{u} = {k}[at]; }} else {{ x{u} = {v}[at]; }} }} }}"]
         return out_
 
-    def put() -> list[str]:
+    def put(nv: int = nv) -> list[str]:
         """Stores of the registers x0.. into websd_kv."""
         out_ = []
-        for u in range(per):
+        for u in range(-(-nv // a.threads)):
             e = f"lid + {u * a.threads}u"
-            guard = f"if ({e} < {nv}u) " if nv % a.threads and u == per - 1 else ""
+            guard = f"if ({e} < {nv}u) " if nv % a.threads and u == nv // a.threads else ""
             out_ += [f"    {guard}{{ let e = {e};",
                      f"      let o = e / {a.kt * d4}u * {a.kt * ldk}u"
                      f" + e / {d4}u % {a.kt}u * {ldk}u + e % {d4}u * 4u;",
@@ -197,16 +194,16 @@ def entry_point(a: Attention, name: str, q: str, k: str, v: str, out: str) -> st
 
     lines = [
         f"var<workgroup> websd_kv : array<f16, {stage}>;   // (K, V) x keys x head",
-        f"var<workgroup> websd_s : array<f32, {w * rr * lds}>;   // S, then P V: a subgroup's rows each",
+        f"var<workgroup> websd_s : array<f32, {w * rr * lds}>;   // S: a subgroup's rows each",
         f"var<workgroup> websd_p : array<f16, {w * rr * ldp}>;   // P",
-        f"var<workgroup> websd_a : array<f32, {w * rr}>;   // each row's 2^(m - m'), then 1 / sum",
+        f"var<workgroup> websd_a : array<f32, {w * rr}>;   // each row's 1 / sum",
         "",
         f"@compute @workgroup_size({a.threads}, 1, 1)",
         f"fn {name}(@builtin(workgroup_id) wg : vec3<u32>,",
         "    @builtin(local_invocation_index) lid : u32) {",
         f"  let sg = lid / {SUBGROUP}u;",
         f"  let lane = lid % {SUBGROUP}u;",
-        f"  let r = lane % {rr}u;      // the query row this invocation owns (with `part` of its columns)",
+        f"  let r = lane % {rr}u;      // the query row whose softmax this invocation runs (part 0)",
         f"  let part = lane / {rr}u;",
         f"  let q0 = wg.x * {a.rows}u + sg * {rr}u;",
         f"  let bb = wg.y / {h}u;",
@@ -224,74 +221,91 @@ def entry_point(a: Attention, name: str, q: str, k: str, v: str, out: str) -> st
     lines += [f"  let ql{i}_{t} = subgroupMatrixLoad<{left}, row_major>(&{q}, "
               f"(bb * {sq}u + q0 + {i * TILE}u) * {row}u + hh * {d}u + {t * TILE}u, {row}u);"
               for i in range(rt) for t in range(dt)]
-    lines += [f"  var o{c} = 0.0;" for c in range(cols)]
-    lines += ["  var m = -3.0e38;   // the row's max so far (log2 units)", "  var l = 0.0;",
-              "  var alpha = 0.0;"]
-    if a.prefetch:
-        lines += fetch("0u") + put()
-    lines += [f"  for (var step = 0u; step < {a.steps}u; step++) {{",
-              f"    let kc = step * {a.kt}u;"]
-    if not a.prefetch:
-        lines += fetch("kc") + put()
-    lines += ["    workgroupBarrier();"]
-    if a.prefetch:
-        lines += [f"    if (step + 1u < {a.steps}u) {{"] + fetch(f"kc + {a.kt}u") + ["    }"]
-    # 1. S = Q K^T
-    for j in range(kt):
-        lines += [f"    let k{j}_{t} = subgroupMatrixLoad<{right}, col_major>(&websd_kv, "
-                  f"{j * TILE * ldk + t * TILE}u, {ldk}u);" for t in range(dt)]
+
+    def scores(indent: str) -> list[str]:
+        """S = Q K^T for this subgroup's rows, into its share of websd_s."""
+        out_ = []
+        for j in range(kt):
+            out_ += [f"{indent}let k{j}_{t} = subgroupMatrixLoad<{right}, col_major>(&websd_kv, "
+                     f"{j * TILE * ldk + t * TILE}u, {ldk}u);" for t in range(dt)]
+            for i in range(rt):
+                out_.append(f"{indent}var s{i}_{j} = {result}();")
+                out_ += [f"{indent}s{i}_{j} = subgroupMatrixMultiplyAccumulate(ql{i}_{t}, k{j}_{t}, s{i}_{j});"
+                         for t in range(dt)]
+                out_.append(f"{indent}subgroupMatrixStore<row_major>(&websd_s, sbase + "
+                            f"{i * TILE * lds + j * TILE}u, s{i}_{j}, {lds}u);")
+        return out_
+
+    def row_scores() -> list[str]:
+        """This row's scores of the step (log2 units; masked keys -3e38) in s0.."""
+        out_ = []
+        for c in range(a.kt):
+            at = f"websd_s[sbase + r * {lds}u + {col(c)}]"
+            if ragged:
+                out_ += [f"      var s{c} = -3.0e38;",
+                         f"      if (kc + {col(c)} < {sk}u) {{ s{c} = {at} * {qscale!r}; }}"]
+            else:
+                out_.append(f"      let s{c} = {at} * {qscale!r};")
+        return out_
+
+    def two_passes() -> list[str]:
+        """The rows' max over all keys (K alone staged), then P with it and O += P V."""
+        nk = a.kt * d4                   # vec4s of K a step
+        lines = ["  var m = -3.0e38;   // the row's max (log2 units)", "  var l = 0.0;"]
+        for pass_ in (1, 2):
+            n_ = nk if pass_ == 1 else nv
+            if a.prefetch:
+                lines += fetch("0u", n_) + put(n_)
+            lines += [f"  for (var step = 0u; step < {a.steps}u; step++) {{",
+                      f"    let kc = step * {a.kt}u;"]
+            if not a.prefetch:
+                lines += fetch("kc", n_) + put(n_)
+            lines += ["    workgroupBarrier();"]
+            if a.prefetch:
+                lines += [f"    if (step + 1u < {a.steps}u) {{"] + fetch(f"kc + {a.kt}u", n_) + ["    }"]
+            lines += scores("    ") + ["    workgroupBarrier();", "    if (part == 0u) {"]
+            lines += row_scores()
+            if pass_ == 1:
+                lines += [f"      m = max(m, s{c});" for c in range(a.kt)]
+                lines += ["    }"]
+            else:
+                for c in range(a.kt):
+                    lines += [f"      let p{c} = f16(exp2(s{c} - m));",
+                              f"      l += f32(p{c});",
+                              f"      websd_p[pbase + r * {ldp}u + {col(c)}] = p{c};"]
+                lines += ["    }", "    workgroupBarrier();"]
+                for j in range(kt):
+                    lines += [f"    let p{i}_{j} = subgroupMatrixLoad<{left}, row_major>(&websd_p, "
+                              f"pbase + {i * TILE * ldp + j * TILE}u, {ldp}u);" for i in range(rt)]
+                    for t in range(dt):
+                        lines.append(f"    let v{j}_{t} = subgroupMatrixLoad<{right}, row_major>(&websd_kv, "
+                                     f"{a.kt * ldk + j * TILE * ldk + t * TILE}u, {ldk}u);")
+                        lines += [f"    o{i}_{t} = subgroupMatrixMultiplyAccumulate(p{i}_{j}, v{j}_{t}, o{i}_{t});"
+                                  for i in range(rt)]
+            # the stage is free once every subgroup is past this step's reads of it
+            lines.append("    workgroupBarrier();")
+            if a.prefetch:
+                lines += [f"    if (step + 1u < {a.steps}u) {{"] + put(n_) + ["    }"]
+            lines.append("  }")
+            if pass_ == 1:
+                lines += [f"  var o{i}_{t} = {result}();" for i in range(rt) for t in range(dt)]
+        # O / sum, a 16x16 tile at a time through this subgroup's share of websd_s
+        lines += ["  if (part == 0u) { websd_a[abase + r] = 1.0 / l; }"]
         for i in range(rt):
-            lines.append(f"    var s{i}_{j} = {result}();")
-            lines += [f"    s{i}_{j} = subgroupMatrixMultiplyAccumulate(ql{i}_{t}, k{j}_{t}, s{i}_{j});"
-                      for t in range(dt)]
-            lines.append(f"    subgroupMatrixStore<row_major>(&websd_s, sbase + {i * TILE * lds + j * TILE}u, "
-                         f"s{i}_{j}, {lds}u);")
-    lines += ["    workgroupBarrier();"]
-    # 2. the online softmax, an invocation per row
-    lines += [f"    if (part == 0u) {{", "      var mb = m;"]
-    for c in range(a.kt):               # unrolled: the row's scores stay in registers
-        at = f"websd_s[sbase + r * {lds}u + {col(c)}]"
-        if ragged:
-            lines += [f"      var s{c} = -3.0e38;",
-                      f"      if (kc + {col(c)} < {sk}u) {{ s{c} = {at} * {qscale!r}; }}"]
-        else:
-            lines.append(f"      let s{c} = {at} * {qscale!r};")
-        lines.append(f"      mb = max(mb, s{c});")
-    lines += ["      alpha = exp2(m - mb);", "      m = mb;", "      l *= alpha;"]
-    for c in range(a.kt):
-        lines += [f"      let p{c} = f16(exp2(s{c} - m));",
-                  f"      l += f32(p{c});",
-                  f"      websd_p[pbase + r * {ldp}u + {col(c)}] = p{c};"]
-    if a.parts > 1:
-        lines.append("      websd_a[abase + r] = alpha;")
-    lines += ["    }", "    workgroupBarrier();"]
-    if a.parts > 1:
-        lines.append("    if (part != 0u) { alpha = websd_a[abase + r]; }")
-    # 3. this step's P V, over S, into the rows' registers
-    lines += [f"    var pv{i}_{t} = {result}();" for i in range(rt) for t in range(dt)]
-    for j in range(kt):
-        lines += [f"    let p{i}_{j} = subgroupMatrixLoad<{left}, row_major>(&websd_p, "
-                  f"pbase + {i * TILE * ldp + j * TILE}u, {ldp}u);" for i in range(rt)]
-        for t in range(dt):
-            lines.append(f"    let v{j}_{t} = subgroupMatrixLoad<{right}, row_major>(&websd_kv, "
-                         f"{a.kt * ldk + j * TILE * ldk + t * TILE}u, {ldk}u);")
-            lines += [f"    pv{i}_{t} = subgroupMatrixMultiplyAccumulate(p{i}_{j}, v{j}_{t}, pv{i}_{t});"
-                      for i in range(rt)]
-    lines += [f"    subgroupMatrixStore<row_major>(&websd_s, sbase + {i * TILE * lds + t * TILE}u, "
-              f"pv{i}_{t}, {lds}u);" for i in range(rt) for t in range(dt)]
-    lines += ["    workgroupBarrier();",
-              f"    let at = sbase + r * {lds}u + part * {cols}u;"]
-    lines += [f"    o{c} = o{c} * alpha + websd_s[at + {c}u];" for c in range(cols)]
-    if a.prefetch:
-        lines += [f"    if (step + 1u < {a.steps}u) {{"] + put() + ["    }"]
-    lines += ["  }"]
-    # O / sum, each invocation its row's columns
-    if a.parts > 1:
-        lines += ["  if (part == 0u) { websd_a[abase + r] = l; }", "  workgroupBarrier();",
-                  "  l = websd_a[abase + r];"]
-    lines += ["  let li = 1.0 / l;",
-              f"  let ob = (bb * {sq}u + q0 + r) * {row}u + hh * {d}u + part * {cols}u;"]
-    lines += [f"  {out}[ob + {c}u] = f16(o{c} * li);" for c in range(cols)]
+            for t in range(dt):
+                lines += ["  workgroupBarrier();",
+                          f"  subgroupMatrixStore<row_major>(&websd_s, sbase, o{i}_{t}, {TILE}u);",
+                          "  workgroupBarrier();",
+                          f"  for (var e = lane; e < {TILE * TILE}u; e += {SUBGROUP}u) {{",
+                          f"    let c = {t * TILE}u + e % {TILE}u;",
+                          f"    if (c < {d}u) {{",
+                          f"      {out}[(bb * {sq}u + q0 + {i * TILE}u + e / {TILE}u) * {row}u + hh * {d}u + c] = "
+                          f"f16(websd_s[sbase + e] * websd_a[abase + {i * TILE}u + e / {TILE}u]);",
+                          "    }",
+                          "  }"]
+        return lines
+
+    lines += two_passes()
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -309,13 +323,9 @@ def wgsl_body(name: str, source: str) -> str | None:
 
 def plan(batch: int, queries: int, keys: int, heads: int, head_dim: int, scale: float,
          dtype: str) -> Attention | None:
-    """The measured tiling for this head_dim (else the first of FALLBACK that fits); None where
-    none fits, and for the cross-attention's 77 keys where the SIMT kernel takes them (head_dim
-    40 and 80: 0.039 and 0.034 ms a call there, 0.058 and 0.033 here)."""
-    if keys <= simt_attention.SHORT and simt_attention.plan(batch, queries, keys, heads, head_dim,
-                                                            scale, dtype) is not None:
-        return None
-    for w, r, kt, f in ((TILINGS[head_dim],) if head_dim in TILINGS else ()) + FALLBACK:
+    """The measured tiling (above), else the first of FALLBACK that fits; None where none fits."""
+    best = SHORT_KEYS if keys <= simt_attention.SHORT else TILINGS.get(head_dim)
+    for w, r, kt, f in ((best,) if best else ()) + FALLBACK:
         a = Attention(batch, queries, keys, heads, head_dim, scale, w, r, kt, f)
         if a.fits():
             return a
