@@ -37,12 +37,12 @@ import re
 import struct
 from dataclasses import dataclass
 
+from stages.engine.config import WORKGROUP_STORAGE
 from stages.passes import simt_attention
 from stages.passes.attention_rewrite import Kernels, make_pass
 from stages.passes.subgroup_matrix_gemm import DIRECTIVES, ENABLES, PAD, SUBGROUP, TILE
 
 MAX_HEAD = 160
-WORKGROUP_BYTES = 32768   # what the -sm flavor asks of the adapter (config.WORKGROUP_STORAGE)
 S_PAD = 4                 # floats past each row of S in workgroup memory
 # (subgroups, row tiles, keys a step, prefetch), measured on the H200 on every attention of the
 # UNet step (bench/results/h200/wgsl_kernels/run12_flash_two_pass/), per call: 4096 tokens at
@@ -106,8 +106,7 @@ class Attention:
     @property
     def shared_bytes(self) -> int:
         ldk, lds, ldp = self.layout
-        rows = TILE * self.tiles * self.subgroups
-        return 2 * (2 * self.kt * ldk) + 4 * rows * lds + 2 * rows * ldp + 4 * rows
+        return 2 * (2 * self.kt * ldk) + 4 * self.rows * lds + 2 * self.rows * ldp + 4 * self.rows
 
     @property
     def flop(self) -> int:
@@ -117,7 +116,7 @@ class Attention:
         return (self.tiles in (1, 2) and self.subgroups in (1, 2, 4, 8) and self.kt % TILE == 0
                 and self.prefetch in (0, 1) and self.queries % self.rows == 0
                 and self.head_dim % 8 == 0 and self.head_dim <= MAX_HEAD
-                and self.shared_bytes <= WORKGROUP_BYTES)
+                and self.shared_bytes <= WORKGROUP_STORAGE["subgroup-matrix"])
 
 
 def kernel_name(a: Attention) -> str:
