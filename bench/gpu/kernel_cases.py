@@ -102,7 +102,7 @@ def gemm_case(name: str, g: Gemm) -> dict:
 
 
 def simt_case(name: str, g: simt_gemm.SimtGemm) -> dict:
-    bufs = [("A", "read", g.a_type), ("B", "read", g.b_type), ("P", "read_write", "vec4<f32>")]
+    bufs = [("A", "read", g.a_type), ("B", "read", g.b_type), ("P", "read_write", g.p_type)]
     return {"name": name, "kind": "gemm", "params": asdict(g), "grid": g.grid, "flop": g.flop,
             "wgsl": shader(bufs, simt_gemm.entry_point(g, "main", "A", "B", "P"),
                            simt_gemm.ENABLES[g.dtype], ())}

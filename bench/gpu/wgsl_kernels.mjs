@@ -85,9 +85,10 @@ const KINDS = {
       const halves = [input(`a${aN}`, aN, 12), input(`b${bN}`, bN, 12)];
       return g.dtype === "float32" ? halves.map((h) => Float32Array.from(h, half)) : halves;
     },
-    outBytes: (g) => g.m * g.n * g.batch * g.splits * 4,
+    outBytes: (g) => g.m * g.n * g.batch * g.splits * (g.product_dtype === "float16" ? 2 : 4),
     check(g, [aH, bH], bytes) {
-      const out = new Float32Array(bytes);
+      const out = g.product_dtype === "float16" ? Float32Array.from(new Uint16Array(bytes), half)
+        : new Float32Array(bytes);
       // the inputs as numbers (float16 bits or float32 values)
       const [aV, bV] = [aH, bH].map((h) => (h instanceof Float32Array ? h : Float32Array.from(h, half)));
       const bAt = g.conv?.length ? (bi, kk, col) => {

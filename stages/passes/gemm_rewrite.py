@@ -8,7 +8,9 @@ operands are of a dtype the kernels take becomes a call of one GEMM kernel:
   matmul(x, w^T)     -> P = x @ w, w read in place as its transpose (torch's Linear)
 then the k splits added up (elementwise, so it fuses with the op's bias and cast) and a reshape
 to the op's shape (a family that reads a convolution's input in place, an implicit im2col,
-gets x itself). The kernel is a TIR PrimFunc named after its GEMM (`Kernels.name`): its TIR
+gets x itself). A family with `narrow_products` writes the P of an unsplit float16 op in
+float16 itself, half the memory; the float16 variants' convolutions, typed float32 and then
+cast, are made float16 ops first where such a GEMM takes them (`narrow_convolutions`). The kernel is a TIR PrimFunc named after its GEMM (`Kernels.name`): its TIR
 body is a plain loop (`placeholder`), correct on any adapter, and the build swaps in the WGSL
 body when it packs the library (stages/passes/wgsl_swap.py). The im2col is a TE op that dlight
 schedules. A linear layer over a number of rows that fits no tiling (2 x 77 text tokens) gets
@@ -18,7 +20,7 @@ so stay as they were, and so do convolutions whose im2col would be over the kern
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 # A linear layer over a number of rows that fits no tiling (the text encoder's and the
@@ -32,7 +34,7 @@ ROW_BLOCK = 64
 class Kernels:
     """A family of GEMM kernels as the rewrite uses it. A kernel spec (`plan`'s result) has m,
     n, k, batch, splits, k_slice, b_transposed, dtype (its operands'), tile_m, tile_n, threads,
-    grid and conv."""
+    grid, conv and product_dtype (P's)."""
     pass_name: str
     dtypes: tuple[str, ...]                                   # operand dtypes it takes
     # A convolution whose im2col would have more elements stays on TVM's kernels: im2col is
@@ -43,6 +45,9 @@ class Kernels:
     # whose `conv` is that geometry reads the input in place (no im2col)
     plan: Callable[..., object]
     name: Callable[[object], str]                             # spec -> kernel name
+    # the spec has a product_dtype field: P in the op's dtype where k is not split and the
+    # op's result is of its operands' dtype (the float32 sum would be cast to it right away)
+    narrow_products: bool = False
 
 
 def placeholder(g):
@@ -78,7 +83,7 @@ def placeholder(g):
 
     @T.prim_func(private=True, s_tir=True)
     def gemm(a: T.Buffer((m, k), dtype), b: T.Buffer((b_size,), dtype),
-             p: T.Buffer((splits, batch, m, n), "float32")):
+             p: T.Buffer((splits, batch, m, n), g.product_dtype)):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 4})
         for bx in T.thread_binding(gx, thread="blockIdx.x"):
             for by in T.thread_binding(gy * splits * batch, thread="blockIdx.y"):
@@ -98,7 +103,8 @@ def placeholder(g):
                                     "float32")
                             p[by // gy // batch, by // gy % batch,
                               by % gy * tile_m + (t * threads + tx) // tile_n,
-                              bx * tile_n + (t * threads + tx) % tile_n] = acc[0]
+                              bx * tile_n + (t * threads + tx) % tile_n] = T.cast(
+                                acc[0], g.product_dtype)
 
     import tvm
 
@@ -200,8 +206,11 @@ def make_pass(kernels: Kernels):
     def fresh():
         added: dict[object, tvm.ir.GlobalVar] = {}
 
-        def gemm(m, g, a, b):
-            """Emit P = a @ b (float32 partials; b flat) and its splits added: (batch, m, n)."""
+        def gemm(m, g, a, b, out_dtype):
+            """Emit P = a @ b (partials in g.product_dtype; b flat) and its splits added:
+            (batch, m, n)."""
+            if kernels.narrow_products and g.splits == 1 and out_dtype == g.dtype != "float32":
+                g = replace(g, product_dtype=out_dtype)
             if g not in added:
                 name = kernels.name(g)
                 added[g] = m.builder_.add_func(
@@ -211,7 +220,7 @@ def make_pass(kernels: Kernels):
                 flat *= int(d)
             p = m.builder_.emit(relax.call_tir(
                 added[g], [a, m.builder_.emit(relax.op.reshape(b, (flat,)))],
-                relax.TensorType((g.splits, g.batch, g.m, g.n), "float32")))
+                relax.TensorType((g.splits, g.batch, g.m, g.n), g.product_dtype)))
             # NOTE: the splits are added as an elementwise op, not a sum over the outer axis:
             # it fuses with what the op's result feeds (its bias, its cast) into one kernel,
             # where a reduction was a kernel of its own, and a slow one
@@ -219,46 +228,31 @@ def make_pass(kernels: Kernels):
 
         def finish(m, call, out):
             out = m.builder_.emit(relax.op.reshape(out, [int(d) for d in call.ty.shape]))
-            if call.ty.dtype != "float32":
+            if call.ty.dtype != out.ty.dtype:
                 out = m.builder_.emit(relax.op.astype(out, call.ty.dtype))
             return out
 
-        def operand_dtype(x, w) -> str | None:
-            dtype = str(x.ty.dtype)
-            return dtype if dtype == str(w.ty.dtype) and dtype in kernels.dtypes else None
-
         def conv2d(m, call):
+            planned = conv_plan(kernels, call)
+            if planned is None:
+                return None
+            g, in_place = planned
             x, w = call.args
-            at = call.attrs
-            dtype = operand_dtype(x, w)
-            if (dtype is None or at.groups != 1
-                    or at.data_layout != "NCHW" or at.kernel_layout != "OIHW"
-                    or at.out_layout != "NCHW" or any(int(d) != 1 for d in at.dilation)):
-                return None
-            bsz, ci, h, w_ = (int(d) for d in x.ty.shape)
-            co, _, kh, kw = (int(d) for d in w.ty.shape)
+            co, ci, kh, kw = (int(d) for d in w.ty.shape)
             _, _, ho, wo = (int(d) for d in call.ty.shape)
-            strides = [int(s) for s in at.strides]
-            pad = [int(p) for p in at.padding]
-            in_place = kh == kw == 1 and strides == [1, 1] and not any(pad)
-            geometry = () if in_place else (ci, h, w_, kh, kw, *strides, *pad[:2], wo)
-            g = kernels.plan(co, ho * wo, ci * kh * kw, bsz, False, dtype, geometry)
-            if g is None:
-                return None
-            if (not in_place and not g.conv
-                    and bsz * g.k * g.n > kernels.im2col_max_elements):
-                return None
+            strides = [int(s) for s in call.attrs.strides]
+            pad = [int(p) for p in call.attrs.padding]
             a = m.builder_.emit(relax.op.reshape(w, (co, ci * kh * kw)))
             if in_place or g.conv:
                 b = x
             else:
                 b = m.builder_.emit_te(_im2col, x, kh, kw, strides, pad[:2], ho, wo,
                                        primfunc_name_hint="im2col")
-            return finish(m, call, gemm(m, g, a, b))
+            return finish(m, call, gemm(m, g, a, b, str(call.ty.dtype)))
 
         def matmul(m, call):
             x, y = call.args
-            dtype = operand_dtype(x, y)
+            dtype = operand_dtype(kernels, x, y)
             if dtype is None or y.ty.ndim != 2:
                 return None
             xs = [int(d) for d in x.ty.shape]
@@ -280,7 +274,7 @@ def make_pass(kernels: Kernels):
             a = m.builder_.emit(relax.op.reshape(x, (rows, k)))
             if padded != rows:
                 a = m.builder_.emit(relax.op.nn.pad(a, [0, padded - rows, 0, 0]))
-            out = gemm(m, g, a, source.args[0] if transposed else y)
+            out = gemm(m, g, a, source.args[0] if transposed else y, str(call.ty.dtype))
             if padded != rows:
                 out = m.builder_.emit(relax.op.strided_slice(out, [1], [0], [rows]))
             return finish(m, call, out)
@@ -293,4 +287,67 @@ def make_pass(kernels: Kernels):
 
         return rewrite
 
-    return call_pass(kernels.pass_name, fresh)
+    rewrite = call_pass(kernels.pass_name, fresh)
+    if not kernels.narrow_products:
+        return rewrite
+    return tvm.transform.Sequential([narrow_convolutions(kernels), rewrite])
+
+
+def operand_dtype(kernels: Kernels, x, w) -> str | None:
+    dtype = str(x.ty.dtype)
+    return dtype if dtype == str(w.ty.dtype) and dtype in kernels.dtypes else None
+
+
+def conv_plan(kernels: Kernels, call):
+    """(spec, whether B is x itself: a 1x1 convolution) for an R.nn.conv2d `kernels` take, else
+    None."""
+    x, w = call.args
+    at = call.attrs
+    dtype = operand_dtype(kernels, x, w)
+    if (dtype is None or at.groups != 1
+            or at.data_layout != "NCHW" or at.kernel_layout != "OIHW"
+            or at.out_layout != "NCHW" or any(int(d) != 1 for d in at.dilation)):
+        return None
+    bsz, ci, h, w_ = (int(d) for d in x.ty.shape)
+    co, _, kh, kw = (int(d) for d in w.ty.shape)
+    _, _, ho, wo = (int(d) for d in call.ty.shape)
+    strides = [int(s) for s in at.strides]
+    pad = [int(p) for p in at.padding]
+    in_place = kh == kw == 1 and strides == [1, 1] and not any(pad)
+    geometry = () if in_place else (ci, h, w_, kh, kw, *strides, *pad[:2], wo)
+    g = kernels.plan(co, ho * wo, ci * kh * kw, bsz, False, dtype, geometry)
+    if g is None or (not in_place and not g.conv
+                     and bsz * g.k * g.n > kernels.im2col_max_elements):
+        return None
+    return g, in_place
+
+
+def narrow_convolutions(kernels: Kernels):
+    """astype(conv2d(x, w) -> float32, float16) -> conv2d(x, w) -> float16 where x and w are
+    float16 and the convolution goes to an unsplit GEMM of `kernels`: the GEMM then writes its
+    products in float16 (narrow_products), as the cast would have made them, and the float32
+    ones are never stored. (The float16 variants' graph has this form: to_float16's mixed
+    precision types a convolution float32 and casts its result.) A convolution left to TVM's
+    kernels keeps its float32 accumulation."""
+    from tvm import relax
+    from tvm.relax.dpl import is_op, wildcard
+
+    from stages.passes.rewrite import pattern_pass
+
+    conv = is_op("relax.nn.conv2d")(wildcard(), wildcard())
+
+    def rewrite(expr, matches):
+        c = matches[conv]
+        if str(expr.attrs.dtype) != "float16" or str(c.ty.dtype) != "float32":
+            return expr
+        planned = conv_plan(kernels, c)
+        if planned is None or planned[0].splits != 1 or planned[0].dtype != "float16":
+            return expr
+        at = c.attrs
+        return relax.op.nn.conv2d(*c.args, strides=at.strides, padding=at.padding,
+                                  dilation=at.dilation, groups=at.groups,
+                                  data_layout=at.data_layout, kernel_layout=at.kernel_layout,
+                                  out_layout=at.out_layout, out_dtype="float16")
+
+    return pattern_pass(kernels.pass_name + ".NarrowConvolutions",
+                        (is_op("relax.astype")(conv), rewrite))

@@ -42,7 +42,7 @@ MAX_PARTIAL_BYTES = 64 << 20
 # (256 MiB) would otherwise have made the float16 variant ask adapters for 256 MiB bindings.
 MAX_PRODUCT_BYTES = {"float16": 128 << 20, "float32": 256 << 20}
 NAME = re.compile(r"simtgemm_(f32|f16)_m(\d+)_n(\d+)_k(\d+)_b(\d+)_(t?)_s(\d+)_(\d+)x(\d+)x(\d+)x(\d+)x(\d+)"
-                  r"(?:_conv((?:\d+x){9}\d+))?")
+                  r"(?:_conv((?:\d+x){9}\d+))?(?:_p(f16))?")
 
 
 def plan(m: int, n: int, k: int, batch: int, b_transposed: bool, dtype: str = "float32",
@@ -82,8 +82,10 @@ def split_k(g: SimtGemm) -> SimtGemm:
 
 def kernel_name(g: SimtGemm) -> str:
     conv = f"_conv{'x'.join(map(str, g.conv))}" if g.conv else ""
+    product = f"_p{WGSL_TYPE[g.product_dtype]}" if g.product_dtype != "float32" else ""
     return (f"simtgemm_{WGSL_TYPE[g.dtype]}_m{g.m}_n{g.n}_k{g.k}_b{g.batch}_"
-            f"{'t' if g.b_transposed else ''}_s{g.splits}_{g.bm}x{g.bn}x{g.tm}x{g.tn}x{g.bk}{conv}")
+            f"{'t' if g.b_transposed else ''}_s{g.splits}_{g.bm}x{g.bn}x{g.tm}x{g.tn}x{g.bk}{conv}"
+            f"{product}")
 
 
 def gemm_from_name(name: str) -> SimtGemm | None:
@@ -91,13 +93,14 @@ def gemm_from_name(name: str) -> SimtGemm | None:
     hit = NAME.search(name)
     if not hit:
         return None
-    dtype, m, n, k, b, t, s, bm, bn, tm, tn, bk, conv = hit.groups()
+    dtype, m, n, k, b, t, s, bm, bn, tm, tn, bk, conv, product = hit.groups()
     m, n, k, b = int(m), int(n), int(k), int(b)
     geometry = tuple(int(x) for x in conv.split("x")) if conv else ()
     b_stride = b_batch_stride(k, n, b, bool(t), geometry)
     return SimtGemm(m, n, k, b, 0, b_stride, bool(t), int(s),
                     DTYPE_OF[dtype],
-                    int(bm), int(bn), int(tm), int(tn), int(bk), geometry)
+                    int(bm), int(bn), int(tm), int(tn), int(bk), geometry,
+                    DTYPE_OF[product] if product else "float32")
 
 
 # 128 MiB of float16: the plain float16 variant stays within WebGPU's guaranteed binding size
@@ -105,7 +108,7 @@ def gemm_from_name(name: str) -> SimtGemm | None:
 # float32, which that variant's largest activation needs anyway (docs/webgpu.md)
 IM2COL_MAX_ELEMENTS = 64 << 20
 KERNELS = Kernels("websd.SimtGemm", ("float32", "float16"), IM2COL_MAX_ELEMENTS, plan,
-                  kernel_name)
+                  kernel_name, narrow_products=True)
 
 
 def make(target):
@@ -121,4 +124,4 @@ def wgsl_body(name: str, source: str) -> str | None:
         return None
     return rewrite(source, name, lambda fn, bufs: entry_point(g, fn, bufs["a"], bufs["b"], bufs["p"]),
                    ENABLES[g.dtype], (),
-                   {"a": g.a_type, "b": g.b_type, "p": "vec4<f32>"})
+                   {"a": g.a_type, "b": g.b_type, "p": g.p_type})

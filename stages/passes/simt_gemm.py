@@ -13,9 +13,12 @@ apart, so a subgroup's loads of B are consecutive and its loads of A a broadcast
 the next slice's global loads are in flight while the current one is multiplied.
 
 Same contract as stages/passes/subgroup_matrix_gemm.py (which the -sm variants use): P[s, b] =
-A[b] @ B[b] over the s-th of `splits` slices of k, in float32; A is m x k, row-major; B is k x
-n, or n x k when `b_transposed` (a linear layer's weight read in place); a batch stride of 0
-shares an operand across the batch. The grid is (n / bn, m / bm * splits * batch).
+A[b] @ B[b] over the s-th of `splits` slices of k, accumulated in float32; A is m x k,
+row-major; B is k x n, or n x k when `b_transposed` (a linear layer's weight read in place); a
+batch stride of 0 shares an operand across the batch. The grid is (n / bn, m / bm * splits *
+batch). P is float32, or (`product_dtype`, unsplit only) float16 where the caller would have
+cast it to float16 right away: the same values in half the memory (the VAE decoder's
+128-channel products at 512x512: 128 -> 64 MiB).
 
 A convolution's GEMM (`conv` set) reads its input in place, an implicit im2col: B[kk, p] is
 x[b, ci, y*sh + i - pt, x'*sw + j - pl] (zero outside) for kk = (ci * kh + i) * kw + j and
@@ -48,7 +51,7 @@ class SimtGemm:
     b_batch_stride: int = 0
     b_transposed: bool = False       # B stored n x k
     splits: int = 1                  # slices of k, summed by the caller
-    dtype: str = "float32"           # A's and B's element type; P is float32
+    dtype: str = "float32"           # A's and B's element type (and P's, unsplit)
     bm: int = 128                    # P's block per workgroup along m
     bn: int = 128                    # ... along n
     tm: int = 8                      # P's values per invocation along m (4 or 8)
@@ -57,6 +60,7 @@ class SimtGemm:
     # a convolution's geometry when B is its input read in place: (ci, h, w, kh, kw, sh, sw,
     # pt, pl, wo); () when B is a matrix in storage
     conv: tuple[int, ...] = ()
+    product_dtype: str = "float32"   # P's element type: float32, or g.dtype where k is not split
 
     @property
     def tile_m(self) -> int:
@@ -98,7 +102,9 @@ class SimtGemm:
                 and b_loads * self.threads * VEC == self.bk * self.bn and min(a_loads, b_loads) > 0
                 and self.a_batch_stride % VEC == 0
                 and (self.b_batch_stride % VEC == 0 or bool(self.conv))
-                and self.workgroup_bytes <= MAX_WORKGROUP_BYTES and self._conv_fits())
+                and self.workgroup_bytes <= MAX_WORKGROUP_BYTES and self._conv_fits()
+                and self.product_dtype in ("float32", self.dtype)
+                and (self.product_dtype == "float32" or self.splits == 1))
 
     def _conv_fits(self) -> bool:
         if not self.conv:
@@ -106,6 +112,11 @@ class SimtGemm:
         ci, _, _, kh, kw, _, _, _, _, wo = self.conv
         return (not self.b_transposed and wo % VEC == 0 and self.n % wo == 0
                 and self.k == ci * kh * kw)
+
+    @property
+    def p_type(self) -> str:
+        """The WGSL element type P is bound as."""
+        return f"vec4<{WGSL_TYPE[self.product_dtype]}>"
 
     @property
     def a_type(self) -> str:
@@ -124,7 +135,7 @@ class SimtGemm:
 
 def entry_point(g: SimtGemm, name: str, a: str, b: str, p: str) -> str:
     """The compute entry point `name` over the storage buffers named a, b (g.dtype, as
-    array<vec4<...>>) and p (float32 partial products, as array<vec4<f32>>)."""
+    array<vec4<...>>) and p (g.product_dtype, as array<vec4<...>>)."""
     if not g.fits():
         raise ValueError(f"simt_gemm: {g} does not fit its tiles")
     m, n, k, bm, bn, bk, threads = g.m, g.n, g.k, g.bm, g.bn, g.bk, g.threads
@@ -233,6 +244,7 @@ def entry_point(g: SimtGemm, name: str, a: str, b: str, p: str) -> str:
     for gi, i, gj in acc:
         row = f"mb + {gi * bm // gm + i}u + ty * 4u"
         col = f"nb + {gj * bn // gn}u + tx * 4u"
-        out.append(f"  {p}[(p0 + ({row}) * {n}u + {col}) / 4u] = c{gi}_{i}_{gj};")
+        value = f"c{gi}_{i}_{gj}" if g.product_dtype == "float32" else f"{g.p_type}(c{gi}_{i}_{gj})"
+        out.append(f"  {p}[(p0 + ({row}) * {n}u + {col}) / 4u] = {value};")
     out.append("}")
     return "\n".join(out) + "\n"

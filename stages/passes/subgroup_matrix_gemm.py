@@ -65,7 +65,8 @@ class Gemm:
     # h, w, kh, kw, sh, sw, pt, pl, wo); () where B is a matrix in storage
     conv: tuple[int, ...] = ()
 
-    dtype = "float16"                # A's and B's element type (P is float32)
+    dtype = "float16"                # A's and B's element type
+    product_dtype = "float32"        # P's (result matrices store float32)
 
     @property
     def tile_m(self) -> int:
