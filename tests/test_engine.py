@@ -169,6 +169,40 @@ def test_concurrent_builds_of_one_stage_run_it_once(ws):
     assert runs(ws, "upper") == 1
 
 
+def test_a_replaced_output_tree_never_goes_missing(tmp_path):
+    """Another build restoring the same tree output must not make it vanish, not even for a
+    moment, under a stage that reads it: a reader polling it while it is replaced again and
+    again always finds it, whole."""
+    import threading
+
+    from stages.engine.store import replace_tree
+
+    dst = tmp_path / "params"
+    dst.mkdir()
+    (dst / "a.bin").write_bytes(b"0")
+    misses, done = [], threading.Event()
+
+    def poll():
+        while not done.is_set():
+            if not (dst / "a.bin").is_file():
+                misses.append(1)
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    try:
+        for i in range(300):
+            new = tmp_path / f"new{i}"
+            new.mkdir()
+            (new / "a.bin").write_bytes(str(i).encode())
+            replace_tree(new, dst)
+            assert not new.exists()
+    finally:
+        done.set()
+        reader.join()
+    assert not misses
+    assert (dst / "a.bin").read_bytes() == b"299" and sorted(os.listdir(tmp_path)) == ["params"]
+
+
 def test_a_failure_that_names_its_fix_is_one_line_and_a_bug_keeps_its_traceback(monkeypatch):
     from stages.engine.errors import BuildError
     from stages.engine.runner import DEBUG, one_line

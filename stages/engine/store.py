@@ -61,9 +61,28 @@ def digest_path(path: Path) -> str:
     return sha256_file(path)
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where the C library
+    or the filesystem cannot."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
 def replace_tree(src: Path, dst: Path) -> None:
-    """Put directory src at dst. A reader sees the old tree or the new one; the old one is
-    moved aside first (a rename), then removed."""
+    """Put directory src at dst. A reader sees the old tree or the new one, never none: an
+    existing dst is swapped with src in one step, and the old tree, now at src, removed. (Moving
+    the old tree aside first left a moment without dst: a second build restoring the same
+    output then failed the first one's next stage, "input ... is missing".) Where the swap is
+    not available, the old tree is moved aside first."""
+    if dst.exists() and _exchange(src, dst):
+        shutil.rmtree(src, ignore_errors=True)
+        return
     old = None
     if dst.exists():
         old = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".old"))
