@@ -284,15 +284,16 @@ def main(out: str, kinds: list[str]) -> None:
     if "sm_conv" in kinds:
         cases += sm_conv_cases()
     if "attention" in kinds:   # the matrix units' attention on every UNet attention, and SIMT's
+        simt = []
         for name, a in UNET_ATTENTION.items():
-            tilings = (FLASH if name.startswith("self") else FLASH_CROSS)[a.head_dim]
-            cases += attention_cases({name: a}, tilings)
-        cases += attention_cases({"self@32/scale1": ATTENTION["self@32/scale1"]}, ((4, 1, 16, 1),))
-        for name, a in UNET_ATTENTION.items():
+            self_ = name.startswith("self")
+            cases += attention_cases({name: a}, (FLASH if self_ else FLASH_CROSS)[a.head_dim])
             p = simt_attention.plan(a.batch, a.queries, a.keys, a.heads, a.head_dim, a.scale,
                                     "float16")
-            if p is not None and not name.startswith("self"):
-                cases.append(simt_attention_case(f"{name}/float16/simt/planned", p))
+            if p is not None and not self_:
+                simt.append(simt_attention_case(f"{name}/float16/simt/planned", p))
+        cases += attention_cases({"self@32/scale1": ATTENTION["self@32/scale1"]}, ((4, 1, 16, 1),))
+        cases += simt
     Path(out).write_text(json.dumps(cases))
     print(f"{len(cases)} cases -> {out}")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -61,17 +62,24 @@ def digest_path(path: Path) -> str:
     return sha256_file(path)
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where the C library
-    or the filesystem cannot."""
+@functools.cache
+def _renameat2():
+    """The C library's renameat2, or None where it has none (looked up once)."""
     import ctypes
 
     try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+        return ctypes.CDLL(None, use_errno=True).renameat2
     except (AttributeError, OSError):
-        return False
+        return None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where the C library
+    or the filesystem cannot."""
+    renameat2 = _renameat2()
     at_fdcwd, rename_exchange = -100, 2
-    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+    return renameat2 is not None and renameat2(at_fdcwd, os.fsencode(a), at_fdcwd,
+                                               os.fsencode(b), rename_exchange) == 0
 
 
 def replace_tree(src: Path, dst: Path) -> None:

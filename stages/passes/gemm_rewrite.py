@@ -10,8 +10,8 @@ then the k splits added up (elementwise, so it fuses with the op's bias and cast
 to the op's shape (a family that reads a convolution's input in place, an implicit im2col,
 gets x itself). A family with `narrow_products` writes the P of an unsplit float16 op in
 float16 itself, half the memory; the float16 variants' convolutions, typed float32 and then
-cast, are made float16 ops first where such a GEMM takes them (`narrow_convolutions`). The kernel is a TIR PrimFunc named after its GEMM (`Kernels.name`): its TIR
-body is a plain loop (`placeholder`), correct on any adapter, and the build swaps in the WGSL
+cast, are made float16 ops first where such a GEMM takes them (`narrow_convolutions`). The
+kernel is a TIR PrimFunc named after its GEMM (`Kernels.name`): its TIR body is a plain loop (`placeholder`), correct on any adapter, and the build swaps in the WGSL
 body when it packs the library (stages/passes/wgsl_swap.py). The im2col is a TE op that dlight
 schedules. A linear layer over a number of rows that fits no tiling (2 x 77 text tokens) gets
 zero rows up to a multiple of ROW_BLOCK and its result sliced back. GEMMs that fit no tiling even
@@ -114,8 +114,6 @@ def placeholder(g):
 def reading_in_place(g, conv: tuple[int, ...]):
     """Spec g (either family's, planned for B = the convolution's im2col) reading the input in
     place instead, or None where that does not fit. Its B is the image: batches ci * h * w apart."""
-    from dataclasses import replace
-
     g = replace(g, conv=tuple(conv), b_batch_stride=b_batch_stride(g.k, g.n, g.batch, False, conv))
     return g if g.fits() else None
 

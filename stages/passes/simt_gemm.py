@@ -51,7 +51,7 @@ class SimtGemm:
     b_batch_stride: int = 0
     b_transposed: bool = False       # B stored n x k
     splits: int = 1                  # slices of k, summed by the caller
-    dtype: str = "float32"           # A's and B's element type (and P's, unsplit)
+    dtype: str = "float32"           # A's and B's element type (P's: product_dtype)
     bm: int = 128                    # P's block per workgroup along m
     bn: int = 128                    # ... along n
     tm: int = 8                      # P's values per invocation along m (4 or 8)
