@@ -11,8 +11,9 @@ to the op's shape (a family that reads a convolution's input in place, an implic
 gets x itself). A family with `narrow_products` writes the P of an unsplit float16 op in
 float16 itself, half the memory; the float16 variants' convolutions, typed float32 and then
 cast, are made float16 ops first where such a GEMM takes them (`narrow_convolutions`). The
-kernel is a TIR PrimFunc named after its GEMM (`Kernels.name`): its TIR body is a plain loop (`placeholder`), correct on any adapter, and the build swaps in the WGSL
-body when it packs the library (stages/passes/wgsl_swap.py). The im2col is a TE op that dlight
+kernel is a TIR PrimFunc named after its GEMM (`Kernels.name`): its TIR body is a plain loop
+(`placeholder`), correct on any adapter, and the build swaps in the WGSL body when it packs the
+library (stages/passes/wgsl_swap.py). The im2col is a TE op that dlight
 schedules. A linear layer over a number of rows that fits no tiling (2 x 77 text tokens) gets
 zero rows up to a multiple of ROW_BLOCK and its result sliced back. GEMMs that fit no tiling even
 so stay as they were, and so do convolutions whose im2col would be over the kernels' bound.
