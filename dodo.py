@@ -2,7 +2,8 @@
 
     doit build                                 # tiny model, llvm target (the defaults)
     doit build model=sd-v1-5                   # full-size SD v1.5 architecture, random weights
-    doit build model=sd-v1-5 path=/data/sd15   # real weights from a local diffusers directory
+    doit build path=/data/sd15                 # a local diffusers directory, as it is (model sd15)
+    doit build model=sd-v1-5 path=/data/sd15   # the same, named sd-v1-5, its TOML's keys on top
     doit capture:unet                          # one stage of one component
     doit list --all                            # every task
 
@@ -25,7 +26,7 @@ from stages.engine.errors import BuildError
 from stages.engine.report import BuildReporter
 
 # --- settings: model and target, from the command line (`doit build model=... target=...`) --
-MODEL = get_var("model", "tiny")
+MODEL = get_var("model", None)     # default: tiny, or a local model's directory name
 TARGET = get_var("target", "llvm")
 MODEL_PATH = get_var("path", None)
 
@@ -46,7 +47,7 @@ os.makedirs("build", exist_ok=True)
 DOIT_CONFIG = {
     "default_tasks": ["build"],
     # one dependency file per model + target, so switching between them rebuilds nothing
-    "dep_file": f"build/.doit-{MODEL}-{TARGET}.sqlite3",
+    "dep_file": f"build/.doit-{CFG.model_name}-{TARGET}.sqlite3",
     "reporter": BuildReporter,
 }
 
@@ -82,6 +83,7 @@ def _per_component(stage: str):
 # Each stage's inputs, outputs and config slice are declared by spec() in its module
 # (dag.STAGES), next to the run() that does the work.
 STAGE_TASKS = {
+    "checkpoint": "A local model's weight files checked against its architecture, before anything else.",
     "toolchain": "TVM's wasm runtime objects, compiled by emscripten (targets whose library is wasm).",
     "tokenizer": "CLIP tokenizer as tokenizer.json (real BPE vocabulary, or the local model's).",
     "noise_scheduler": "Noise scheduler config, written by diffusers.",
@@ -98,7 +100,6 @@ STAGE_TASKS = {
     "package": "dist/<model>/<target>/: tokenizer, sampler tables and manifest.json of every file.",
 }
 assert list(STAGE_TASKS) == [*dag.MODEL_STAGES, *dag.COMPONENT_STAGES, *dag.FINAL_STAGES]
-WASM = CFG.target["target"]["library"] == "wasm"
 
 
 def _stage_task(stage: str, doc: str):
@@ -107,8 +108,8 @@ def _stage_task(stage: str, doc: str):
             yield from _per_component(stage)
     else:
         def task():
-            if stage in dag.WASM_ONLY and not WASM:
-                return {"actions": None, "doc": "not needed for this target"}
+            if not dag.needed(CFG, stage):
+                return {"actions": None, "doc": "not needed for this model and target"}
             return _task(dag.spec(CFG, stage))
     task.__doc__ = doc
     return task
@@ -156,7 +157,7 @@ def task_serve():
     from stages.runtime import serve
 
     return {
-        "actions": [lambda port: serve.serve(dag.DIST / MODEL / TARGET, port)],
+        "actions": [lambda port: serve.serve(dag.DIST / CFG.model_name / TARGET, port)],
         "params": [{"name": "port", "long": "port", "type": int, "default": 8000,
                     "help": "TCP port on 127.0.0.1 (0 picks a free one)"}],
         "uptodate": [False], "verbosity": 2,
@@ -169,7 +170,7 @@ def task_generate():
     def action(prompt, negative_prompt, seed, steps, guidance, scheduler, output, compare):
         from stages.runtime import generate  # numpy and up: only when it runs
 
-        argv = ["--model", MODEL, "--prompt", prompt, "--negative-prompt", negative_prompt,
+        argv = ["--model", CFG.model_name, "--prompt", prompt, "--negative-prompt", negative_prompt,
                 "--seed", str(seed), "--steps", str(steps), "--guidance", str(guidance),
                 "--scheduler", scheduler, *(["--output", output] if output else []),
                 *(["--compare"] if compare else [])]
@@ -203,7 +204,7 @@ def task_build():
     """Build and verify every component of the model for the target (the default task)."""
     return {
         "actions": None,
-        "task_dep": [s for s in (*dag.MODEL_STAGES, *dag.FINAL_STAGES)
-                     if s not in dag.WASM_ONLY or WASM]
+        # NOTE: the checkpoint check first, so a bad local model stops before anything is built
+        "task_dep": [s for s in (*dag.MODEL_STAGES, *dag.FINAL_STAGES) if dag.needed(CFG, s)]
                     + [f"verify:{c}" for c in CFG.variants],
     }

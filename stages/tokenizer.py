@@ -4,7 +4,8 @@ For the embedded model it is made offline from the real CLIP BPE merges that shi
 open-clip-torch wheel: the byte-level alphabet, its end-of-word forms and the merges, in the
 order CLIP assigns ids, then <|startoftext|> = 49406 and <|endoftext|> = 49407. For a local
 model it is that model's tokenizer. Both are saved by transformers, so Python (CLIPTokenizer)
-and the page (tokenizer.json) read one vocabulary.
+and the page (tokenizer.json) read one vocabulary; tokenizer.json also carries CLIP's
+truncation and padding to the text encoder's length, so it alone gives the ids.
 """
 
 from __future__ import annotations
@@ -82,5 +83,18 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
     tokenizer.model_max_length = cfg["max_length"]
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer.save_pretrained(tmp)
+        _pad_and_truncate(Path(tmp) / "tokenizer.json", tokenizer, cfg["max_length"])
         for name, dst in outputs.items():
             shutil.copyfile(Path(tmp) / name, dst)
+
+
+def _pad_and_truncate(path: Path, tokenizer, length: int) -> None:
+    """tokenizer.json encodes as CLIPTokenizer(padding="max_length", truncation=True) does:
+    any `tokenizers`-based reader gets the text encoder's `length` ids from the file alone."""
+    from tokenizers import Tokenizer
+
+    fast = Tokenizer.from_file(str(path))
+    fast.enable_truncation(length)
+    fast.enable_padding(length=length, pad_id=tokenizer.pad_token_id,
+                        pad_token=tokenizer.pad_token)
+    fast.save(str(path))

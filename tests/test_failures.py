@@ -4,6 +4,7 @@ line that names what is wrong and the fix, exit status != 0, no traceback, and n
 one_line; tests/test_engine.py), and each stage's own are tested with it (test_webgpu: kernels
 over the limits, test_cache: corrupt blobs, test_pretrained: a checkpoint that does not fit)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,17 @@ CASES = {
     "a model directory without unet/": (["doit", "build", "path={partial}"], {}, "no unet/ folder"),
     "a model directory with an empty tokenizer/": (["doit", "build", "path={empty_tokenizer}"], {},
                                                    "tokenizer/ holds no"),
+    "a model directory without tokenizer/": (["doit", "build", "path={no_tokenizer}"], {},
+                                             "no tokenizer/ folder"),
+    "a config.json that is not JSON": (["doit", "build", "path={bad_json}"], {},
+                                       "not valid JSON"),
+    "an unsupported block type": (["doit", "build", "path={unsupported}"], {},
+                                  "'SimpleCrossAttnDownBlock2D', which is not supported"),
+    "an SDXL directory": (["doit", "build", "path={sdxl}"], {}, "(SDXL) is not supported"),
+    "a single-file checkpoint": (["doit", "build", "path={single}/sd-v1-5.safetensors"], {},
+                                 "a single-file checkpoint"),
+    "a folder holding a single-file checkpoint": (["doit", "build", "path={single}"], {},
+                                                  "a single-file checkpoint"),
     "bad remote cache url": (["doit", "build"], {"WEBSD_CACHE_URL": "ftp://cache"},
                              "WEBSD_CACHE_URL"),
     "steps out of range": (["generate", "--steps", "0"], {}, "steps must be an integer in 1..50"),
@@ -34,19 +46,40 @@ def fresh(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory):
-    """Diffusers directories with a part missing: {partial} lacks unet/, {empty_tokenizer}'s
-    tokenizer/ is empty."""
+    """Diffusers directories with one thing wrong, as JSON alone (nothing is loaded before the
+    config is refused): {partial} lacks unet/, {empty_tokenizer}'s tokenizer/ is empty,
+    {no_tokenizer} has none, {bad_json}'s unet/config.json is cut, {unsupported} has a block
+    SD 1.x / 2.x do not, {sdxl} is an SDXL pipeline; {single} holds a single-file checkpoint."""
+    unet = {"_class_name": "UNet2DConditionModel", "sample_size": 8, "in_channels": 4,
+            "out_channels": 4}
+    layouts = {
+        "partial": {"unet": None},
+        "empty_tokenizer": {"tokenizer": {}},
+        "no_tokenizer": {"tokenizer": None},
+        "bad_json": {"unet": {"config.json": '{"sample_size": 8,'}},
+        "unsupported": {"unet": {"config.json": json.dumps(
+            {**unet, "down_block_types": ["SimpleCrossAttnDownBlock2D", "DownBlock2D"]})}},
+        "sdxl": {"model_index.json": json.dumps({"_class_name": "StableDiffusionXLPipeline"})},
+    }
     dirs = {}
-    for name, empty in (("partial", "unet"), ("empty_tokenizer", None)):
+    for name, changes in layouts.items():
         d = tmp_path_factory.mktemp(name)
-        (d / "model_index.json").write_text("{}")
+        (d / "model_index.json").write_text(changes.get("model_index.json", "{}"))
         for sub in ("unet", "text_encoder", "vae", "tokenizer", "scheduler"):
-            if sub == empty:
+            files = changes.get(sub, {"tokenizer": {"vocab.json": "{}", "merges.txt": ""},
+                                      "scheduler": {"scheduler_config.json": "{}"},
+                                      "unet": {"config.json": json.dumps(unet)},
+                                      "vae": {"config.json": '{"latent_channels": 4}'}}.get(
+                sub, {"config.json": "{}"}))
+            if files is None:
                 continue
             (d / sub).mkdir()
-            if not (name == "empty_tokenizer" and sub == "tokenizer"):
-                (d / sub / "config.json").write_text("{}")
+            for file, text in files.items():
+                (d / sub / file).write_text(text)
         dirs[name] = str(d)
+    single = tmp_path_factory.mktemp("single")
+    (single / "sd-v1-5.safetensors").write_bytes(b"\0" * 64)
+    dirs["single"] = str(single)
     return dirs
 
 

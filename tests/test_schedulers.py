@@ -23,6 +23,10 @@ LOOP = ROOT / "web/test/scheduler_loop.mjs"
 SCHEDULERS_JS = ROOT / "web/src/schedulers.js"
 SHAPE = (1, 4, 8, 8)
 ATOL = 1e-5
+# The free-running loop's float32 drift over 50 Karras steps (their sigmas crowd together at the
+# end, so a step's coefficients are larger and cancel) reaches 1.0e-5; each step alone is held to
+# 4 float32 spacings below, as every sampler's.
+LOOP_ATOL = {"dpm++2m-karras": 2e-5}
 STEP_COUNTS = (1, 2, 3, 4, 10, 20, 50)
 
 # What the page's names mean, written out here independently of stages/runtime/samplers.py.
@@ -31,6 +35,11 @@ DIFFUSERS = {
                 {"algorithm_type": "dpmsolver++", "solver_order": 2}),
     "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
     "euler": ("EulerDiscreteScheduler", {}),
+    "ddim": ("DDIMScheduler", {"clip_sample": False}),
+    "lms": ("LMSDiscreteScheduler", {}),
+    "dpm++2m-karras": ("DPMSolverMultistepScheduler",
+                       {"algorithm_type": "dpmsolver++", "solver_order": 2,
+                        "use_karras_sigmas": True}),
 }
 
 
@@ -152,8 +161,9 @@ def test_js_matches_diffusers_every_step(schedules_path, scheduler_config, tmp_p
     for i in range(n):
         d_in = float(np.abs(unet_in[i] - scaled_inputs[i].reshape(-1)).max())
         d_x = float(np.abs(out[i] - xs[i + 1].reshape(-1)).max())
-        assert d_in <= ATOL, f"{name}/{steps}: UNet input of iteration {i} differs by {d_in:.3g}"
-        assert d_x <= ATOL, f"{name}/{steps}: sample after iteration {i} differs by {d_x:.3g}"
+        atol = LOOP_ATOL.get(name, ATOL)
+        assert d_in <= atol, f"{name}/{steps}: UNet input of iteration {i} differs by {d_in:.3g}"
+        assert d_x <= atol, f"{name}/{steps}: sample after iteration {i} differs by {d_x:.3g}"
         worst_x, worst_in = max(worst_x, d_x), max(worst_in, d_in)
 
     # 2. Each step alone: given diffusers' own sample at every iteration, the page's step and
@@ -186,9 +196,10 @@ def test_js_refuses_step_counts(schedules_path, tmp_path, steps, message):
 
 
 def test_js_refuses_unknown_scheduler(schedules_path, tmp_path):
-    proc = run_loop(schedules_path, "ddim", 20, tmp_path)
+    proc = run_loop(schedules_path, "heun", 20, tmp_path)
     assert proc.returncode == 2, proc.stderr
-    assert 'unknown scheduler "ddim"; one of: dpm++2m, pndm, euler' in proc.stderr
+    assert ('unknown scheduler "heun"; one of: dpm++2m, pndm, euler, ddim, lms, dpm++2m-karras'
+            in proc.stderr)
 
 
 def test_js_steps_run_in_order(schedules_path):
@@ -222,6 +233,7 @@ def test_tables_compact_and_reproducible(schedules_path, scheduler_config, tmp_p
     tables = json.loads(data)
     assert tables["max_steps"] == 50
     assert list(tables["schedulers"]) == list(DIFFUSERS)
+    assert tables["model_scheduler"] == "pndm"   # the tiny model's own: PNDMScheduler
     for entry in tables["schedulers"].values():
         assert sorted(map(int, entry["steps"])) == list(range(1, 51))
     # the same config gives the same bytes (downstream stages are cut off on identical output)

@@ -19,3 +19,18 @@ def test_real_clip_ids(built):
     assert len(vocab) == 49408 and len(data["model"]["merges"]) == 48894
     assert vocab["<|startoftext|>"] == 49406 and vocab["<|endoftext|>"] == 49407
     assert vocab["a</w>"] == 320 and vocab["!"] == 0
+
+
+def test_tokenizer_json_alone_gives_the_77_ids(built):
+    """Any `tokenizers` reader of dist's tokenizer.json pads and truncates as CLIPTokenizer
+    with padding="max_length", truncation=True does (the ids the page and the runner feed)."""
+    from tokenizers import Tokenizer
+
+    ws, _ = built
+    fast = Tokenizer.from_file(str(ws / "dist/tiny/llvm/tokenizer.json"))
+    tok = CLIPTokenizer.from_pretrained(str(ws / "build/tiny/model/tokenizer"))
+    for prompt in ("", "a photo of a cat", " ".join(["word"] * 500)):
+        ids = fast.encode(prompt).ids
+        assert len(ids) == 77
+        assert ids == tok(prompt, padding="max_length", max_length=77,
+                          truncation=True).input_ids

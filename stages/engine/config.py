@@ -11,6 +11,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from stages.engine import model_dir
+
 ROOT = Path(__file__).resolve().parents[2]   # the checkout: the one definition of it
 CONFIGS = ROOT / "configs"
 
@@ -66,22 +68,45 @@ class ConfigError(Exception):
     """A config problem, worded as one line: file, key, what is wrong, and the fix."""
 
 
+@dataclass(frozen=True)
+class AnyOf:
+    """A key that accepts any of several types (diffusers' per-block lists: an int or [int])."""
+
+    specs: tuple
+
+
+INT_OR_LIST = AnyOf((int, [int]))
+BOOL_OR_LIST = AnyOf((bool, [bool]))
+
 # Each section maps its keys to the accepted type: int, float, str, bool, [int], [str],
-# dict, or a tuple of allowed values.
+# dict, a tuple of allowed values, or AnyOf. The architecture sections take the keys of
+# transformers' CLIPTextConfig and diffusers' UNet2DConditionModel / AutoencoderKL configs that
+# SD 1.x / 2.x models set (a local model's config.json carries them all: stages/engine/model_dir.py).
 _ARCH_TEXT = {
     "vocab_size": int, "max_position_embeddings": int, "hidden_size": int,
     "intermediate_size": int, "num_hidden_layers": int, "num_attention_heads": int,
-    "hidden_act": str, "projection_dim": int,
+    "hidden_act": str, "projection_dim": int, "layer_norm_eps": float,
+    "attention_dropout": float, "dropout": float, "initializer_range": float,
+    "initializer_factor": float, "bos_token_id": int, "eos_token_id": int, "pad_token_id": int,
 }
 _ARCH_UNET = {
     "in_channels": int, "out_channels": int, "block_out_channels": [int],
     "layers_per_block": int, "down_block_types": [str], "up_block_types": [str],
-    "attention_head_dim": int, "norm_num_groups": int, "cross_attention_dim": int,
+    "mid_block_type": str, "attention_head_dim": INT_OR_LIST, "num_attention_heads": INT_OR_LIST,
+    "norm_num_groups": int, "norm_eps": float, "cross_attention_dim": int,
+    "sample_size": int, "use_linear_projection": bool, "upcast_attention": bool,
+    "only_cross_attention": BOOL_OR_LIST, "dual_cross_attention": bool, "act_fn": str,
+    "center_input_sample": bool, "flip_sin_to_cos": bool, "freq_shift": int,
+    "downsample_padding": int, "mid_block_scale_factor": float,
+    "resnet_time_scale_shift": str, "transformer_layers_per_block": INT_OR_LIST,
+    "dropout": float,
 }
 _ARCH_VAE = {
     "in_channels": int, "out_channels": int, "latent_channels": int,
     "block_out_channels": [int], "layers_per_block": int, "down_block_types": [str],
     "up_block_types": [str], "norm_num_groups": int, "scaling_factor": float,
+    "sample_size": int, "act_fn": str, "force_upcast": bool, "mid_block_add_attention": bool,
+    "use_quant_conv": bool, "use_post_quant_conv": bool,
 }
 MODEL_SCHEMA = {
     "model": {
@@ -93,10 +118,11 @@ MODEL_SCHEMA = {
     "vae": _ARCH_VAE,
     "scheduler": {
         "class_name": ("PNDMScheduler", "DPMSolverMultistepScheduler", "EulerDiscreteScheduler",
-                       "DDIMScheduler"),
+                       "DDIMScheduler", "LMSDiscreteScheduler"),
         "num_train_timesteps": int, "beta_start": float, "beta_end": float,
         "beta_schedule": str, "set_alpha_to_one": bool, "skip_prk_steps": bool,
-        "steps_offset": int,
+        "steps_offset": int, "prediction_type": ("epsilon", "v_prediction"),
+        "timestep_spacing": ("leading", "linspace", "trailing"), "clip_sample": bool,
     },
 }
 TARGET_SCHEMA = {
@@ -110,6 +136,8 @@ TARGET_SCHEMA = {
 
 
 def _type_name(spec) -> str:
+    if isinstance(spec, AnyOf):
+        return " or ".join(_type_name(s) for s in spec.specs)
     if isinstance(spec, tuple):
         return "one of " + ", ".join(repr(s) for s in spec)
     if isinstance(spec, list):
@@ -119,6 +147,8 @@ def _type_name(spec) -> str:
 
 
 def _matches(value, spec) -> bool:
+    if isinstance(spec, AnyOf):
+        return any(_matches(value, s) for s in spec.specs)
     if isinstance(spec, tuple):
         return value in spec
     if isinstance(spec, list):
@@ -130,7 +160,9 @@ def _matches(value, spec) -> bool:
     return isinstance(value, spec)
 
 
-def _validate(data: dict, schema: dict, where: str) -> None:
+def _validate(data: dict, schema: dict, where: str, complete: bool = True) -> None:
+    """Every key known and well-typed; with `complete`, every section present (a model TOML
+    over a local model directory may hold only the keys it overrides)."""
     for section, body in data.items():
         if section not in schema:
             raise ConfigError(f"{where}: unknown section [{section}]; "
@@ -145,7 +177,7 @@ def _validate(data: dict, schema: dict, where: str) -> None:
             if not _matches(value, spec):
                 raise ConfigError(f"{where}: {section}.{key} = {value!r} is not "
                                   f"{_type_name(spec)}; fix: set it to {_type_name(spec)}")
-    for section in schema:
+    for section in schema if complete else ():
         if section not in data:
             raise ConfigError(f"{where}: missing section [{section}]; fix: add it "
                               f"(see configs/models/tiny.toml for an example)")
@@ -218,26 +250,44 @@ class Config:
                                 "vae_decoder": "vae"}[component]])
 
 
-def load(model: str = "tiny", target: str = "llvm", path: str | None = None) -> Config:
-    """Read configs/models/<model>.toml and configs/targets/<target>.toml; raise ConfigError."""
-    model_file = CONFIGS / "models" / f"{model}.toml"
+def load(model: str | None = None, target: str = "llvm", path: str | None = None) -> Config:
+    """The model + target config; ConfigError names what is wrong.
+
+    Without a local model: configs/models/<model>.toml (default tiny), complete. With one
+    (`path`, or a TOML whose model.path it names with init = "pretrained"): the directory's own
+    configs (stages/engine/model_dir.py), the TOML's keys over them when there is one; the model
+    is named after the directory unless `model` names it."""
     target_file = CONFIGS / "targets" / f"{target}.toml"
-    mdata = _read_toml(model_file)
     tdata = _read_toml(target_file)
-    _validate(mdata, MODEL_SCHEMA, _rel(model_file))
     _validate(tdata, TARGET_SCHEMA, _rel(target_file))
-    m = mdata["model"]
-    if path:
-        m["path"], m["init"] = path, "pretrained"
-    if m.get("init") == "pretrained":
-        if not m.get("path"):
-            raise ConfigError(f"{_rel(model_file)}: model.init = 'pretrained' needs model.path; "
-                              f"fix: set path = \"/dir/of/diffusers/model\" or pass path=... to doit")
-        model_dir = Path(m["path"])
-        if not (model_dir / "model_index.json").is_file():
-            raise ConfigError(f"{_rel(model_file)}: model.path = {m['path']!r} is not a diffusers "
-                              f"model directory (no model_index.json); fix: point it at a local "
-                              f"copy of the model, or set init = \"random\"")
+    model_file = CONFIGS / "models" / f"{model or 'tiny'}.toml"
+    toml = None
+    if not path or (model and model_file.is_file()):
+        toml = _read_toml(model_file)
+        _validate(toml, MODEL_SCHEMA, _rel(model_file), complete=not path)
+        if not path and toml["model"].get("init") == "pretrained":
+            path = toml["model"].get("path")
+            if not path:
+                raise ConfigError(f"{_rel(model_file)}: model.init = 'pretrained' needs "
+                                  f"model.path; fix: set path = \"/dir/of/diffusers/model\" or "
+                                  f"pass path=... to doit")
+    try:
+        if path:
+            mdata = model_dir.read(Path(path))
+            name = model or model_dir.model_name(Path(path))
+            for section, body in (toml or {}).items():
+                mdata[section].update({k: v for k, v in body.items()
+                                       if (section, k) not in (("model", "init"),
+                                                               ("model", "path"))})
+            where = _rel(model_file) if toml else str(path)
+            model_dir.check_supported(mdata, where)
+            if "image_size" not in mdata["model"]:
+                mdata["model"]["image_size"] = model_dir.image_size(mdata, where)
+        else:
+            mdata, name, where = toml, model or "tiny", _rel(model_file)
+            model_dir.check_supported(mdata, where)
+    except model_dir.ModelDirError as e:
+        raise ConfigError(str(e)) from None
     required = {"model": ("init", "seed", "image_size", "guidance_batch")}
     for section, keys in required.items():
         for key in keys:
@@ -265,4 +315,4 @@ def load(model: str = "tiny", target: str = "llvm", path: str | None = None) -> 
         if "rpc_key" not in tune:
             raise ConfigError(f"{_rel(target_file)}: tune.rpc_tracker needs tune.rpc_key; fix: "
                               f"set it to the key the RPC servers registered with")
-    return Config(model, target, mdata, tdata)
+    return Config(name, target, mdata, tdata)

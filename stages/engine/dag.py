@@ -22,6 +22,7 @@ DIST = ROOT / "dist"
 # Stage name -> the module whose spec(rule) declares it and whose run(inputs, outputs, config)
 # does the work, in DAG order.
 STAGES = {
+    "checkpoint": "stages.checkpoint",
     "toolchain": "stages.toolchain.runtime_objects",
     "tokenizer": "stages.tokenizer",
     "noise_scheduler": "stages.noise_scheduler",
@@ -37,9 +38,11 @@ STAGES = {
     "package": "stages.package",
     "bundle": "stages.bundle",
 }
-MODEL_STAGES = ("toolchain", "tokenizer", "noise_scheduler", "sampler_tables")   # once per model
+MODEL_STAGES = ("checkpoint", "toolchain", "tokenizer", "noise_scheduler",   # once per model
+                "sampler_tables")
 FINAL_STAGES = ("bundle", "package")                     # once per model, after every component
 WASM_ONLY = ("toolchain", "bundle")                      # stages of targets run by a browser
+PRETRAINED_ONLY = ("checkpoint",)                        # stages of a local model's weights
 COMPONENT_STAGES = tuple(s for s in STAGES if s not in MODEL_STAGES + FINAL_STAGES)
 # Stages run once per component, whatever the precision: their outputs are float32 (a float16
 # variant is made from the float32 graph by a pass: stages/passes/to_float16.py).
@@ -68,12 +71,19 @@ def spec(cfg: Config, stage: str, component: str = "model") -> Spec:
 
 def all_specs(cfg: Config) -> list[Spec]:
     """Every stage entry of a model + target build, in DAG order."""
-    wasm = cfg.target["target"]["library"] == "wasm"
-    specs = [spec(cfg, s) for s in MODEL_STAGES if s not in WASM_ONLY or wasm]
+    specs = [spec(cfg, s) for s in MODEL_STAGES if needed(cfg, s)]
     specs += [spec(cfg, s, c) for s in COMPONENT_STAGES for c in cfg.variants
               if not (s in PRECISION_FREE and split_variant(c)[1] != "float32")]
-    specs += [spec(cfg, s) for s in FINAL_STAGES if s not in WASM_ONLY or wasm]
+    specs += [spec(cfg, s) for s in FINAL_STAGES if needed(cfg, s)]
     return specs
+
+
+def needed(cfg: Config, stage: str) -> bool:
+    """Whether a model-level stage runs for this model and target: the toolchain and the page
+    for wasm targets, the checkpoint check for a local model's weights."""
+    if stage in WASM_ONLY and cfg.target["target"]["library"] != "wasm":
+        return False
+    return stage not in PRETRAINED_ONLY or cfg.pretrained_path is not None
 
 
 def report_path(cfg: Config) -> Path:

@@ -38,6 +38,17 @@ def init_random(component: str, arch: dict, seed: int):
     return cls(**arch).eval()
 
 
+def from_config(component: str, config: dict):
+    """The component built from a saved config.json's dict, its weights left as initialised
+    (under `with torch.device("meta")`: shapes only, no memory)."""
+    cls = module_class(component)
+    if component == "text_encoder":
+        from transformers import CLIPTextConfig
+
+        return cls(CLIPTextConfig(**config))
+    return cls.from_config(config)
+
+
 def read_config(component: str, model_dir: Path) -> dict:
     """The architecture config of a component saved with save_pretrained, without its weights."""
     if component == "text_encoder":
@@ -52,13 +63,7 @@ def load(component: str, weights_dir: Path):
     from safetensors.torch import load_file
 
     config = json.loads((weights_dir / "config.json").read_text())
-    cls = module_class(component)
-    if component == "text_encoder":
-        from transformers import CLIPTextConfig
-
-        module = cls(CLIPTextConfig(**config))
-    else:
-        module = cls.from_config(config)
+    module = from_config(component, config)
     state = load_file(str(weights_dir / "model.safetensors"))
     missing, unexpected = module.load_state_dict(state, strict=False)
     # NOTE: transformers keeps position_ids as a non-persistent buffer in some versions.

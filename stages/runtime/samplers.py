@@ -39,6 +39,12 @@ SCHEDULERS = {
                                                 "solver_order": 2}),
     "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
     "euler": ("EulerDiscreteScheduler", {}),
+    # NOTE: DDIM clips its x0 estimate unless told not to (not linear); SD's configs say false
+    "ddim": ("DDIMScheduler", {"clip_sample": False}),
+    "lms": ("LMSDiscreteScheduler", {}),
+    "dpm++2m-karras": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++",
+                                                       "solver_order": 2,
+                                                       "use_karras_sigmas": True}),
 }
 
 LAYOUT = (1, 1, 1, -1)  # the probe as a batch of one latent, as schedulers expect
@@ -48,6 +54,12 @@ _CHECK_RTOL = 1e-5      # of the largest magnitude involved; diffusers upcasts/d
 
 class ScheduleError(Exception):
     pass
+
+
+def model_scheduler(scheduler_config: dict) -> str | None:
+    """The sampler that runs the model's own scheduler class (a DDIM model: "ddim"), if any."""
+    cls_name = scheduler_config.get("_class_name")
+    return next((n for n, (c, _) in SCHEDULERS.items() if c == cls_name), None)
 
 
 def make(scheduler_config: dict, name: str, steps: int):
@@ -142,4 +154,5 @@ def tables(scheduler_config: dict, max_steps: int = MAX_STEPS) -> dict:
                 "class": cls_name, "options": options,
                 "steps": {str(n): _probe(scheduler_config, name, n)
                           for n in range(1, max_steps + 1)}}
-    return {"format": FORMAT, "max_steps": max_steps, "schedulers": schedulers}
+    return {"format": FORMAT, "max_steps": max_steps,
+            "model_scheduler": model_scheduler(scheduler_config), "schedulers": schedulers}

@@ -29,7 +29,8 @@ import { schedulerNames } from "./schedulers.js";
 import { CACHE_NAME, ModelFiles, clearCache } from "./shards.js";
 import { Tokenizer } from "./web_tokenizers.js";
 
-const LABELS = { "dpm++2m": "DPM-Solver++ 2M", pndm: "PNDM", euler: "Euler" };
+const LABELS = { "dpm++2m": "DPM-Solver++ 2M", pndm: "PNDM", euler: "Euler", ddim: "DDIM",
+  lms: "LMS", "dpm++2m-karras": "DPM-Solver++ 2M Karras" };
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -271,7 +272,11 @@ async function start() {
   state.files = new ModelFiles({ baseUrl: new URL(".", location.href).href, files: manifest.files,
     onBytes });
   const tables = await state.files.json(manifest.schedules);
-  for (const name of schedulerNames(tables)) $("scheduler").add(new Option(LABELS[name] || name, name));
+  // the model's own scheduler (schedules.json model_scheduler) is marked as such
+  for (const name of schedulerNames(tables)) {
+    const own = name === tables.model_scheduler ? " (the model's own)" : "";
+    $("scheduler").add(new Option((LABELS[name] || name) + own, name));
+  }
   setupForm(manifest.contract);
   try {
     state.gpu = await openGpu();

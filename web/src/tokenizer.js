@@ -60,6 +60,11 @@ export class ClipTokenizer {
         tokenizerJson.byteOffset + tokenizerJson.byteLength)
       : tokenizerJson;
     const spec = JSON.parse(new TextDecoder().decode(bytes));
+    // NOTE: tokenizer.json pads and truncates to 77 with BOS/EOS (for any `tokenizers` reader),
+    // but this encode() adds no special tokens: it takes the bare BPE, and clipInputIds() adds
+    // them, cuts and pads, as transformers does.
+    const bare = new TextEncoder().encode(JSON.stringify({ ...spec, truncation: null,
+      padding: null }));
     const maxLength = config.model_max_length;
     if (!Number.isInteger(maxLength) || maxLength < 2 || maxLength > 4096) {
       throw new Error(`tokenizer_config.json model_max_length must be the text encoder's ` +
@@ -67,7 +72,7 @@ export class ClipTokenizer {
     }
     const id = (name) => tokenId(spec, tokenString(config[name], name), name);
     const special = { bos: id("bos_token"), eos: id("eos_token"), pad: id("pad_token"), maxLength };
-    return new ClipTokenizer(await Tokenizer.fromJSON(bytes), special);
+    return new ClipTokenizer(await Tokenizer.fromJSON(bare.buffer), special);
   }
 
   constructor(tokenizer, special) {

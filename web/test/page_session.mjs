@@ -8,7 +8,8 @@
 //   pressed (saved.png),
 //   images: [{name, opts}] generated on the first load, invalid: [{name, opts}] that the page
 //   must refuse, reload: opts generated again after a reload (all from the Cache API) and after
-//   tampering with one cached shard, cancel: opts of a long run cancelled at step 2}.
+//   tampering with one cached shard, cancel: opts of a long run cancelled at step 2}; invalid,
+//   cancel and reload are each left out of the visit when the job leaves them out.
 // The page is driven through its documented hook (window.websd, web/src/app.js). Prints one
 // JSON report; every part records what the page showed, so the Python test asserts on it.
 import fs from "node:fs";
@@ -32,6 +33,7 @@ const pageText = (page) => page.evaluate(() => ({
   imageSize: document.getElementById("image-size").textContent,
   gpuMemory: document.getElementById("gpu-memory").textContent,
   generateDisabled: document.getElementById("generate").disabled,
+  schedulers: [...document.getElementById("scheduler").options].map((o) => o.textContent),
 }));
 
 async function open(page) {
@@ -94,51 +96,58 @@ try {
   }
   report.firstLoad = { files: (await status(page)).files, binRequests: binRequests() };
 
-  // 3. Refused settings: a message, and no generation.
-  report.invalid = [];
-  for (const { name, opts } of job.invalid) {
-    const [before, pageBefore] = [(await status(page)).phase, await pageText(page)];
-    const r = await generate(page, opts);
-    report.invalid.push({ name, opts, ...r, phaseBefore: before, pageBefore, page: await pageText(page),
-      phaseAfter: (await status(page)).phase });
+  // 3-7 run where the job names them (a job of images alone checks a model's pictures)
+  if (job.invalid) {
+    // 3. Refused settings: a message, and no generation.
+    report.invalid = [];
+    for (const { name, opts } of job.invalid) {
+      const [before, pageBefore] = [(await status(page)).phase, await pageText(page)];
+      const r = await generate(page, opts);
+      report.invalid.push({ name, opts, ...r, phaseBefore: before, pageBefore, page: await pageText(page),
+        phaseAfter: (await status(page)).phase });
+    }
   }
 
-  // 4. Cancel a long run once it is under way.
-  const cancelRun = generate(page, job.cancel);
-  await Promise.race([cancelRun, page.waitForFunction(
-    () => /step [2-9]/.test(document.getElementById("denoise-text").textContent),
-    null, { timeout: 60000, polling: 50 })]);
-  await page.evaluate(() => window.websd.cancel());
-  report.cancel = { ...(await cancelRun), page: await pageText(page) };
+  if (job.cancel) {
+    // 4. Cancel a long run once it is under way.
+    const cancelRun = generate(page, job.cancel);
+    await Promise.race([cancelRun, page.waitForFunction(
+      () => /step [2-9]/.test(document.getElementById("denoise-text").textContent),
+      null, { timeout: 60000, polling: 50 })]);
+    await page.evaluate(() => window.websd.cancel());
+    report.cancel = { ...(await cancelRun), page: await pageText(page) };
+  }
 
-  // 5. Reload: every file from the Cache API, no .bin request.
-  requests.length = 0;
-  await open(page);
-  const reloadRun = await generate(page, job.reload);
-  report.reload = { ...reloadRun, files: (await status(page)).files, binRequests: binRequests(),
-    page: await pageText(page) };
+  if (job.reload) {
+    // 5. Reload: every file from the Cache API, no .bin request.
+    requests.length = 0;
+    await open(page);
+    const reloadRun = await generate(page, job.reload);
+    report.reload = { ...reloadRun, files: (await status(page)).files, binRequests: binRequests(),
+      page: await pageText(page) };
 
-  // 6. A cached shard with wrong bytes: deleted, fetched again, and the image is unchanged.
-  report.tamper = await page.evaluate(async () => {
-    const cache = await caches.open(window.websd.cacheName);
-    const keys = (await cache.keys()).map((r) => r.url).filter((u) => /\/unet\/params\/.*\.bin$/.test(u));
-    const victim = keys[0];
-    const size = (await (await cache.match(victim)).arrayBuffer()).byteLength;
-    await cache.put(victim, new Response(new Uint8Array(size).fill(7)));
-    return { url: victim, size };
-  });
-  requests.length = 0;
-  await open(page);
-  const tamperRun = await generate(page, job.reload);
-  Object.assign(report.tamper, tamperRun, { files: (await status(page)).files,
-    binRequests: binRequests(), page: await pageText(page) });
+    // 6. A cached shard with wrong bytes: deleted, fetched again, and the image is unchanged.
+    report.tamper = await page.evaluate(async () => {
+      const cache = await caches.open(window.websd.cacheName);
+      const keys = (await cache.keys()).map((r) => r.url).filter((u) => /\/unet\/params\/.*\.bin$/.test(u));
+      const victim = keys[0];
+      const size = (await (await cache.match(victim)).arrayBuffer()).byteLength;
+      await cache.put(victim, new Response(new Uint8Array(size).fill(7)));
+      return { url: victim, size };
+    });
+    requests.length = 0;
+    await open(page);
+    const tamperRun = await generate(page, job.reload);
+    Object.assign(report.tamper, tamperRun, { files: (await status(page)).files,
+      binRequests: binRequests(), page: await pageText(page) });
 
-  // 7. A lost device: the page says so, and the next Generate starts again.
-  await page.evaluate(() => window.websd.device().destroy());
-  await page.waitForFunction(() => !document.getElementById("gpu-error").hidden, null, { timeout: 20000 });
-  report.lost = { page: await pageText(page) };
-  const afterLost = await generate(page, job.reload);
-  Object.assign(report.lost, { after: afterLost, pageAfter: await pageText(page) });
+    // 7. A lost device: the page says so, and the next Generate starts again.
+    await page.evaluate(() => window.websd.device().destroy());
+    await page.waitForFunction(() => !document.getElementById("gpu-error").hidden, null, { timeout: 20000 });
+    report.lost = { page: await pageText(page) };
+    const afterLost = await generate(page, job.reload);
+    Object.assign(report.lost, { after: afterLost, pageAfter: await pageText(page) });
+  }
 } catch (e) {
   // the report so far says where it stopped; the test fails on `error`
   report.error = `${e.name}: ${e.message}`.slice(0, 2000);
