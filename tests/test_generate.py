@@ -18,7 +18,7 @@ from stages.runtime import generate as gen
 STEPS = 3
 MIN_PSNR_DB = 35.0
 PROMPT = "a photo of a cat"
-SCHEDULERS = ("dpm++2m", "pndm", "euler", "ddim", "lms", "dpm++2m-karras")
+SCHEDULERS = ("dpm++2m", "pndm", "euler", "ddim", "lms", "dpm++2m-karras", "euler-a")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_loop_is_diffusers_pipeline(dist):
     ids = gen.token_ids(model.tokenizer(), PROMPT, "blurry")
     latents0 = gen.initial_latents(5, model.latent_shape)
     for scheduler in SCHEDULERS:
-        args = (model, PROMPT, "blurry", ids, latents0, scheduler, STEPS, 7.5)
+        args = (model, PROMPT, "blurry", ids, latents0, scheduler, STEPS, 7.5, 5)
         ours, _ = gen._run_torch(*args, use_pipeline=False)
         theirs, name = gen._run_torch(*args, use_pipeline=True)
         assert name == "diffusers.StableDiffusionPipeline"

@@ -32,8 +32,8 @@ def node() -> str:
     return path
 
 
-def js_gaussian(seed, n) -> np.ndarray:
-    proc = subprocess.run([node(), str(DUMP), json.dumps(seed), json.dumps(n)],
+def js_gaussian(seed, n, stream=0) -> np.ndarray:
+    proc = subprocess.run([node(), str(DUMP), json.dumps(seed), json.dumps(n), json.dumps(stream)],
                           capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr.decode()
     return np.frombuffer(proc.stdout, dtype="<f4")
@@ -81,6 +81,21 @@ def test_js_matches_vectors_bit_for_bit(case):
     assert bits(g[:16]) == case["first"]
     assert bits(g[-4:]) == case["last"]
     assert hashlib.sha256(g.tobytes()).hexdigest() == case["sha256_f32le"]
+
+
+@pytest.mark.parametrize("case", VECTORS["streams"]["cases"],
+                         ids=lambda c: f"seed{c['seed']}-stream{c['stream']}")
+def test_streams_match_vectors_in_both_languages(case):
+    """A stochastic sampler's noise at iteration i is stream 1 + i of the seed, bit for bit."""
+    n = VECTORS["streams"]["n"]
+    for g in (rng.gaussian(case["seed"], n, case["stream"]),
+              js_gaussian(case["seed"], n, case["stream"])):
+        assert bits(g[:8]) == case["first"]
+        assert hashlib.sha256(g.astype("<f4").tobytes()).hexdigest() == case["sha256_f32le"]
+    assert not np.array_equal(rng.gaussian(case["seed"], n, case["stream"]),
+                              rng.gaussian(case["seed"], n))
+    noise = rng.step_noise(case["seed"], case["stream"] - 1, (1, 4, 4, 4))
+    assert np.array_equal(noise.reshape(-1), rng.gaussian(case["seed"], n, case["stream"]))
 
 
 @pytest.mark.parametrize("seed,n", [(7, 0), (7, 1), (7, 2), (7, 3), (2**31, 999),

@@ -40,7 +40,9 @@ DIFFUSERS = {
     "dpm++2m-karras": ("DPMSolverMultistepScheduler",
                        {"algorithm_type": "dpmsolver++", "solver_order": 2,
                         "use_karras_sigmas": True}),
+    "euler-a": ("EulerAncestralDiscreteScheduler", {}),
 }
+NOISE_SEED = 0   # the step noise of a stochastic sampler: rng.step_noise(NOISE_SEED, i), as the page
 
 
 def node() -> str:
@@ -100,10 +102,14 @@ def fake_model(scaled, i: int):
 def diffusers_loop(scheduler_config: dict, name: str, steps: int, noise: np.ndarray):
     import torch
 
+    from stages.runtime import rng
+    from stages.runtime.samplers import seeded_noise
+
     sched = diffusers_scheduler(scheduler_config, name, steps)
     x = torch.from_numpy(noise) * sched.init_noise_sigma
     xs, scaled_inputs, eps = [x.numpy().copy()], [], []
-    with torch.no_grad():
+    step_noise = seeded_noise(sched, lambda k, shape: rng.step_noise(NOISE_SEED, k, shape))
+    with torch.no_grad(), step_noise:
         for i, t in enumerate(sched.timesteps):
             scaled = sched.scale_model_input(x, t)
             e = fake_model(scaled, i)
@@ -198,8 +204,8 @@ def test_js_refuses_step_counts(schedules_path, tmp_path, steps, message):
 def test_js_refuses_unknown_scheduler(schedules_path, tmp_path):
     proc = run_loop(schedules_path, "heun", 20, tmp_path)
     assert proc.returncode == 2, proc.stderr
-    assert ('unknown scheduler "heun"; one of: dpm++2m, pndm, euler, ddim, lms, dpm++2m-karras'
-            in proc.stderr)
+    assert ('unknown scheduler "heun"; one of: dpm++2m, pndm, euler, ddim, lms, dpm++2m-karras, '
+            'euler-a' in proc.stderr)
 
 
 def test_js_steps_run_in_order(schedules_path):
@@ -229,7 +235,7 @@ def test_tables_compact_and_reproducible(schedules_path, scheduler_config, tmp_p
     from stages import sampler_tables
 
     data = schedules_path.read_bytes()
-    assert len(data) < 1_000_000
+    assert len(data) < 1_500_000   # 7 samplers x 50 step counts
     tables = json.loads(data)
     assert tables["max_steps"] == 50
     assert list(tables["schedulers"]) == list(DIFFUSERS)

@@ -269,7 +269,14 @@ def compiled(model: Model) -> Compiled:
     return _LOADED[key]
 
 
-def _run_compiled(model: Model, ids, latents0, scheduler_name, steps, guidance, timings):
+def seeded(sched, seed: int):
+    """The scheduler's step noise, if it draws any, from the seeded generator (as the page's)."""
+    from stages.runtime.samplers import seeded_noise
+
+    return seeded_noise(sched, lambda k, shape: rng.step_noise(seed, k, shape))
+
+
+def _run_compiled(model: Model, ids, latents0, scheduler_name, steps, guidance, timings, seed):
     t0 = time.perf_counter()
     c = compiled(model)
     timings["load_s"] = time.perf_counter() - t0
@@ -278,7 +285,8 @@ def _run_compiled(model: Model, ids, latents0, scheduler_name, steps, guidance, 
     timings["text_encoder_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     sched = make_scheduler(model, scheduler_name, steps)
-    latents = denoise(lambda x, t, e: c("unet", x, t, e), ehs, latents0, sched, guidance)
+    with seeded(sched, seed):
+        latents = denoise(lambda x, t, e: c("unet", x, t, e), ehs, latents0, sched, guidance)
     timings["denoise_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     import numpy as np
@@ -289,7 +297,7 @@ def _run_compiled(model: Model, ids, latents0, scheduler_name, steps, guidance, 
 
 
 def _run_torch(model: Model, prompt, negative_prompt, ids, latents0, scheduler_name, steps,
-               guidance, use_pipeline: bool | None = None):
+               guidance, seed: int, use_pipeline: bool | None = None):
     """The same image made by PyTorch/diffusers (module doc); returns ((1,3,H,W) image, name).
 
     use_pipeline: diffusers' StableDiffusionPipeline (default when guidance > 1, the only case
@@ -303,7 +311,7 @@ def _run_torch(model: Model, prompt, negative_prompt, ids, latents0, scheduler_n
     sched = make_scheduler(model, scheduler_name, steps)
     if use_pipeline is None:
         use_pipeline = guidance > 1
-    with torch.no_grad():
+    with torch.no_grad(), seeded(sched, seed):
         if use_pipeline:
             from diffusers import StableDiffusionPipeline
 
@@ -374,12 +382,12 @@ def _images(model_dist, prompt, negative_prompt, seed, steps, guidance, schedule
     latents0 = initial_latents(seed, model.latent_shape)
     ours = theirs = None
     if compiled_run:
-        image = _run_compiled(model, ids, latents0, scheduler, steps, guidance, timings)
+        image = _run_compiled(model, ids, latents0, scheduler, steps, guidance, timings, seed)
         ours = {"image": image, "pixels": to_pixels(image)}
     if torch_run:
         t0 = time.perf_counter()
         image, reference = _run_torch(model, prompt, negative_prompt, ids, latents0, scheduler,
-                                      steps, guidance)
+                                      steps, guidance, seed)
         timings["reference_s"] = time.perf_counter() - t0
         theirs = {"image": image, "pixels": to_pixels(image), "reference": reference}
     return ours, theirs, model, ids

@@ -21,7 +21,9 @@ one rounding per written operation, evaluated left to right; "fl32" rounds binar
 binary32, round to nearest even):
 
 seed: an integer 0 <= seed <= 2**32 - 1 (a uint32). Anything else (bool, float, negative,
-too large) is refused with ValueError/TypeError. n: an integer 0 <= n <= 2**32.
+too large) is refused with ValueError/TypeError. n: an integer 0 <= n <= 2**32. stream: a
+uint32 naming the draw: 0 for the initial latents, 1 + i for the noise a stochastic sampler
+(Euler ancestral) adds at its iteration i (step_noise; stages/runtime/samplers.py).
 
 1. Philox4x32-10. Constants M0 = 0xD2511F53, M1 = 0xCD9E8D57, W0 = 0x9E3779B9,
    W1 = 0xBB67AE85. For a counter (c0, c1, c2, c3) and key (k0, k1), all uint32, run 10
@@ -29,7 +31,7 @@ too large) is refused with ValueError/TypeError. n: an integer 0 <= n <= 2**32.
    p0 = M0 * c0 and p1 = M1 * c2 as exact 64-bit products, hi/lo their upper/lower 32 bits;
    (c0, c1, c2, c3) <- (hi(p1) ^ c1 ^ k0, lo(p1), hi(p0) ^ c3 ^ k1, lo(p0)).
 2. Block j (j = 0, 1, ..., ceil(n / 2) - 1) is Philox4x32-10 of counter (j, 0, 0, 0) with
-   key (seed, 0), giving words w0, w1, w2, w3. It makes output values 2j and 2j + 1.
+   key (seed, stream), giving words w0, w1, w2, w3. It makes output values 2j and 2j + 1.
 3. Two 53-bit integers: a = (w0 >> 5) * 2**26 + (w1 >> 6) and b = (w2 >> 5) * 2**26 + (w3 >> 6).
    u1 = (a + 1) / 2**53 in (0, 1]; u2 = b / 2**53 in [0, 1). (All exact.)
 4. ln(u1): write a + 1 = m * 2**e with 1 <= m < 2 (exact: e is the bit length of a + 1
@@ -141,13 +143,21 @@ def _ln_of_53bit(a: np.ndarray) -> np.ndarray:
     return (e - 53.0) * LN2 + lnm
 
 
-def gaussian(seed: int, n: int) -> np.ndarray:
-    """n float32 standard normal values for a uint32 seed (the contract in the module doc)."""
-    seed, n = check_seed(seed), _check_n(n)
+def _check_stream(stream) -> int:
+    if isinstance(stream, bool) or not isinstance(stream, numbers.Integral) \
+            or not 0 <= int(stream) <= SEED_MAX:
+        raise ValueError(f"stream must be an integer in 0..{SEED_MAX}, got {stream!r}")
+    return int(stream)
+
+
+def gaussian(seed: int, n: int, stream: int = 0) -> np.ndarray:
+    """n float32 standard normal values for a uint32 seed and stream (the contract in the
+    module doc)."""
+    seed, n, stream = check_seed(seed), _check_n(n), _check_stream(stream)
     blocks = (n + 1) // 2
     j = np.arange(blocks, dtype=np.uint64)
     zero = np.zeros(blocks, dtype=np.uint64)
-    w = philox4x32(np.stack([j, zero, zero, zero]), (seed, 0)).astype(np.uint64)
+    w = philox4x32(np.stack([j, zero, zero, zero]), (seed, stream)).astype(np.uint64)
     a = (w[0] >> np.uint64(5)) * np.uint64(2**26) + (w[1] >> np.uint64(6))
     b = (w[2] >> np.uint64(5)) * np.uint64(2**26) + (w[3] >> np.uint64(6))
     r = np.sqrt(-2.0 * _ln_of_53bit(a))
@@ -171,3 +181,8 @@ def gaussian(seed: int, n: int) -> np.ndarray:
 def latents(seed: int, shape: tuple[int, ...]) -> np.ndarray:
     """Initial latents of a shape (e.g. (1, 4, 64, 64), NCHW): gaussian() in row-major order."""
     return gaussian(seed, int(np.prod(shape, dtype=np.int64))).reshape(shape)
+
+
+def step_noise(seed: int, i: int, shape: tuple[int, ...]) -> np.ndarray:
+    """The noise a stochastic sampler adds at iteration i: stream 1 + i, in row-major order."""
+    return gaussian(seed, int(np.prod(shape, dtype=np.int64)), 1 + i).reshape(shape)

@@ -18,17 +18,24 @@ each step count n in 1..max_steps we record
              + sum over [b, c] in update[i].e of c * e[i-b]
 
   where x[j] is the sample passed to step j (x[0] the initial latents times init_noise_sigma)
-  and e[j] the model output (guided noise prediction) passed to step j.
+  and e[j] the model output (guided noise prediction) passed to step j. A stochastic sampler
+  (Euler ancestral) adds noise: update[i].z is its factor, and the noise is the seeded
+  generator's step noise of iteration i (stages/runtime/rng.py step_noise, web/src/rng.js
+  stepNoise), so Python and the page add the same; `seeded_noise` gives diffusers it too.
 
 The coefficients are measured, not re-derived: each scheduler is run once per n on a probe
-tensor with one element per x[j] and per e[j] (a one-hot sample and a one-hot model output at
-each step, in float64), so element x[j] of step i's output is the coefficient of x[j]. Extra
+tensor with one element per x[j], per e[j] and per z[j] (a one-hot sample, model output and
+step noise at each step, in float64), so element x[j] of step i's output is the coefficient of
+x[j]. Extra
 random elements ride along in the same run and must be reproduced by the recorded
 coefficients; a scheduler option that makes step() non-linear or random (thresholding, SDE
-variants, churn) fails the build here instead of giving the page wrong coefficients.
+variants, churn) fails the build here instead of giving the page wrong coefficients; the noise
+of an ancestral step is not such an option: it is an input, like the model output.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 MAX_STEPS = 50
 FORMAT = "websd-schedules/1"
@@ -45,6 +52,7 @@ SCHEDULERS = {
     "dpm++2m-karras": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++",
                                                        "solver_order": 2,
                                                        "use_karras_sigmas": True}),
+    "euler-a": ("EulerAncestralDiscreteScheduler", {}),
 }
 
 LAYOUT = (1, 1, 1, -1)  # the probe as a batch of one latent, as schedulers expect
@@ -60,6 +68,32 @@ def model_scheduler(scheduler_config: dict) -> str | None:
     """The sampler that runs the model's own scheduler class (a DDIM model: "ddim"), if any."""
     cls_name = scheduler_config.get("_class_name")
     return next((n for n, (c, _) in SCHEDULERS.items() if c == cls_name), None)
+
+
+@contextlib.contextmanager
+def seeded_noise(scheduler, draw):
+    """While it lasts, the k-th noise `scheduler`'s step() draws is draw(k, shape) (a torch
+    tensor or numpy array) instead of torch's generator: what the page adds, given to diffusers."""
+    import sys
+
+    import torch
+
+    module = sys.modules[type(scheduler).__module__]
+    if not hasattr(module, "randn_tensor"):
+        yield
+        return
+    calls = iter(range(1 << 30))
+
+    def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None):
+        noise = torch.as_tensor(draw(next(calls), tuple(shape)))
+        return noise.to(device=device, dtype=dtype or noise.dtype)
+
+    original = module.randn_tensor
+    module.randn_tensor = randn_tensor
+    try:
+        yield
+    finally:
+        module.randn_tensor = original
 
 
 def make(scheduler_config: dict, name: str, steps: int):
@@ -80,12 +114,15 @@ def _probe(scheduler_config: dict, name: str, steps: int) -> dict:
     sched = make(scheduler_config, name, steps)
     timesteps = sched.timesteps
     n_iter = len(timesteps)
-    # columns: x[0..n_iter] at 0.., e[0..n_iter-1] at e_at.., then the random check columns
+    # columns: x[0..n_iter] at 0.., e[0..n_iter-1] at e_at.., z[0..n_iter-1] (a stochastic
+    # step's noise) at z_at.., then the random check columns
     e_at = n_iter + 1
-    n_probe = 2 * n_iter + 1
+    z_at = e_at + n_iter
+    n_probe = 3 * n_iter + 1
     width = n_probe + _CHECK_COLUMNS
     rng = np.random.default_rng(steps)
     noise = rng.standard_normal((n_iter + 1, _CHECK_COLUMNS)).astype(np.float32)
+    check_z = torch.from_numpy(rng.standard_normal((n_iter, _CHECK_COLUMNS)))
 
     check_x = [torch.from_numpy(noise[0].astype(np.float64)) * float(sched.init_noise_sigma)]
     check_e = []
@@ -111,17 +148,23 @@ def _probe(scheduler_config: dict, name: str, steps: int) -> dict:
                                 "not a per-step factor; the page cannot reproduce it")
         input_scale.append(k)
 
-        out = sched.step(model_output.reshape(LAYOUT), t, sample.reshape(LAYOUT)).prev_sample
+        z = torch.zeros(width, dtype=torch.float64)
+        z[z_at + i] = 1.0
+        z[n_probe:] = check_z[i]
+        with seeded_noise(sched, lambda k, shape: z.reshape(shape)):
+            out = sched.step(model_output.reshape(LAYOUT), t, sample.reshape(LAYOUT)).prev_sample
         out = out.reshape(-1).to(torch.float64)
         x_terms = [[i - j, float(out[j])] for j in range(i, -1, -1)
                    if out[j] != 0]
         e_terms = [[i - j, float(out[e_at + j])] for j in range(i, -1, -1)
                    if out[e_at + j] != 0]
-        if bool(out[i + 1:e_at].any()) or bool(out[e_at + i + 1:n_probe].any()):
+        if bool(out[i + 1:e_at].any()) or bool(out[e_at + i + 1:z_at].any()) \
+                or bool(out[z_at:z_at + i].any()) or bool(out[z_at + i + 1:n_probe].any()):
             raise ScheduleError(f"{name}, {steps} steps: step {i} depends on the future")
+        z_factor = float(out[z_at + i])
         # the recorded coefficients must reproduce the random elements of the same run
         got = out[n_probe:]
-        expect = torch.zeros(_CHECK_COLUMNS, dtype=torch.float64)
+        expect = z_factor * check_z[i]
         for terms, history in ((x_terms, check_x), (e_terms, check_e)):
             for back, c in terms:
                 expect += c * history[i - back]
@@ -133,7 +176,7 @@ def _probe(scheduler_config: dict, name: str, steps: int) -> dict:
                 f"model outputs it was given (max deviation {deviation:.3g}); a scheduler option "
                 "makes it non-linear or random, which the page cannot reproduce")
         check_x.append(got.clone())
-        update.append({"x": x_terms, "e": e_terms})
+        update.append({"x": x_terms, "e": e_terms, **({"z": z_factor} if z_factor else {})})
 
     return {"timesteps": [float(t) for t in timesteps],
             "init_noise_sigma": float(sched.init_noise_sigma),

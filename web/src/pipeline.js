@@ -20,7 +20,7 @@
 // it keeps the guidance scale (and the negative prompt) a run-time input of an unchanged UNet.
 
 import { imageToRGBA } from "./image.js";
-import { gaussian } from "./rng.js";
+import { gaussian, stepNoise } from "./rng.js";
 import { createScheduler } from "./schedulers.js";
 
 export function cancelled() {
@@ -81,7 +81,7 @@ export async function generate(model, opts, { signal, onStep } = {}) {
       model.checkGpu();
       const guided = new Float32Array(n);
       for (let j = 0; j < n; j++) guided[j] = e[j] + Math.fround(g * Math.fround(e[n + j] - e[j]));
-      x = scheduler.step(guided, i, x);
+      x = scheduler.step(guided, i, x, () => stepNoise(opts.seed, i, n));
       stepSeconds.push((performance.now() - t) / 1000);
       onStep?.({ step: i + 1, total, seconds: stepSeconds[i], latents: x });
     }

@@ -103,12 +103,18 @@ function lnOf53bit(a) {
   return (e - 53) * LN2 + lnm;
 }
 
-/** n float32 standard normal values for a uint32 seed; identical bits to stages/runtime/rng.py. */
-export function gaussian(seed, n) {
+/**
+ * n float32 standard normal values for a uint32 seed and stream (0: the initial latents, 1 + i:
+ * a stochastic sampler's noise at iteration i); identical bits to stages/runtime/rng.py.
+ */
+export function gaussian(seed, n, stream = 0) {
   checkSeed(seed);
   checkN(n);
+  if (!Number.isInteger(stream) || stream < 0 || stream > 0xFFFFFFFF) {
+    throw new RangeError(`stream must be an integer in 0..4294967295, got ${String(stream)}`);
+  }
   const out = new Float32Array(n);
-  const key = [seed, 0];
+  const key = [seed, stream];
   for (let j = 0, i = 0; i < n; j++, i += 2) {
     const [w0, w1, w2, w3] = philox4x32([j, 0, 0, 0], key);
     const a = (w0 >>> 5) * TWO26 + (w1 >>> 6);
@@ -142,4 +148,9 @@ export function gaussian(seed, n) {
 /** Initial latents of a shape such as [1, 4, 64, 64] (NCHW): gaussian() in row-major order. */
 export function latents(seed, shape) {
   return gaussian(seed, shape.reduce((x, y) => x * y, 1));
+}
+
+/** The noise a stochastic sampler adds at iteration i: n values of stream 1 + i. */
+export function stepNoise(seed, i, n) {
+  return gaussian(seed, n, 1 + i);
 }

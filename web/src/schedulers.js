@@ -1,5 +1,5 @@
 // schedulers.js: the denoising loop's scheduler update for the page (DPM-Solver++ 2M, PNDM/PLMS,
-// Euler), driven entirely by schedules.json.
+// Euler, DDIM, LMS, Euler ancestral, ...), driven entirely by schedules.json.
 //
 // Nothing here is scheduler math. stages/runtime/samplers.py measures diffusers' own schedulers at build
 // time and writes, for every scheduler and step count, the UNet timesteps, init_noise_sigma, the
@@ -9,7 +9,8 @@
 //          + sum over [b, c] in update[i].e of c * e[i-b]
 //
 // where x[j] is the sample given to step j and e[j] the model output (guided noise prediction)
-// given to step j. PNDM's warm-up and ets, DPM-Solver++'s previous data prediction and its
+// given to step j; a stochastic sampler's update[i].z times the step's noise is added too.
+// PNDM's warm-up and ets, DPM-Solver++'s previous data prediction and its
 // first-order first and last steps are all in those coefficients. tests/test_schedulers.py runs
 // this file against diffusers' step() for every scheduler.
 //
@@ -101,7 +102,12 @@ export function createScheduler(tables, name, steps) {
       return out;
     },
 
-    step(modelOutput, i, sample) {
+    /**
+     * x[i+1] from the model output and sample of iteration i. A stochastic sampler's step also
+     * adds noise: `noise` is the step's Float32Array (web/src/rng.js stepNoise), or a function
+     * returning it, called only for the steps that add noise.
+     */
+    step(modelOutput, i, sample, noise = null) {
       checkIndex(i, "step");
       if (i !== next) {
         throw new RangeError(
@@ -117,6 +123,15 @@ export function createScheduler(tables, name, steps) {
           const a = hist[i - b];
           for (let j = 0; j < size; j++) acc[j] += c * a[j];
         }
+      }
+      if (update[i].z !== undefined) {
+        const z = typeof noise === "function" ? noise() : noise;
+        if (z === null || z === undefined) {
+          throw new TypeError(`step: ${name} adds noise at iteration ${i}; pass its step noise`);
+        }
+        checkSize(z, "noise");
+        const c = update[i].z;
+        for (let j = 0; j < size; j++) acc[j] += c * z[j];
       }
       for (let j = 0; j <= i; j++) {
         if (lastX[j] <= i) xs[j] = null;

@@ -1,7 +1,7 @@
 // Run the page's denoising-loop scheduler (web/src/schedulers.js) over model outputs given in
 // files, so that tests/test_schedulers.py can compare every step with diffusers' step().
 //
-//   node web/test/scheduler_loop.mjs SCHEDULES.json NAME STEPS DIR
+//   node web/test/scheduler_loop.mjs SCHEDULES.json NAME STEPS DIR [SEED]
 //
 // DIR/noise.f32: the initial Gaussian latents (float32 little-endian, S values);
 // DIR/eps.f32: the model output of every iteration, one after the other (T * S values).
@@ -10,12 +10,15 @@
 // float32 roundings).
 // Writes DIR/js.json ({timesteps, initNoiseSigma}) and DIR/js.f32: x[0] = noise * initNoiseSigma,
 // then for each iteration i the UNet input scaleModelInput(x[i], i) and x[i+1] = step(...).
-// A refused name or step count exits 2 with schedulers.js's own message on stderr.
+// A stochastic sampler's step noise is the page's: stepNoise(SEED, i) (web/src/rng.js; SEED 0 by
+// default). A refused name or step count exits 2 with schedulers.js's own message on stderr.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { stepNoise } from "../src/rng.js";
 import { createScheduler } from "../src/schedulers.js";
 
-const [tablesPath, name, stepsArg, dir] = process.argv.slice(2);
+const [tablesPath, name, stepsArg, dir, seedArg] = process.argv.slice(2);
+const seed = seedArg === undefined ? 0 : JSON.parse(seedArg);
 const tables = JSON.parse(readFileSync(tablesPath, "utf8"));
 const f32 = (path) => {
   const b = readFileSync(path);
@@ -45,7 +48,7 @@ out.set(x, 0);
 for (let i = 0; i < n; i++) {
   if (forced !== null) x = forced.slice(i * size, (i + 1) * size);
   out.set(s.scaleModelInput(x, i), size * (1 + 2 * i));
-  x = s.step(eps.subarray(i * size, (i + 1) * size), i, x);
+  x = s.step(eps.subarray(i * size, (i + 1) * size), i, x, () => stepNoise(seed, i, size));
   out.set(x, size * (2 + 2 * i));
 }
 const meta = { timesteps: s.timesteps, initNoiseSigma: s.initNoiseSigma };
