@@ -18,7 +18,8 @@ from stages.runtime import generate as gen
 STEPS = 3
 MIN_PSNR_DB = 35.0
 PROMPT = "a photo of a cat"
-SCHEDULERS = ("dpm++2m", "pndm", "euler", "ddim", "lms", "dpm++2m-karras", "euler-a")
+SCHEDULERS = ("dpm++2m", "pndm", "euler", "ddim", "lms", "dpm++2m-karras", "euler-a",
+              "lcm")
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,8 @@ pytestmark = [
 PROMPT = "a photograph of an astronaut riding a horse"
 NEGATIVE = "blurry"
 SEED, STEPS, GUIDANCE = 1234, 3, 7.5
-SCHEDULERS = ("dpm++2m", "pndm", "euler", "ddim", "lms", "dpm++2m-karras", "euler-a")
+SCHEDULERS = ("dpm++2m", "pndm", "euler", "ddim", "lms", "dpm++2m-karras", "euler-a",
+              "lcm")
 LONG_PROMPT = " ".join(["castle", "on", "a", "hill", "at", "sunset,", "oil", "painting"] * 63)
 
 
@@ -178,7 +179,7 @@ def test_the_page_loads_from_the_network_first_and_says_what_it_runs(session):
     # the samplers the build measured, the model's own (the tiny model's PNDM) marked
     assert start["page"]["schedulers"] == [
         "DPM-Solver++ 2M", "PNDM (the model's own)", "Euler", "DDIM", "LMS",
-        "DPM-Solver++ 2M Karras", "Euler ancestral"]
+        "DPM-Solver++ 2M Karras", "Euler ancestral", "LCM"]
 
 
 def test_screenshot_shows_an_image(session):

@@ -41,6 +41,7 @@ DIFFUSERS = {
                        {"algorithm_type": "dpmsolver++", "solver_order": 2,
                         "use_karras_sigmas": True}),
     "euler-a": ("EulerAncestralDiscreteScheduler", {}),
+    "lcm": ("LCMScheduler", {}),
 }
 NOISE_SEED = 0   # the step noise of a stochastic sampler: rng.step_noise(NOISE_SEED, i), as the page
 
@@ -205,7 +206,7 @@ def test_js_refuses_unknown_scheduler(schedules_path, tmp_path):
     proc = run_loop(schedules_path, "heun", 20, tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert ('unknown scheduler "heun"; one of: dpm++2m, pndm, euler, ddim, lms, dpm++2m-karras, '
-            'euler-a' in proc.stderr)
+            'euler-a, lcm' in proc.stderr)
 
 
 def test_js_steps_run_in_order(schedules_path):
@@ -235,7 +236,7 @@ def test_tables_compact_and_reproducible(schedules_path, scheduler_config, tmp_p
     from stages import sampler_tables
 
     data = schedules_path.read_bytes()
-    assert len(data) < 1_500_000   # 7 samplers x 50 step counts
+    assert len(data) < 1_500_000   # 8 samplers x 50 step counts
     tables = json.loads(data)
     assert tables["max_steps"] == 50
     assert list(tables["schedulers"]) == list(DIFFUSERS)

@@ -53,6 +53,7 @@ SCHEDULERS = {
                                                        "solver_order": 2,
                                                        "use_karras_sigmas": True}),
     "euler-a": ("EulerAncestralDiscreteScheduler", {}),
+    "lcm": ("LCMScheduler", {}),   # for latent-consistency (distilled) models: 2-8 steps
 }
 
 LAYOUT = (1, 1, 1, -1)  # the probe as a batch of one latent, as schedulers expect

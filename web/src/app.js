@@ -30,7 +30,8 @@ import { CACHE_NAME, ModelFiles, clearCache } from "./shards.js";
 import { Tokenizer } from "./web_tokenizers.js";
 
 const LABELS = { "dpm++2m": "DPM-Solver++ 2M", pndm: "PNDM", euler: "Euler", ddim: "DDIM",
-  lms: "LMS", "dpm++2m-karras": "DPM-Solver++ 2M Karras", "euler-a": "Euler ancestral" };
+  lms: "LMS", "dpm++2m-karras": "DPM-Solver++ 2M Karras", "euler-a": "Euler ancestral",
+  lcm: "LCM" };
 const $ = (id) => document.getElementById(id);
 
 const state = {
