@@ -182,6 +182,15 @@ def test_the_page_loads_from_the_network_first_and_says_what_it_runs(session):
         "DPM-Solver++ 2M Karras", "Euler ancestral", "LCM"]
 
 
+def test_token_counts_are_shown_and_truncation_announced(session):
+    """After a run the page says how many tokens each prompt has of the 75 the encoder reads,
+    and that a 500-word prompt is cut."""
+    assert re.fullmatch(r"prompt: \d+ / 75 tokens; negative prompt: \d+ / 75 tokens",
+                        _image(session, "dpm++2m")["page"]["tokens"])
+    long = _image(session, "long")["page"]["tokens"]
+    assert re.match(r"prompt: \d{3,} tokens, only the first 75 are used; negative prompt", long)
+
+
 def test_screenshot_shows_an_image(session):
     from PIL import Image
 
@@ -226,6 +235,9 @@ def test_cancel_stops_a_run(session):
     assert not cancel["ok"] and "AbortError" in cancel["error"], cancel
     assert cancel["page"]["message"] == "Cancelled."
     assert cancel["page"]["denoise"].startswith("step ") and "/50," in cancel["page"]["denoise"]
+    # the settings are locked while a run goes on, and free again once it has stopped
+    assert session["cancelRunning"]["settingsLocked"]
+    assert not cancel["page"]["settingsLocked"] and not cancel["page"]["generateDisabled"]
 
 
 def test_reload_takes_every_shard_from_the_cache(session):

@@ -58,6 +58,8 @@ function showGpuError(text) {
 function setBusy(busy) {
   $("generate").disabled = busy || !state.tables;
   $("cancel").disabled = !busy;
+  // the settings of a run stay what it runs with until it ends
+  for (const id of [...Object.values(FIELDS), "random-seed"]) $(id).disabled = busy;
 }
 
 const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
@@ -193,6 +195,20 @@ function onBytes({ path, bytes, source, ms }) {
   showDownload();
 }
 
+/** "prompt: 12 / 75 tokens", or how many are cut, for both prompts (once the tokenizer is in). */
+function showTokens() {
+  const tokenizer = state.model?.tokenizer;
+  if (!tokenizer) return;
+  const max = tokenizer.special.maxLength - 2;
+  $("tokens").textContent = [["prompt", "prompt"], ["negative-prompt", "negative prompt"]]
+    .map(([id, label]) => {
+      const n = tokenizer.count($(id).value);
+      return n > max ? `${label}: ${n} tokens, only the first ${max} are used`
+        : `${label}: ${n} / ${max} tokens`;
+    }).join("; ");
+  $("tokens").classList.toggle("warning", /only the first/.test($("tokens").textContent));
+}
+
 // --- Generate -----------------------------------------------------------------------------
 
 async function run() {
@@ -211,6 +227,7 @@ async function run() {
   try {
     const model = await loadOnce();
     if (controller.signal.aborted) throw cancelled();
+    showTokens();
     state.phase = "generating";
     showMessage(`Generating (${LABELS[opts.scheduler] || opts.scheduler}, ${opts.steps} steps)...`);
     $("denoise-progress").value = 0;
@@ -296,6 +313,7 @@ $("form").addEventListener("submit", (ev) => {
   run().catch(() => {});   // run() shows every error on the page
 });
 $("cancel").addEventListener("click", () => state.controller?.abort());
+for (const id of ["prompt", "negative-prompt"]) $(id).addEventListener("input", showTokens);
 $("save").addEventListener("click", savePng);
 $("random-seed").addEventListener("click", () => {
   $("seed").value = String(crypto.getRandomValues(new Uint32Array(1))[0]);

@@ -80,6 +80,12 @@ export class ClipTokenizer {
     this.special = special;   // { bos, eos, pad, maxLength }
   }
 
+  /** The prompt's own tokens (no BOS/EOS): what the text encoder sees of it is the first
+   *  maxLength - 2 (75 for CLIP). */
+  count(text) {
+    return this.tokenizer.encode(text).length;
+  }
+
   /** The text encoder's input ids for a prompt: Int32Array(maxLength), 77 for CLIP. */
   encode(text) {
     if (typeof text !== "string") throw new TypeError(`prompt must be a string, not ${typeof text}`);

@@ -34,6 +34,8 @@ const pageText = (page) => page.evaluate(() => ({
   gpuMemory: document.getElementById("gpu-memory").textContent,
   generateDisabled: document.getElementById("generate").disabled,
   schedulers: [...document.getElementById("scheduler").options].map((o) => o.textContent),
+  tokens: document.getElementById("tokens").textContent,
+  settingsLocked: ["prompt", "seed", "scheduler"].every((id) => document.getElementById(id).disabled),
 }));
 
 async function open(page) {
@@ -114,6 +116,7 @@ try {
     await Promise.race([cancelRun, page.waitForFunction(
       () => /step [2-9]/.test(document.getElementById("denoise-text").textContent),
       null, { timeout: 60000, polling: 50 })]);
+    report.cancelRunning = await pageText(page);
     await page.evaluate(() => window.websd.cancel());
     report.cancel = { ...(await cancelRun), page: await pageText(page) };
   }
