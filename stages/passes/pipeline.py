@@ -51,6 +51,8 @@ PASSES = (
     Step("cancel_transposes"),
     Step("transpose_matmul"),
     Step("wgsl_literals", targets=("webgpu",)),
+    # NOTE: before legalize, which would lower GroupNorm to float32 sums of a million values
+    Step("group_norm_float64", targets=("llvm",)),
     # phase 2: lower every op to TensorIR
     Step("legalize"),
     # phase 3: constant folding and operator fusion
