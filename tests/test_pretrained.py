@@ -35,6 +35,12 @@ def test_build_from_local_diffusers_directory(workspace, sd1):
     for c in model_dirs.SUBFOLDERS:
         assert _sha(workspace / f"build/sd-tiny/{c}/weights/model.safetensors") == weights[c]
         assert json.loads((workspace / f"dist/sd-tiny/llvm/{c}/verify.json").read_text())["passed"]
+    # the model's own scheduler (PNDM), by name, against diffusers' pipeline
+    proc = doit(workspace, "generate", f"path={sd1}", "--prompt", "a cat", "--steps", "3",
+                "--scheduler", "pndm", "--compare", "--output", str(sd1 / "out.png"))
+    said = json.loads(proc.stdout[proc.stdout.index("{"):proc.stdout.rindex("}") + 1])
+    assert said["reference"] == "diffusers.StableDiffusionPipeline"
+    assert said["psnr_db"] == "inf" or said["psnr_db"] >= 35, said
 
 
 def _truncate(path):
