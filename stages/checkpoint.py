@@ -15,9 +15,10 @@ from pathlib import Path
 
 from stages.engine.progress import Bar
 from stages.engine.rule import Rule, Spec, model_files
+from stages.runtime.components import CLASSES
 
 # The diffusers subfolder each component's weights come from in a local model directory.
-SUBFOLDER = {"text_encoder": "text_encoder", "unet": "unet", "vae_decoder": "vae"}
+SUBFOLDER = {component: sub for component, (_, _, sub) in CLASSES.items()}
 
 
 def spec(r: Rule) -> Spec:

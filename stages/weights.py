@@ -14,7 +14,7 @@ from pathlib import Path
 from stages.checkpoint import SUBFOLDER
 from stages.engine.progress import Bar
 from stages.engine.rule import Rule, Spec, model_files
-from stages.runtime import components
+from stages.runtime import components, weight_files
 
 
 def _config_dict(module) -> dict:
@@ -49,7 +49,7 @@ def _load_pretrained(component: str, model_dir: Path, variant: str | None):
         str(model_dir), local_files_only=True, torch_dtype=torch.float32, variant=variant,
         output_loading_info=True)
     left = [k for key in ("missing_keys", "unexpected_keys", "mismatched_keys")
-            for k in info.get(key, ()) if not str(k).endswith("position_ids")]
+            for k in info.get(key, ()) if not weight_files.IGNORED.search(str(k))]
     if left:
         raise ValueError(f"{model_dir}: the loader did not place {left[:3]}; fix: use the "
                          f"config.json that came with these weights")

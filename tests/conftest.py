@@ -74,6 +74,12 @@ def doit(cwd: Path, *args: str, check: bool = True, python_flags: tuple = (),
     return proc
 
 
+def generate_report(cwd: Path, *args: str) -> dict:
+    """`doit generate ARGS`'s report: the JSON object it prints after its task line."""
+    proc = doit(cwd, "generate", *args)
+    return json.loads(proc.stdout[proc.stdout.index("{"):proc.stdout.rindex("}") + 1])
+
+
 def summary(proc) -> tuple[int, int, int]:
     found = SUMMARY.findall(proc.stdout)
     assert len(found) == 1, f"expected one summary line, got {found}:\n{proc.stdout[-2000:]}"

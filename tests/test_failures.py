@@ -52,7 +52,15 @@ def model_dirs(tmp_path_factory):
     SD 1.x / 2.x do not, {sdxl} is an SDXL pipeline; {single} holds a single-file checkpoint."""
     unet = {"_class_name": "UNet2DConditionModel", "sample_size": 8, "in_channels": 4,
             "out_channels": 4}
-    layouts = {
+    whole = {   # a directory whose JSON passes: each layout below changes one part of it
+        "model_index.json": "{}",
+        "unet": {"config.json": json.dumps(unet)},
+        "text_encoder": {"config.json": "{}"},
+        "vae": {"config.json": '{"latent_channels": 4}'},
+        "tokenizer": {"vocab.json": "{}", "merges.txt": ""},
+        "scheduler": {"scheduler_config.json": "{}"},
+    }
+    layouts = {   # None: the part is left out
         "partial": {"unet": None},
         "empty_tokenizer": {"tokenizer": {}},
         "no_tokenizer": {"tokenizer": None},
@@ -64,18 +72,13 @@ def model_dirs(tmp_path_factory):
     dirs = {}
     for name, changes in layouts.items():
         d = tmp_path_factory.mktemp(name)
-        (d / "model_index.json").write_text(changes.get("model_index.json", "{}"))
-        for sub in ("unet", "text_encoder", "vae", "tokenizer", "scheduler"):
-            files = changes.get(sub, {"tokenizer": {"vocab.json": "{}", "merges.txt": ""},
-                                      "scheduler": {"scheduler_config.json": "{}"},
-                                      "unet": {"config.json": json.dumps(unet)},
-                                      "vae": {"config.json": '{"latent_channels": 4}'}}.get(
-                sub, {"config.json": "{}"}))
-            if files is None:
-                continue
-            (d / sub).mkdir()
-            for file, text in files.items():
-                (d / sub / file).write_text(text)
+        for part, files in {**whole, **changes}.items():
+            if isinstance(files, str):
+                (d / part).write_text(files)
+            elif files is not None:
+                (d / part).mkdir()
+                for file, text in files.items():
+                    (d / part / file).write_text(text)
         dirs[name] = str(d)
     single = tmp_path_factory.mktemp("single")
     (single / "sd-v1-5.safetensors").write_bytes(b"\0" * 64)

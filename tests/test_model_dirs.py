@@ -12,7 +12,7 @@ import threading
 import pytest
 
 import model_dirs
-from conftest import doit
+from conftest import doit, generate_report
 from stages.engine import config
 
 MIN_PSNR_DB = 35.0   # compiled pipeline vs diffusers, as tests/test_generate.py
@@ -24,9 +24,7 @@ def _verified(ws, name, target="llvm"):
 
 
 def _generate(ws, model_dir, tmp_path, *args):
-    """`doit generate path=...`'s report (the JSON object it prints after the task line)."""
-    proc = doit(ws, "generate", f"path={model_dir}", "--output", str(tmp_path / "out.png"), *args)
-    return json.loads(proc.stdout[proc.stdout.index("{"):proc.stdout.rindex("}") + 1])
+    return generate_report(ws, f"path={model_dir}", "--output", str(tmp_path / "out.png"), *args)
 
 
 def test_sd2_style_directory_builds_verifies_and_generates_like_diffusers(workspace, tmp_path):

@@ -13,7 +13,7 @@ import json
 import pytest
 
 import model_dirs
-from conftest import doit, report, tree_digests
+from conftest import doit, generate_report, report, tree_digests
 
 
 def _sha(path):
@@ -36,9 +36,8 @@ def test_build_from_local_diffusers_directory(workspace, sd1):
         assert _sha(workspace / f"build/sd-tiny/{c}/weights/model.safetensors") == weights[c]
         assert json.loads((workspace / f"dist/sd-tiny/llvm/{c}/verify.json").read_text())["passed"]
     # the model's own scheduler (PNDM), by name, against diffusers' pipeline
-    proc = doit(workspace, "generate", f"path={sd1}", "--prompt", "a cat", "--steps", "3",
-                "--scheduler", "pndm", "--compare", "--output", str(sd1 / "out.png"))
-    said = json.loads(proc.stdout[proc.stdout.index("{"):proc.stdout.rindex("}") + 1])
+    said = generate_report(workspace, f"path={sd1}", "--prompt", "a cat", "--steps", "3",
+                           "--scheduler", "pndm", "--compare", "--output", str(sd1 / "out.png"))
     assert said["reference"] == "diffusers.StableDiffusionPipeline"
     assert said["psnr_db"] == "inf" or said["psnr_db"] >= 35, said
 

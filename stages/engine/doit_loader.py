@@ -4,8 +4,8 @@ doit 0.37 reads `name=value` variables and task names off the command line by lo
 argument's first character, so an empty one (`doit generate --prompt ""`) raised IndexError
 before any task loaded. pyproject.toml names this loader ([tool.doit] loader), so doit imports
 it before it reads the arguments: both readers are given the empty arguments in a form they
-pass over, and the loader is otherwise doit's own dodo.py loader. Importing this module imports neither torch
-nor tvm.
+pass over, and the loader is otherwise doit's own dodo.py loader. Importing this module
+imports neither torch nor tvm.
 """
 
 import sys

@@ -119,7 +119,8 @@ def read(path: Path) -> dict:
     vae = _json(path / "vae" / "config.json")
     scheduler = _json(path / "scheduler" / "scheduler_config.json")
     sections = {
-        "model": {"init": "pretrained", "path": str(path.resolve()), "seed": 0, "guidance_batch": 2},
+        "model": {"init": "pretrained", "path": str(path.resolve()), "seed": 0,
+                  "guidance_batch": 2},
         "text_encoder": _arch(text), "unet": _arch(unet), "vae": _arch(vae),
         "scheduler": {"class_name": scheduler.get("_class_name", ""), **_arch(scheduler)},
     }

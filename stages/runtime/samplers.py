@@ -75,6 +75,7 @@ def model_scheduler(scheduler_config: dict) -> str | None:
 def seeded_noise(scheduler, draw):
     """While it lasts, the k-th noise `scheduler`'s step() draws is draw(k, shape) (a torch
     tensor or numpy array) instead of torch's generator: what the page adds, given to diffusers."""
+    import itertools
     import sys
 
     import torch
@@ -83,7 +84,7 @@ def seeded_noise(scheduler, draw):
     if not hasattr(module, "randn_tensor"):
         yield
         return
-    calls = iter(range(1 << 30))
+    calls = itertools.count()
 
     def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None):
         noise = torch.as_tensor(draw(next(calls), tuple(shape)))

@@ -3,9 +3,9 @@
 diffusers and transformers only warn when a checkpoint does not fit the config beside it
 ("weights not used", "newly initialized"), and a truncated file fails deep inside them. A bad
 checkpoint would then compile and fail verify with a NaN that points at the compiler. So the
-weights stage reads the files' headers first: every tensor the architecture has, with its
-shape, and nothing else; then every value finite (stages/checkpoint.py). Each failure is one
-line naming the file and the fix (CheckpointError).
+checkpoint stage (stages/checkpoint.py) reads the files' headers first: every tensor the
+architecture has, with its shape, and nothing else; then every value finite. Each failure is
+one line naming the file and the fix (CheckpointError).
 
 torch and safetensors are imported inside the functions: importing this module is free.
 """

@@ -200,13 +200,12 @@ function showTokens() {
   const tokenizer = state.model?.tokenizer;
   if (!tokenizer) return;
   const max = tokenizer.special.maxLength - 2;
-  $("tokens").textContent = [["prompt", "prompt"], ["negative-prompt", "negative prompt"]]
-    .map(([id, label]) => {
-      const n = tokenizer.count($(id).value);
-      return n > max ? `${label}: ${n} tokens, only the first ${max} are used`
-        : `${label}: ${n} / ${max} tokens`;
-    }).join("; ");
-  $("tokens").classList.toggle("warning", /only the first/.test($("tokens").textContent));
+  const counts = [["prompt", "prompt"], ["negative-prompt", "negative prompt"]]
+    .map(([id, label]) => [label, tokenizer.count($(id).value)]);
+  $("tokens").textContent = counts.map(([label, n]) => (n > max
+    ? `${label}: ${n} tokens, only the first ${max} are used`
+    : `${label}: ${n} / ${max} tokens`)).join("; ");
+  $("tokens").classList.toggle("warning", counts.some(([, n]) => n > max));
 }
 
 // --- Generate -----------------------------------------------------------------------------
