@@ -165,14 +165,17 @@ def task_serve():
 
 
 def task_generate():
-    """Text -> PNG with the compiled pipeline, natively (llvm): --prompt, --seed, --steps, ..."""
+    """Text (and an image) -> PNG with the compiled pipeline, natively (llvm): --prompt, ..."""
 
-    def action(prompt, negative_prompt, seed, steps, guidance, scheduler, output, compare):
+    def action(prompt, negative_prompt, seed, steps, guidance, scheduler, init_image, strength,
+               output, compare):
         from stages.runtime import generate  # numpy and up: only when it runs
 
+        given = {"--seed": seed, "--steps": steps, "--guidance": guidance,
+                 "--scheduler": scheduler, "--init-image": init_image or None,
+                 "--strength": strength, "--output": output or None}
         argv = ["--model", CFG.model_name, "--prompt", prompt, "--negative-prompt", negative_prompt,
-                "--seed", str(seed), "--steps", str(steps), "--guidance", str(guidance),
-                "--scheduler", scheduler, *(["--output", output] if output else []),
+                *[a for flag, v in given.items() if v is not None for a in (flag, str(v))],
                 *(["--compare"] if compare else [])]
         if generate.main(argv, prog="doit generate") != 0:
             return False
@@ -181,12 +184,19 @@ def task_generate():
     from stages.runtime.samplers import SCHEDULERS
 
     steps, guidance, seed = contract.STEPS, contract.GUIDANCE, contract.SEED
+    strength = contract.STRENGTH
+    # None: the model's own default (a few-step model's steps, guidance and sampler)
     params = [("prompt", str, "", "the text"), ("negative_prompt", str, "", "the negative text"),
-              ("seed", int, seed["default"], "uint32 seed of the initial latents"),
-              ("steps", int, steps["default"], f"denoising steps, {steps['min']}..{steps['max']}"),
-              ("guidance", float, guidance["default"],
-               f"classifier-free guidance scale, {guidance['min']:g}..{guidance['max']:g}"),
-              ("scheduler", str, contract.DEFAULT_SAMPLER, ", ".join(SCHEDULERS)),
+              ("seed", int, None, f"uint32 seed of the initial latents (default {seed['default']})"),
+              ("steps", int, None, f"denoising steps, {steps['min']}..{steps['max']} "
+                                   f"(default: the model's, usually {steps['default']})"),
+              ("guidance", float, None,
+               f"classifier-free guidance scale, {guidance['min']:g}..{guidance['max']:g} "
+               f"(default: the model's, usually {guidance['default']:g})"),
+              ("scheduler", str, None, ", ".join(SCHEDULERS) + " (default: the model's)"),
+              ("init_image", str, "", "image-to-image: start from this PNG or JPEG"),
+              ("strength", float, None, f"image-to-image strength, {strength['min']:g}.."
+                                        f"{strength['max']:g} (default {strength['default']:g})"),
               ("output", str, "", "PNG path (default out/<model>-<seed>.png)")]
     return {
         "actions": [action],

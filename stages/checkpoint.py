@@ -50,6 +50,10 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
 
     found = {}
     for component, sub in SUBFOLDER.items():
+        twin = next((c for c in found if SUBFOLDER[c] == sub), None)
+        if twin:   # the VAE's encoder and decoder: one folder, checked once
+            found[component] = found[twin]
+            continue
         folder = inputs[f"{sub}/config.json"].parent
         config = components.read_config(component, folder)
         check_arch(config, cfg["arch"][component], f"{folder}/config.json")

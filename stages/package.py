@@ -52,7 +52,9 @@ def spec(r: Rule) -> Spec:
                        "maxComputeWorkgroupStorageSize": tvm.get("max_shared_memory_per_block")},
                    "inputs": {c: r.cfg.input_specs(c) for c in COMPONENTS},
                    "contract": contract.manifest(
-                       r.cfg.model["text_encoder"]["max_position_embeddings"])})
+                       r.cfg.model["text_encoder"]["max_position_embeddings"],
+                       r.cfg.model.get("defaults"),
+                       r.cfg.model["model"]["guidance_batch"] == 1)})
 
 
 def requirements(variants: dict, workgroup_limits: dict) -> dict:

@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = re.compile(r"^stages: (\d+) built, (\d+) restored, (\d+) up-to-date$", re.M)
-COMPONENTS = ("text_encoder", "unet", "vae_decoder")
+COMPONENTS = ("text_encoder", "unet", "vae_decoder", "vae_encoder")
 STAGES_PER_COMPONENT = ("weights", "capture", "import", "passes", "schedule", "plan", "emit",
                         "verify")
 ALL_TASKS = {"tokenizer", "noise_scheduler", "sampler_tables", "package"} | {

@@ -54,6 +54,7 @@ def test_the_manifest_carries_the_contract(built):
     index = json.loads((ws / "dist" / "tiny" / "llvm" / "manifest.json").read_text())
     tokens = index["inputs"]["text_encoder"]["input_ids"][0][-1]
     assert index["contract"] == json.loads(json.dumps(contract.manifest(tokens)))
+    assert index["contract"]["guidance_free"] is False
     tables = json.loads((ws / "dist" / "tiny" / "llvm" / "schedules.json").read_text())
     assert contract.DEFAULT_SAMPLER in tables["schedulers"]
     assert tables["max_steps"] == contract.STEPS["max"]

@@ -61,13 +61,10 @@ def test_generate_matches_diffusers(dist, scheduler, tmp_path, record_property):
 def test_loop_is_diffusers_pipeline(dist):
     """The runner's own loop (denoise()) with the torch modules gives what diffusers'
     StableDiffusionPipeline gives: guidance, scale_model_input, step and the VAE scale agree."""
-    model = gen.Model(dist)
-    ids = gen.token_ids(model.tokenizer(), PROMPT, "blurry")
-    latents0 = gen.initial_latents(5, model.latent_shape)
     for scheduler in SCHEDULERS:
-        args = (model, PROMPT, "blurry", ids, latents0, scheduler, STEPS, 7.5, 5)
-        ours, _ = gen._run_torch(*args, use_pipeline=False)
-        theirs, name = gen._run_torch(*args, use_pipeline=True)
+        model, job = gen._job(dist, None, PROMPT, "blurry", 5, STEPS, 7.5, scheduler, None, None)
+        ours, _ = gen._run_torch(model, job, use_pipeline=False)
+        theirs, name = gen._run_torch(model, job, use_pipeline=True)
         assert name == "diffusers.StableDiffusionPipeline"
         assert gen.psnr(gen.unit_image(ours), gen.unit_image(theirs)) > 100, scheduler
 
@@ -171,3 +168,90 @@ def test_doit_generate_writes_the_png_of_the_python_runner(dist, workspace, tmp_
     said = bad.stdout + bad.stderr
     assert bad.returncode != 0 and "unknown scheduler 'foo'; fix: pass --scheduler" in said
     assert "usage:" not in said
+
+
+# --- image-to-image ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def init_png(dist, tmp_path_factory) -> Path:
+    """A 64x64 picture to start from: the text-to-image of another prompt (an image the VAE
+    can read, not noise)."""
+    path = tmp_path_factory.mktemp("init") / "init.png"
+    gen.generate(dist, "a red house by a lake", path, seed=9, steps=STEPS)
+    return path
+
+
+@pytest.mark.parametrize("scheduler, steps, strength", [
+    ("dpm++2m", 6, 0.5), ("pndm", 6, 0.7), ("lms", 8, 0.6), ("euler-a", 4, 1.0),
+    ("ddim", 5, 0.4), ("lcm", 4, 0.5)])
+def test_image_to_image_matches_diffusers(dist, init_png, scheduler, steps, strength, tmp_path):
+    """--init-image against diffusers' StableDiffusionImg2ImgPipeline on the same weights, the
+    same image, the same noise and encoder sample (the seeded generator, given to diffusers):
+    the compiled VAE encoder, add_noise and the schedule's end, multistep warm-ups included."""
+    out = tmp_path / "i2i.png"
+    report = gen.generate(dist, PROMPT, out, seed=4, steps=steps, scheduler=scheduler,
+                          init_image=init_png, strength=strength, compare=True)
+    assert report["reference"] == "diffusers.StableDiffusionImg2ImgPipeline"
+    assert report["strength"] == strength and report["init_image"] == str(init_png)
+    iterations = len(gen.make_scheduler(gen.Model(dist), scheduler, steps).timesteps)
+    assert report["unet_calls"] == iterations - (steps - int(steps * strength))
+    assert report["seconds"]["vae_encoder_s"] > 0
+    print(f"\n{scheduler} img2img: PSNR {report['psnr_db']:.1f} dB")
+    assert report["psnr_db"] >= MIN_PSNR_DB
+    # the image counts: text-to-image of the same settings is another picture
+    assert not np.array_equal(_png(out), gen.pixels(dist, PROMPT, seed=4, steps=steps,
+                                                    scheduler=scheduler))
+
+
+def test_image_to_image_at_low_guidance_compares_with_torch_loop(dist, init_png, tmp_path):
+    report = gen.generate(dist, PROMPT, tmp_path / "g.png", negative_prompt="dark", seed=3,
+                          steps=4, guidance=1.0, init_image=init_png, strength=0.5,
+                          compare=True)
+    assert report["reference"].startswith("torch modules")
+    assert report["psnr_db"] >= MIN_PSNR_DB
+
+
+def test_init_image_of_another_shape_is_cropped_and_resized(dist, init_png, tmp_path):
+    """A wide image: its centered square, resized to the model's 64x64; a picture made of two
+    copies of the init image side by side (and a band above) gives the init image's result."""
+    from PIL import Image
+
+    init = np.asarray(Image.open(init_png))
+    wide = np.zeros((128, 256, 3), np.uint8)
+    wide[:, 64:192] = np.asarray(Image.fromarray(init).resize((128, 128), Image.NEAREST))
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    _, pixels = gen.read_image(tmp_path / "wide.png", 64)
+    assert pixels.shape == (64, 64, 3)
+    assert np.abs(pixels.astype(int) - init.astype(int)).mean() < 8
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"strength": 0.0}, "strength must be a number in 0.05..1"),
+    ({"strength": 1.5}, "strength must be a number in 0.05..1"),
+    ({"strength": 0.2, "steps": 3}, "strength 0.2 at 3 steps runs no step"),
+    ({"init_image": "missing.png"}, "no such image"),
+    ({"init_image": "not-an-image.png"}, "not an image that can be read"),
+])
+def test_image_to_image_refused(dist, init_png, kwargs, message, tmp_path):
+    (tmp_path / "not-an-image.png").write_text("hello")
+    args = {"prompt": PROMPT, "output": tmp_path / "x.png", "init_image": init_png, **kwargs}
+    if isinstance(args["init_image"], str):
+        args["init_image"] = tmp_path / args["init_image"]
+    with pytest.raises(gen.GenerateError, match="fix: ") as e:
+        gen.generate(dist, **args)
+    assert message in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "x.png").exists()
+    with pytest.raises(gen.GenerateError, match="also pass --init-image"):
+        gen.generate(dist, PROMPT, tmp_path / "x.png", strength=0.5)
+
+
+def test_doit_generate_image_to_image(dist, workspace, init_png, tmp_path):
+    from conftest import generate_report
+
+    report = generate_report(workspace, "--prompt", PROMPT, "--seed", "2", "--steps", "4",
+                             "--init-image", str(init_png), "--strength", "0.5",
+                             "--output", str(tmp_path / "d.png"))
+    assert report["unet_calls"] == 2 and report["strength"] == 0.5
+    assert np.array_equal(_png(tmp_path / "d.png"),
+                          gen.pixels(dist, PROMPT, seed=2, steps=4, init_image=init_png,
+                                     strength=0.5))

@@ -60,9 +60,35 @@ IMAGES = [{"name": s, "opts": _opts(scheduler=s)} for s in SCHEDULERS] + [
     {"name": "empty", "opts": _opts(prompt="", negativePrompt="", seed=7)},
     {"name": "long", "opts": _opts(prompt=LONG_PROMPT, seed=8, scheduler="euler")},
 ]
+# Image-to-image: the images to start from (written by the session fixture, 64x64 as the model,
+# so the page's canvas and the Python runner read the same pixels), chosen with the file picker
+# or dropped on the page; then the text-to-image of IMAGES[0] again without an image.
+INIT_A, INIT_B = ARTIFACTS / "init-a.png", ARTIFACTS / "init-b.png"
+IMG2IMG = [
+    {"name": "img2img dpm++2m", "opts": _opts(steps=4, strength=0.75), "initImage": str(INIT_A)},
+    {"name": "text again", "opts": IMAGES[0]["opts"], "initImage": None},
+    {"name": "img2img pndm", "opts": _opts(steps=5, strength=0.6, scheduler="pndm", seed=3),
+     "initImage": str(INIT_B), "drop": True},
+    {"name": "img2img euler-a", "opts": _opts(steps=4, strength=1.0, scheduler="euler-a"),
+     "initImage": str(INIT_A)},
+]
 INVALID = [{"name": "steps 0", "opts": _opts(steps=0)}, {"name": "steps 51", "opts": _opts(steps=51)},
            {"name": "guidance -1", "opts": _opts(guidance=-1)},
-           {"name": "guidance 31", "opts": _opts(guidance=31)}]
+           {"name": "guidance 31", "opts": _opts(guidance=31)},
+           # with the image of the last IMG2IMG entry: 3 x 0.2 leaves no step
+           {"name": "strength 0.2", "opts": _opts(steps=3, strength=0.2)}]
+
+
+def _write_init_images() -> None:
+    """Two 64x64 pictures with shapes and gradients (not noise: the VAE sees an image)."""
+    from PIL import Image
+
+    y, x = np.mgrid[0:64, 0:64].astype(np.float64)
+    disk = ((x - 22) ** 2 + (y - 30) ** 2 < 15 ** 2)
+    a = np.stack([40 + 3 * x, 60 + 2 * y, 200 - 150 * disk], -1)
+    b = np.stack([255 - 3 * y, 90 + 120 * (x > y), 30 + 3 * x], -1)
+    for path, img in ((INIT_A, a), (INIT_B, b)):
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB").save(path)
 
 
 def _node(script: str, *args: str, timeout: int = 540) -> dict:
@@ -105,8 +131,10 @@ def session(origin, tmp_path_factory) -> dict:
     if ARTIFACTS.exists():
         shutil.rmtree(ARTIFACTS)
     ARTIFACTS.mkdir(parents=True)
+    _write_init_images()
     job = {"route": ROUTE, "artifacts": str(ARTIFACTS), "screenshotAfter": "euler",
-           "images": IMAGES, "invalid": INVALID, "cancel": _opts(steps=50, scheduler="euler"),
+           "images": IMAGES + IMG2IMG, "invalid": INVALID,
+           "cancel": _opts(steps=50, scheduler="euler", strength=1.0),
            "reload": IMAGES[0]["opts"]}
     job_path = tmp_path_factory.mktemp("job") / "job.json"
     job_path.write_text(json.dumps(job))
@@ -128,12 +156,13 @@ def _rgb(result: dict) -> np.ndarray:
     return rgba[..., :3]
 
 
-def _reference(dist: dict, opts: dict) -> np.ndarray:
+def _reference(dist: dict, opts: dict, init_image: str | None = None) -> np.ndarray:
     from stages.runtime import generate
 
     return generate.pixels(dist["llvm"], opts["prompt"], negative_prompt=opts["negativePrompt"],
                            seed=opts["seed"], steps=opts["steps"], guidance=opts["guidance"],
-                           scheduler=opts["scheduler"])
+                           scheduler=opts["scheduler"], init_image=init_image,
+                           strength=opts.get("strength") if init_image else None)
 
 
 def _image(session, name):
@@ -162,6 +191,35 @@ def test_images_match_the_python_runner(dist, session):
     print("\nChromium (" + ROUTE + ") vs stages/runtime/generate.py (llvm):\n" + "\n".join(lines))
 
 
+def test_image_to_image_matches_the_python_runner(dist, session):
+    """An image chosen with the file picker or dropped on the page: the page's image-to-image
+    (the VAE encoder under WebGPU, the seeded latent sample, the schedule's end from the
+    restart tables) against stages/runtime/generate.py --init-image on the llvm build."""
+    from stages.runtime import generate
+
+    lines = []
+    for spec in IMG2IMG:
+        im = _image(session, spec["name"])
+        assert im["ok"], (spec["name"], im.get("error"), im["page"])
+        init = spec["initImage"]
+        if init is None:   # the image removed: text-to-image again, as before any image
+            assert im["initImage"] is None
+            assert np.array_equal(_rgb(im), _rgb(_image(session, IMAGES[0]["name"])))
+            continue
+        assert im["initImage"] == {"name": Path(init).name, "width": 64, "height": 64}
+        opts = spec["opts"]
+        first = opts["steps"] - min(int(opts["steps"] * opts["strength"]), opts["steps"])
+        assert im["page"]["denoise"].startswith("done"), im["page"]
+        ours, theirs = _rgb(im), _reference(dist, opts, init)
+        db = generate.psnr(ours, theirs, 255.0)
+        lines.append(f"{spec['name']:>16}: PSNR {db:6.2f} dB, {opts['steps'] - first} of "
+                     f"{opts['steps']} steps ({'dropped' if spec.get('drop') else 'file picker'})")
+        assert db >= 35, f"{spec['name']}: PSNR {db:.2f} dB < 35 against the Python runner"
+        # the image counts: the same settings without it give another picture
+        assert not np.array_equal(theirs, _reference(dist, opts)), spec["name"]
+    print("\nimage-to-image, Chromium vs stages/runtime/generate.py:\n" + "\n".join(lines))
+
+
 def test_the_page_loads_from_the_network_first_and_says_what_it_runs(session):
     start = session["start"]
     assert start["page"]["imageSize"] == "64x64"
@@ -173,9 +231,9 @@ def test_the_page_loads_from_the_network_first_and_says_what_it_runs(session):
     # the GPU memory it expects, before loading: manifest.json's requirements
     assert re.fullmatch(r"\d+\.\d MB", start["page"]["gpuMemory"]), start["page"]
     bins = [f for f in session["firstLoad"]["files"] if f["path"].endswith(".bin")]
-    assert len(bins) == 3 and {f["source"] for f in bins} == {"network"}, bins
+    assert len(bins) == 4 and {f["source"] for f in bins} == {"network"}, bins
     assert all("/params/" in f["path"] and "-fp16" not in f["path"] for f in bins)
-    assert "3 from network" in _image(session, "dpm++2m")["page"]["download"]
+    assert "4 from network" in _image(session, "dpm++2m")["page"]["download"]
     # the samplers the build measured, the model's own (the tiny model's PNDM) marked
     assert start["page"]["schedulers"] == [
         "DPM-Solver++ 2M", "PNDM (the model's own)", "Euler", "DDIM", "LMS",
@@ -222,10 +280,11 @@ def test_empty_and_500_word_prompts_work(session):
 
 def test_out_of_range_settings_are_refused(session):
     for case in session["invalid"]:
-        field = "Steps" if "steps" in case["name"] else "Guidance scale"
+        key = next(k for k in ("steps", "guidance", "strength") if k in case["name"])
+        field = {"steps": "Steps", "guidance": "Guidance scale", "strength": "Strength"}[key]
         assert not case["ok"] and "OptionError" in case["error"], case
         assert case["page"]["message"].startswith(field), case["page"]
-        assert str(case["opts"]["steps" if field == "Steps" else "guidance"]) in case["page"]["message"]
+        assert str(case["opts"][key]) in case["page"]["message"]
         assert case["page"]["denoise"] == case["pageBefore"]["denoise"], "a refused run generated"
         assert case["wallMs"] < 5000 and case["phaseAfter"] == "ready"
 
@@ -244,9 +303,9 @@ def test_reload_takes_every_shard_from_the_cache(session):
     reload = session["reload"]
     assert reload["ok"], reload
     bins = [f for f in reload["files"] if f["path"].endswith(".bin")]
-    assert len(bins) == 3 and {f["source"] for f in bins} == {"cache"}, bins
+    assert len(bins) == 4 and {f["source"] for f in bins} == {"cache"}, bins
     assert reload["binRequests"] == []
-    assert "3 shard(s) from cache, 0 from network" in reload["page"]["download"]
+    assert "4 shard(s) from cache, 0 from network" in reload["page"]["download"]
     assert np.array_equal(_rgb(reload), _rgb(_image(session, "dpm++2m")))
 
 
@@ -257,7 +316,7 @@ def test_a_tampered_cached_shard_is_fetched_again(session):
     entry = next(f for f in tamper["files"] if f["path"] == victim)
     assert entry["source"] == "network" and "did not match" in entry["replaced"], entry
     others = [f for f in tamper["files"] if f["path"].endswith(".bin") and f["path"] != victim]
-    assert len(others) == 2 and {f["source"] for f in others} == {"cache"}
+    assert len(others) == 3 and {f["source"] for f in others} == {"cache"}
     assert tamper["binRequests"] == [tamper["url"]]
     assert np.array_equal(_rgb(tamper), _rgb(_image(session, "dpm++2m")))
 
@@ -291,7 +350,7 @@ def test_float16_variants_run_where_the_gpu_has_shader_f16(dist, origin, tmp_pat
     if report["precision"] != "float16":
         pytest.skip(f"Dawn's adapter has no shader-f16 ({report['adapter']})")
     bins = [f["path"] for f in report["files"] if f["path"].endswith(".bin")]
-    assert len(bins) == 3 and all("-fp16/" in p for p in bins), bins
+    assert len(bins) == 4 and all("-fp16/" in p for p in bins), bins
     lines = []
     for spec, im in zip(specs, report["images"]):
         db = generate.psnr(_rgb(im), _reference(dist, spec["opts"]), 255.0)

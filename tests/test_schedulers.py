@@ -192,6 +192,69 @@ def test_js_matches_diffusers_every_step(schedules_path, scheduler_config, tmp_p
           f"{worst_in:.3g}; single step max |x diff| {worst_step:.3g}")
 
 
+# Image-to-image restarts: (steps, the iteration it starts from); 0 is strength 1.
+RESTARTS = ((4, 0), (10, 3), (10, 9), (20, 1), (50, 20))
+
+
+@pytest.mark.parametrize("steps, start", RESTARTS)
+@pytest.mark.parametrize("name", list(DIFFUSERS))
+def test_js_image_to_image_matches_diffusers(schedules_path, scheduler_config, tmp_path, name,
+                                             steps, start):
+    """The page's schedule end from a start, as diffusers' StableDiffusionImg2ImgPipeline runs
+    it: set_begin_index(start), add_noise(clean, noise, timesteps[start]), then the steps from
+    there (a multistep sampler restarts at first order: schedules.json's restart entries)."""
+    import torch
+
+    from stages.runtime import rng
+    from stages.runtime.samplers import first_iteration, seeded_noise
+
+    gen = np.random.default_rng(steps * 100 + start)
+    noise = gen.standard_normal(SHAPE).astype(np.float32)
+    clean = (0.8 * gen.standard_normal(SHAPE)).astype(np.float32)
+    sched = diffusers_scheduler(scheduler_config, name, steps)
+    if hasattr(sched, "set_begin_index"):
+        sched.set_begin_index(start)
+    timesteps = sched.timesteps[start:]
+    x = sched.add_noise(torch.from_numpy(clean), torch.from_numpy(noise), timesteps[:1])
+    xs, eps = [x.numpy().copy()], []
+    with torch.no_grad(), seeded_noise(
+            sched, lambda k, shape: rng.step_noise(NOISE_SEED, k, shape)):
+        for i, t in enumerate(timesteps):
+            e = fake_model(sched.scale_model_input(x, t), i)
+            x = sched.step(e, t, x).prev_sample
+            eps.append(e.numpy().copy())
+            xs.append(x.numpy().copy())
+    work = tmp_path / "i2i"
+    work.mkdir()
+    (work / "start.json").write_text(json.dumps(start))
+    clean.astype("<f4").tofile(work / "clean.f32")
+    proc = run_loop(schedules_path, name, steps, work, noise, eps)
+    assert proc.returncode == 0, proc.stderr
+    n = len(timesteps)
+    x0, _, out = js_outputs(work, n, noise.size)
+    assert json.loads((work / "js.json").read_text())["timesteps"] == [float(t) for t in timesteps]
+    # torch rounds each product and the sum to float32; the page rounds once
+    assert float(np.abs(x0 - xs[0].reshape(-1)).max()) <= 2 * ulp(xs[0])
+    for i in range(n):
+        d_x = float(np.abs(out[i] - xs[i + 1].reshape(-1)).max())
+        assert d_x <= LOOP_ATOL.get(name, ATOL), f"{name}/{steps} from {start}: x[{i + 1}] {d_x:.3g}"
+    # the strengths that start there, as diffusers' get_timesteps reckons them
+    assert first_iteration(steps, (steps - start) / steps) == start
+
+
+def test_restart_tables_settle_like_the_whole_runs(scheduler_config):
+    """The tables stop probing a restart once its warm-up is over (samplers._SETTLE updates in a
+    row equal the full run's); run to the end instead, every restart of every sampler gives the
+    same entries."""
+    from stages.runtime import samplers
+
+    for name in DIFFUSERS:
+        for steps in (9, 16):
+            full = samplers._probe(scheduler_config, name, steps)
+            assert samplers._restarts(scheduler_config, name, steps, full) == \
+                samplers._restarts(scheduler_config, name, steps, full, settle=False), (name, steps)
+
+
 @pytest.mark.parametrize("steps,message", [(0, "steps must be 1..50, got 0"),
                                            (51, "steps must be 1..50, got 51"),
                                            (2.5, "steps must be 1..50, got 2.5"),
@@ -236,7 +299,9 @@ def test_tables_compact_and_reproducible(schedules_path, scheduler_config, tmp_p
     from stages import sampler_tables
 
     data = schedules_path.read_bytes()
-    assert len(data) < 1_500_000   # 8 samplers x 50 step counts
+    # 8 samplers x 50 step counts, and where image-to-image may start in each (its add_noise
+    # factors and a multistep sampler's warm-up)
+    assert len(data) < 3_000_000
     tables = json.loads(data)
     assert tables["max_steps"] == 50
     assert list(tables["schedulers"]) == list(DIFFUSERS)
@@ -245,9 +310,10 @@ def test_tables_compact_and_reproducible(schedules_path, scheduler_config, tmp_p
         assert sorted(map(int, entry["steps"])) == list(range(1, 51))
     # the same config gives the same bytes (downstream stages are cut off on identical output)
     (tmp_path / "c.json").write_text(json.dumps(scheduler_config))
-    sampler_tables.run({"scheduler_config.json": tmp_path / "c.json"},
-                       {"schedules.json": tmp_path / "again.json"}, {"max_steps": 50})
-    assert (tmp_path / "again.json").read_bytes() == data
+    for again in ("a.json", "b.json"):   # 12 steps: the whole table takes ~40 s
+        sampler_tables.run({"scheduler_config.json": tmp_path / "c.json"},
+                           {"schedules.json": tmp_path / again}, {"max_steps": 12})
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
 
 
 def test_dpm_first_and_last_steps_are_first_order(schedules_path):

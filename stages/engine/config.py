@@ -16,7 +16,8 @@ from stages.engine import model_dir
 ROOT = Path(__file__).resolve().parents[2]   # the checkout: the one definition of it
 CONFIGS = ROOT / "configs"
 
-COMPONENTS = ("text_encoder", "unet", "vae_decoder")
+# vae_encoder (image -> the latent distribution's moments) is image-to-image's first step.
+COMPONENTS = ("text_encoder", "unet", "vae_decoder", "vae_encoder")
 # A component is built once per precision its target lists. The float32 variant keeps the
 # component's name; the others add a suffix: `emit:unet` (float32), `emit:unet-fp16`.
 PRECISIONS = {"float32": "", "float16": "-fp16"}
@@ -111,20 +112,29 @@ _ARCH_VAE = {
 MODEL_SCHEMA = {
     "model": {
         "init": ("random", "pretrained"), "seed": int, "image_size": int,
-        "guidance_batch": int, "path": str,
+        # 2: classifier-free guidance (the UNet on [negative prompt, prompt]); 1: a
+        # guidance-free model (SD-Turbo, LCM): the UNet at batch 1, half the cost of a step
+        "guidance_batch": (1, 2), "path": str,
+        "extends": str,   # another configs/models TOML this one changes key by key
     },
+    # What the page's form and `doit generate` start from, as the model card says (a few-step
+    # model: its steps, guidance and sampler); stages/runtime/contract.py's otherwise.
+    "defaults": {"steps": int, "guidance": float, "sampler": str},
     "text_encoder": _ARCH_TEXT,
     "unet": _ARCH_UNET,
     "vae": _ARCH_VAE,
     "scheduler": {
         "class_name": ("PNDMScheduler", "DPMSolverMultistepScheduler", "EulerDiscreteScheduler",
-                       "DDIMScheduler", "LMSDiscreteScheduler"),
+                       "DDIMScheduler", "LMSDiscreteScheduler",
+                       "EulerAncestralDiscreteScheduler", "LCMScheduler"),
         "num_train_timesteps": int, "beta_start": float, "beta_end": float,
         "beta_schedule": str, "set_alpha_to_one": bool, "skip_prk_steps": bool,
         "steps_offset": int, "prediction_type": ("epsilon", "v_prediction"),
         "timestep_spacing": ("leading", "linspace", "trailing"), "clip_sample": bool,
+        "original_inference_steps": int, "timestep_scaling": float,
     },
 }
+OPTIONAL_SECTIONS = ("defaults",)
 TARGET_SCHEMA = {
     "target": {"tvm": dict, "library": ("so", "wasm"), "precisions": [tuple(PRECISIONS)],
                "features": [tuple(FEATURES)],
@@ -178,7 +188,7 @@ def _validate(data: dict, schema: dict, where: str, complete: bool = True) -> No
                 raise ConfigError(f"{where}: {section}.{key} = {value!r} is not "
                                   f"{_type_name(spec)}; fix: set it to {_type_name(spec)}")
     for section in schema if complete else ():
-        if section not in data:
+        if section not in data and section not in OPTIONAL_SECTIONS:
             raise ConfigError(f"{where}: missing section [{section}]; fix: add it "
                               f"(see configs/models/tiny.toml for an example)")
 
@@ -191,6 +201,27 @@ def _read_toml(path: Path) -> dict:
                           f"{', '.join(p.stem for p in sorted(path.parent.glob('*.toml')))}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{_rel(path)}: not valid TOML ({e}); fix: correct the syntax") from None
+
+
+def _extended(model_file: Path, seen: tuple = ()) -> dict:
+    """A model TOML, over the one its model.extends names (recursively), key by key."""
+    data = _read_toml(model_file)
+    base = data.get("model", {}).get("extends")
+    if base is None:
+        return data
+    _validate(data, MODEL_SCHEMA, _rel(model_file), complete=False)
+    base_file = model_file.parent / f"{base}.toml"
+    if base_file in seen or base_file == model_file:
+        raise ConfigError(f"{_rel(model_file)}: model.extends = {base!r} extends itself; fix: "
+                          f"name a model that does not extend this one")
+    if not base_file.is_file():
+        raise ConfigError(f"{_rel(model_file)}: model.extends = {base!r}: no such config; fix: "
+                          f"name one of {', '.join(p.stem for p in sorted(model_file.parent.glob('*.toml')))}")
+    merged = _extended(base_file, (*seen, model_file))
+    for section, body in data.items():
+        merged.setdefault(section, {}).update(body)
+    merged["model"].pop("extends")
+    return merged
 
 
 def _rel(path: Path) -> str:
@@ -233,6 +264,9 @@ class Config:
                                               "float32")}
         if component == "vae_decoder":
             return {"latents": ((1, ch, lat, lat), "float32")}
+        if component == "vae_encoder":
+            size = m["model"]["image_size"]
+            return {"image": ((1, m["vae"]["in_channels"], size, size), "float32")}
         raise KeyError(component)
 
     @property
@@ -247,7 +281,27 @@ class Config:
     def arch(self, component: str) -> dict:
         """The architecture section that builds a component's torch module."""
         return dict(self.model[{"text_encoder": "text_encoder", "unet": "unet",
-                                "vae_decoder": "vae"}[component]])
+                                "vae_decoder": "vae", "vae_encoder": "vae"}[component]])
+
+
+def _check_defaults(mdata: dict, where: str) -> None:
+    """[defaults] within the contract's ranges, a sampler the build records, and no guidance
+    scale above 1 for a guidance-free model (guidance_batch = 1)."""
+    from stages.runtime import contract
+    from stages.runtime.samplers import SCHEDULERS
+
+    defaults = mdata.get("defaults", {})
+    for key, option in (("steps", contract.STEPS), ("guidance", contract.GUIDANCE)):
+        if key in defaults and not option["min"] <= defaults[key] <= option["max"]:
+            raise ConfigError(f"{where}: defaults.{key} = {defaults[key]!r} is outside "
+                              f"{option['min']:g}..{option['max']:g}; fix: set it within")
+    if defaults.get("sampler", contract.DEFAULT_SAMPLER) not in SCHEDULERS:
+        raise ConfigError(f"{where}: defaults.sampler = {defaults['sampler']!r} is not a sampler "
+                          f"the build records; fix: use one of {', '.join(SCHEDULERS)}")
+    if mdata["model"]["guidance_batch"] == 1 and defaults.get("guidance", 0.0) > 1:
+        raise ConfigError(f"{where}: defaults.guidance = {defaults['guidance']!r} but "
+                          f"model.guidance_batch = 1 runs without guidance; fix: set "
+                          f"defaults.guidance = 0.0 (or guidance_batch = 2)")
 
 
 def load(model: str | None = None, target: str = "llvm", path: str | None = None) -> Config:
@@ -263,20 +317,20 @@ def load(model: str | None = None, target: str = "llvm", path: str | None = None
     model_file = CONFIGS / "models" / f"{model or 'tiny'}.toml"
     toml = None
     if not path or (model and model_file.is_file()):
-        toml = _read_toml(model_file)
-        _validate(toml, MODEL_SCHEMA, _rel(model_file), complete=not path)
-        if not path and toml["model"].get("init") == "pretrained":
+        toml = _extended(model_file)
+        if not path and toml.get("model", {}).get("init") == "pretrained":
             path = toml["model"].get("path")
             if not path:
                 raise ConfigError(f"{_rel(model_file)}: model.init = 'pretrained' needs "
                                   f"model.path; fix: set path = \"/dir/of/diffusers/model\" or "
                                   f"pass path=... to doit")
+        _validate(toml, MODEL_SCHEMA, _rel(model_file), complete=not path)
     try:
         if path:
             mdata = model_dir.read(Path(path))
             name = model or model_dir.model_name(Path(path))
             for section, body in (toml or {}).items():
-                mdata[section].update({k: v for k, v in body.items()
+                mdata.setdefault(section, {}).update({k: v for k, v in body.items()
                                        if (section, k) not in (("model", "init"),
                                                                ("model", "path"))})
             where = _rel(model_file) if toml else str(path)
@@ -294,6 +348,7 @@ def load(model: str | None = None, target: str = "llvm", path: str | None = None
             if key not in mdata[section]:
                 raise ConfigError(f"{_rel(model_file)}: missing key {section}.{key}; fix: add it "
                                   f"(see configs/models/tiny.toml)")
+    _check_defaults(mdata, _rel(model_file) if toml else str(path))
     for key in ("tvm", "library", "precisions", "shard_mb"):
         if key not in tdata["target"]:
             raise ConfigError(f"{_rel(target_file)}: missing key target.{key}; fix: add it "

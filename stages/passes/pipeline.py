@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ALL = ("text_encoder", "unet", "vae_decoder")
+ALL = ("text_encoder", "unet", "vae_decoder", "vae_encoder")
 GPU = ("webgpu", "cuda", "vulkan", "metal")
 
 

@@ -15,6 +15,7 @@ CLASSES = {
     "text_encoder": ("transformers", "CLIPTextModel", "text_encoder"),
     "unet": ("diffusers", "UNet2DConditionModel", "unet"),
     "vae_decoder": ("diffusers", "AutoencoderKL", "vae"),
+    "vae_encoder": ("diffusers", "AutoencoderKL", "vae"),
 }
 
 
@@ -103,7 +104,20 @@ def wrapper(component: str, module):
         def forward(self, latents):
             return self.m.decode(latents, return_dict=False)[0]
 
-    cls = {"text_encoder": TextEncoder, "unet": UNet, "vae_decoder": VaeDecoder}[component]
+    class VaeEncoder(torch.nn.Module):
+        """Image in [-1, 1] -> the moments of the latent distribution, (1, 2C, h, w): mean,
+        then log-variance (unclamped). The sample is drawn outside, from the seeded generator
+        (encoder_latents), so the page and Python draw the same one."""
+
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, image):
+            return self.m.encode(image, return_dict=False)[0].parameters
+
+    cls = {"text_encoder": TextEncoder, "unet": UNet, "vae_decoder": VaeDecoder,
+           "vae_encoder": VaeEncoder}[component]
     return cls(module).eval()
 
 

@@ -1,7 +1,8 @@
-"""generate: text -> PNG with the compiled (llvm) pipeline: the Python reference runner.
+"""generate: text (and an image) -> PNG with the compiled (llvm) pipeline: the Python reference
+runner.
 
 What `doit generate` runs. It starts from the model's directory in dist/ (dist/<model>/llvm,
-described by its manifest.json, see stages/package.py): the three compiled components run in
+described by its manifest.json, see stages/package.py): the compiled components run in
 TVM's VM with their emitted params (every shard checked against the manifest, stages/runtime/params.py);
 the scheduler is diffusers' own, built from the model's scheduler_config.json; the initial
 latents come from the product's seeded generator (stages/runtime/rng.py), the one the page uses.
@@ -22,6 +23,17 @@ The loop, for one image (classifier-free guidance, batch 2 = [negative prompt, p
 Rounding is half-up (what JavaScript's Math.round does for these non-negative values), so the
 page can reproduce the pixels exactly.
 
+Image-to-image (init_image, strength), as diffusers' StableDiffusionImg2ImgPipeline:
+
+    clean     = encoder_latents(vae_encoder(image), seed)  # a seeded sample, * scaling_factor
+    start     = steps - int(steps * strength)              # samplers.first_iteration
+    latents   = scheduler.add_noise(clean, gaussian(seed), timesteps[start])
+    ... the loop above over timesteps[start:]
+
+A guidance-free model (its UNet built at batch 1: SD-Turbo, LCM) runs the prompt alone and uses
+the UNet's prediction as it is; its manifest's contract carries its own default steps,
+guidance and sampler, which every argument left as None takes.
+
 guidance is the classifier-free guidance scale, 0..30: 0 gives the negative-prompt (unconditional)
 prediction alone, 1 the prompt's alone, above 1 pushes away from the negative prompt (7.5 is
 SD's usual). Unlike diffusers' pipeline, which skips guidance when guidance <= 1, the compiled
@@ -29,18 +41,19 @@ pipeline always runs the batch of 2 and applies the formula above.
 
 With compare=True the same image is also made by PyTorch from the same weights
 (build/<model>/<component>/weights/), the same tokens, the same initial latents and a fresh
-scheduler of the same kind: by diffusers' own StableDiffusionPipeline when guidance > 1, and by
+scheduler of the same kind: by diffusers' own StableDiffusionPipeline (or
+StableDiffusionImg2ImgPipeline, given the seeded noise) when guidance > 1, and by
 the loop above with the torch modules when guidance <= 1 (where the pipeline would drop the
 negative prompt). The report gives the PSNR between the two images (float images in [0, 1],
 peak 1) and the largest difference of their uint8 pixels.
 
-Schedulers: "dpm++2m" (DPMSolverMultistepScheduler, dpmsolver++, order 2), "pndm"
-(PNDMScheduler, skip_prk_steps) and "euler" (EulerDiscreteScheduler), each over the model's
-scheduler_config.json (stages/runtime/samplers.py: the same table the page's coefficients come from).
+Schedulers: samplers.SCHEDULERS ("dpm++2m", "pndm", "euler", "ddim", "lms", "dpm++2m-karras",
+"euler-a", "lcm"), each diffusers' class over the model's scheduler_config.json
+(stages/runtime/samplers.py: the same table the page's coefficients come from).
 
 CLI: python -m stages.runtime.generate --model tiny --prompt "a photo of a cat" --output out.png
      [--negative-prompt ""] [--seed 0] [--steps 20] [--guidance 7.5] [--scheduler dpm++2m]
-     [--compare] [--dist DIR] [--report report.json]
+     [--init-image photo.png] [--strength 0.8] [--compare] [--dist DIR] [--report report.json]
 
 torch, tvm and diffusers are imported inside the functions: importing this module is free.
 """
@@ -48,6 +61,7 @@ torch, tvm and diffusers are imported inside the functions: importing this modul
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -61,12 +75,13 @@ from pathlib import Path
 from stages.engine.config import ROOT
 from stages.engine.errors import BuildError
 from stages.runtime import rng
-from stages.runtime.contract import DEFAULT_SAMPLER, GUIDANCE, SEED, STEPS
-from stages.runtime.samplers import SCHEDULERS
+from stages.runtime.contract import DEFAULT_SAMPLER, GUIDANCE, SEED, STEPS, STRENGTH
+from stages.runtime.samplers import SCHEDULERS, first_iteration
 
 MIN_STEPS, MAX_STEPS = STEPS["min"], STEPS["max"]
 MIN_GUIDANCE, MAX_GUIDANCE = GUIDANCE["min"], GUIDANCE["max"]
-COMPONENTS = ("text_encoder", "unet", "vae_decoder")
+MIN_STRENGTH, MAX_STRENGTH = STRENGTH["min"], STRENGTH["max"]
+COMPONENTS = ("text_encoder", "unet", "vae_decoder", "vae_encoder")
 
 
 class GenerateError(BuildError, ValueError):
@@ -102,6 +117,75 @@ def check_args(prompt, negative_prompt, seed, steps, guidance, scheduler) -> tup
     return seed, int(steps), float(guidance)
 
 
+def check_strength(strength, steps: int) -> float:
+    """Image-to-image's strength, checked against the step count (it must leave a step)."""
+    if isinstance(strength, bool) or not isinstance(strength, numbers.Real) \
+            or not math.isfinite(float(strength)) \
+            or not MIN_STRENGTH <= float(strength) <= MAX_STRENGTH:
+        raise GenerateError(f"strength must be a number in {MIN_STRENGTH:g}..{MAX_STRENGTH:g}, "
+                            f"got {strength!r}; fix: pass --strength between {MIN_STRENGTH:g} "
+                            f"and {MAX_STRENGTH:g} ({STRENGTH['default']:g} is usual)")
+    if first_iteration(steps, float(strength)) >= steps:
+        raise GenerateError(f"strength {float(strength):g} at {steps} steps runs no step "
+                            f"(steps x strength < 1); fix: pass --strength of at least "
+                            f"{1 / steps:.3g} or more --steps")
+    return float(strength)
+
+
+def read_image(path: Path, size: int):
+    """An image file as the model's input: (1, 3, size, size) float32 in [-1, 1], and its
+    (size, size, 3) uint8 pixels. A non-square image is center-cropped to a square first; one
+    of another size is resized (bicubic). The page does the same with a canvas, so only an
+    image already at the model's size gives both exactly the same pixels."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+    except FileNotFoundError:
+        raise GenerateError(f"{path}: no such image; fix: pass --init-image an existing PNG "
+                            f"or JPEG file") from None
+    except (UnidentifiedImageError, OSError) as e:
+        raise GenerateError(f"{path}: not an image that can be read ({e}); fix: pass "
+                            f"--init-image a PNG or JPEG file") from None
+    w, h = img.size
+    if w != h:
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        img = img.crop((left, top, left + side, top + side))
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.BICUBIC)
+    pixels = np.asarray(img, dtype=np.uint8)
+    return image_input(pixels), pixels
+
+
+def image_input(pixels):
+    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [-1, 1]: pixels / 255 * 2 - 1 in float32 (as
+    diffusers' image processor; web/src/pipeline.js imageInput)."""
+    import numpy as np
+
+    unit = np.asarray(pixels, np.float32) / np.float32(255)
+    return np.ascontiguousarray((unit * np.float32(2) - np.float32(1)).transpose(2, 0, 1)[None])
+
+
+def encoder_latents(moments, seed: int, scaling_factor: float):
+    """The VAE encoder's moments (1, 2C, h, w) -> image-to-image's clean latents: a sample of
+    the latent distribution, mean + exp(logvar / 2) * noise (logvar clipped to -30..20, as
+    diffusers), the noise from the seeded generator's encoder stream (rng.encoder_noise),
+    computed in float64 and rounded to float32 once, then times the VAE's scaling factor in
+    float32 (web/src/pipeline.js does the same)."""
+    import numpy as np
+
+    moments = np.asarray(moments, np.float32)
+    c = moments.shape[1] // 2
+    mean = moments[:, :c].astype(np.float64)
+    std = np.exp(0.5 * np.clip(moments[:, c:].astype(np.float64), -30.0, 20.0))
+    sample = (mean + std * rng.encoder_noise(seed, mean.shape)).astype(np.float32)
+    return sample * np.float32(scaling_factor)
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -134,6 +218,10 @@ class Model:
         self.image_size = int(self.index["image_size"])
         self.latent_size = int(self.index["latent_size"])
         self.latent_shape = (1, *self.index["inputs"]["vae_decoder"]["latents"][0][1:])
+        # 2: classifier-free guidance ([negative prompt, prompt]); 1: a guidance-free model
+        self.guidance_batch = int(self.index["inputs"]["unet"]["sample"][0][0])
+        self.defaults = {k: o["default"] for k, o in self.index["contract"]["options"].items()}
+        self.defaults["scheduler"] = self.index["contract"]["default_sampler"]
         self.scheduler_config = json.loads((dist_dir / self.index["scheduler"]).read_text())
         self._check_dist_file(self.index["scheduler"])
 
@@ -175,14 +263,15 @@ class Model:
         return float(config["scaling_factor"])
 
 
-def token_ids(tokenizer, prompt: str, negative_prompt: str):
-    """(2, T) int32 ids, T the tokenizer's window (its model_max_length, the text encoder's
-    positions): row 0 the negative prompt (unconditional), row 1 the prompt."""
+def token_ids(tokenizer, prompt: str, negative_prompt: str, batch: int = 2):
+    """(batch, T) int32 ids, T the tokenizer's window (its model_max_length, the text encoder's
+    positions): with guidance, row 0 the negative prompt (unconditional), row 1 the prompt; a
+    guidance-free model (batch 1) has the prompt's row alone."""
     import numpy as np
 
-    ids = tokenizer([negative_prompt, prompt], padding="max_length",
-                    max_length=tokenizer.model_max_length, truncation=True,
-                    return_tensors="np").input_ids
+    texts = [negative_prompt, prompt] if batch == 2 else [prompt]
+    ids = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length,
+                    truncation=True, return_tensors="np").input_ids
     return np.ascontiguousarray(ids, dtype=np.int32)
 
 
@@ -208,28 +297,48 @@ def to_pixels(image):
 
 # --- the loop, shared by the compiled pipeline and the torch one --------------------------------
 
-def denoise(unet, ehs, latents0, scheduler, guidance: float):
-    """The denoising loop (module doc); returns the final latents (numpy).
-
-    unet(sample (2,4,h,w), timestep () float32, ehs) -> numpy (2,4,h,w); the scheduler math
-    runs in torch float32, as in diffusers."""
+def initial(scheduler, latents0, start: int = 0, clean=None):
+    """The loop's first latents (torch float32) and the timesteps it runs. Text-to-image:
+    the seed's noise times init_noise_sigma, every timestep. Image-to-image (`clean`, the
+    encoder's latents): from iteration `start` on, the noise added to them by add_noise at the
+    first of those timesteps, as diffusers' StableDiffusionImg2ImgPipeline."""
     import numpy as np
     import torch
 
-    latents = torch.from_numpy(np.asarray(latents0, np.float32)) * scheduler.init_noise_sigma
-    latents = latents.to(torch.float32)
-    for t in scheduler.timesteps:
+    noise = torch.from_numpy(np.asarray(latents0, np.float32))
+    if clean is None:
+        return (noise * scheduler.init_noise_sigma).to(torch.float32), scheduler.timesteps
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(start)
+    timesteps = scheduler.timesteps[start:]
+    latents = scheduler.add_noise(torch.from_numpy(np.asarray(clean, np.float32)), noise,
+                                  timesteps[:1])
+    return latents.to(torch.float32), timesteps
+
+
+def denoise(unet, ehs, latents, timesteps, scheduler, guidance: float):
+    """The denoising loop (module doc) from `latents` over `timesteps` (initial()); returns the
+    final latents (numpy).
+
+    unet(sample (B,4,h,w), timestep () float32, ehs) -> numpy (B,4,h,w), B the batch of ehs: 2
+    with guidance; 1 for a guidance-free model, whose prediction is used as it is. The
+    scheduler math runs in torch float32, as in diffusers."""
+    import numpy as np
+    import torch
+
+    batch = int(ehs.shape[0])
+    for t in timesteps:
         x = scheduler.scale_model_input(latents, t).to(torch.float32).numpy()
-        sample = np.ascontiguousarray(np.concatenate([x, x], axis=0))
+        sample = np.ascontiguousarray(np.concatenate([x] * batch, axis=0))
         noise = np.asarray(unet(sample, np.array(float(t), np.float32), ehs), np.float32)
-        guided = noise[0:1] + np.float32(guidance) * (noise[1:2] - noise[0:1])
+        guided = noise if batch == 1 else \
+            noise[0:1] + np.float32(guidance) * (noise[1:2] - noise[0:1])
         latents = scheduler.step(torch.from_numpy(guided), t, latents).prev_sample
     return latents.to(torch.float32).numpy()
 
 
 class Compiled:
-    """The three compiled (llvm) components (stages/runtime/component.py), with their checked
-    params."""
+    """The compiled (llvm) components (stages/runtime/component.py), with their checked params."""
 
     def __init__(self, model: Model):
         import tvm
@@ -276,66 +385,118 @@ def seeded(sched, seed: int):
     return seeded_noise(sched, lambda k, shape: rng.step_noise(seed, k, shape))
 
 
-def _run_compiled(model: Model, ids, latents0, scheduler_name, steps, guidance, timings, seed):
+def _run_compiled(model: Model, job: dict, timings: dict):
+    import numpy as np
+
     t0 = time.perf_counter()
     c = compiled(model)
     timings["load_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ehs = c("text_encoder", ids)
+    ehs = c("text_encoder", job["ids"])
     timings["text_encoder_s"] = time.perf_counter() - t0
+    clean = None
+    if job["init"] is not None:
+        t0 = time.perf_counter()
+        clean = encoder_latents(c("vae_encoder", job["init"]), job["seed"],
+                                model.scaling_factor())
+        timings["vae_encoder_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    sched = make_scheduler(model, scheduler_name, steps)
-    with seeded(sched, seed):
-        latents = denoise(lambda x, t, e: c("unet", x, t, e), ehs, latents0, sched, guidance)
+    sched = make_scheduler(model, job["scheduler"], job["steps"])
+    latents, timesteps = initial(sched, job["latents0"], job["start"], clean)
+    with seeded(sched, job["seed"]):
+        latents = denoise(lambda x, t, e: c("unet", x, t, e), ehs, latents, timesteps, sched,
+                          job["guidance"])
     timings["denoise_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    import numpy as np
-
     image = c("vae_decoder", latents / np.float32(model.scaling_factor()))
     timings["vae_decoder_s"] = time.perf_counter() - t0
     return image
 
 
-def _run_torch(model: Model, prompt, negative_prompt, ids, latents0, scheduler_name, steps,
-               guidance, seed: int, use_pipeline: bool | None = None):
+@contextlib.contextmanager
+def _seeded_pipeline_noise(seed: int):
+    """While it lasts, diffusers' image-to-image pipeline draws the seeded generator's noise:
+    the initial noise (stream 0) and the encoder's latent sample (the encoder stream)."""
+    import torch
+    from diffusers.models.autoencoders import vae
+    from diffusers.pipelines.stable_diffusion import pipeline_stable_diffusion_img2img as img2img
+
+    def drawing(draw):
+        def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None):
+            return torch.from_numpy(draw(seed, tuple(shape))).to(device=device, dtype=dtype)
+        return randn_tensor
+
+    saved = (img2img.randn_tensor, vae.randn_tensor)
+    img2img.randn_tensor, vae.randn_tensor = drawing(rng.latents), drawing(rng.encoder_noise)
+    try:
+        yield
+    finally:
+        img2img.randn_tensor, vae.randn_tensor = saved
+
+
+def _run_torch(model: Model, job: dict, use_pipeline: bool | None = None):
     """The same image made by PyTorch/diffusers (module doc); returns ((1,3,H,W) image, name).
 
-    use_pipeline: diffusers' StableDiffusionPipeline (default when guidance > 1, the only case
-    where it applies the same guidance) or the torch modules in denoise()."""
+    use_pipeline: diffusers' StableDiffusionPipeline (or StableDiffusionImg2ImgPipeline), by
+    default when it applies the same guidance (guidance > 1, or a guidance-free model), or
+    the torch modules in this module's loop (at guidance <= 1 the pipeline would drop the
+    negative prompt)."""
     import numpy as np
     import torch
 
     from stages.runtime import components
 
-    modules = {c: components.load(c, model.weights_dir(c)) for c in COMPONENTS}
-    sched = make_scheduler(model, scheduler_name, steps)
-    if use_pipeline is None:
-        use_pipeline = guidance > 1
-    with torch.no_grad(), seeded(sched, seed):
+    modules = {c: components.load(c, model.weights_dir(c)) for c in COMPONENTS
+               if c != "vae_encoder"}   # the AutoencoderKL of vae_decoder has both halves
+    sched = make_scheduler(model, job["scheduler"], job["steps"])
+    guidance, init = job["guidance"], job["init"]
+    with torch.no_grad(), seeded(sched, job["seed"]):
+        if use_pipeline is None:
+            use_pipeline = guidance > 1 or model.guidance_batch == 1
         if use_pipeline:
-            from diffusers import StableDiffusionPipeline
+            import diffusers
 
-            pipe = StableDiffusionPipeline(
-                vae=modules["vae_decoder"], text_encoder=modules["text_encoder"],
-                tokenizer=model.tokenizer(), unet=modules["unet"], scheduler=sched,
-                safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+            if modules["unet"].config.sample_size is None:   # the image-to-image pipeline asks
+                modules["unet"].register_to_config(sample_size=model.latent_size)
+            parts = dict(vae=modules["vae_decoder"], text_encoder=modules["text_encoder"],
+                         tokenizer=model.tokenizer(), unet=modules["unet"], scheduler=sched,
+                         safety_checker=None, feature_extractor=None,
+                         requires_safety_checker=False)
+            common = dict(prompt=job["prompt"], negative_prompt=job["negative_prompt"] or None,
+                          num_inference_steps=job["steps"], guidance_scale=guidance,
+                          output_type="pt", return_dict=False)
+            if init is None:
+                pipe = diffusers.StableDiffusionPipeline(**parts)
+                run = dict(height=model.image_size, width=model.image_size,
+                           latents=torch.from_numpy(job["latents0"]))
+                name = "diffusers.StableDiffusionPipeline"
+            else:
+                pipe = diffusers.StableDiffusionImg2ImgPipeline(**parts)
+                # in [0, 1]: the pipeline's image processor maps it to [-1, 1] itself
+                run = dict(image=torch.from_numpy((init + np.float32(1)) / np.float32(2)),
+                           strength=job["strength"])
+                name = "diffusers.StableDiffusionImg2ImgPipeline"
             pipe.set_progress_bar_config(disable=True)
-            out = pipe(prompt=prompt, negative_prompt=negative_prompt,
-                       height=model.image_size, width=model.image_size,
-                       num_inference_steps=steps, guidance_scale=guidance,
-                       latents=torch.from_numpy(latents0), output_type="pt", return_dict=False)
+            with _seeded_pipeline_noise(job["seed"]):
+                out = pipe(**common, **run)
             # output_type="pt" is (image / 2 + 0.5).clamp(0, 1): back to [-1, 1] for to_pixels.
             unit = out[0].to(torch.float32).numpy()
-            return unit * np.float32(2) - np.float32(1), "diffusers.StableDiffusionPipeline"
+            return unit * np.float32(2) - np.float32(1), name
         text = components.wrapper("text_encoder", modules["text_encoder"])
         unet = components.wrapper("unet", modules["unet"])
         vae = components.wrapper("vae_decoder", modules["vae_decoder"])
-        ehs = text(torch.from_numpy(ids.astype(np.int64)))
+        ehs = text(torch.from_numpy(job["ids"].astype(np.int64)))
+        clean = None
+        if init is not None:
+            encoder = components.wrapper("vae_encoder", modules["vae_decoder"])
+            clean = encoder_latents(encoder(torch.from_numpy(init)).numpy(), job["seed"],
+                                    model.scaling_factor())
+        latents, timesteps = initial(sched, job["latents0"], job["start"], clean)
 
         def unet_fn(x, t, e):
             return unet(torch.from_numpy(x), torch.from_numpy(t), e).numpy()
 
-        latents = denoise(unet_fn, ehs, latents0, sched, guidance)
+        latents = denoise(unet_fn, ehs, latents, timesteps, sched, guidance)
         image = vae(torch.from_numpy(latents / np.float32(model.scaling_factor()))).numpy()
         return image, "torch modules (diffusers schedulers, this loop)"
 
@@ -357,40 +518,60 @@ def psnr(a, b, peak: float = 1.0) -> float:
 
 # --- the API ------------------------------------------------------------------------------------
 
-def pixels(model_dist: Path, prompt: str, negative_prompt: str = "",
-           seed: int = SEED["default"], steps: int = STEPS["default"],
-           guidance: float = GUIDANCE["default"], scheduler: str = DEFAULT_SAMPLER,
-           model_dir: Path | None = None, backend: str = "tvm"):
+def pixels(model_dist: Path, prompt: str, negative_prompt: str = "", seed: int | None = None,
+           steps: int | None = None, guidance: float | None = None,
+           scheduler: str | None = None, model_dir: Path | None = None, backend: str = "tvm",
+           init_image: Path | None = None, strength: float | None = None):
     """The image as raw (H, W, 3) uint8 pixels, for comparing with the page.
 
     backend "tvm": the compiled pipeline; "torch": PyTorch/diffusers on the same weights
     (module doc). Arguments as generate().
     """
-    return _images(model_dist, prompt, negative_prompt, seed, steps, guidance, scheduler,
-                   model_dir, compiled_run=backend == "tvm", torch_run=backend == "torch",
-                   timings={})[0 if backend == "tvm" else 1]["pixels"]
-
-
-def _images(model_dist, prompt, negative_prompt, seed, steps, guidance, scheduler, model_dir,
-            compiled_run: bool, torch_run: bool, timings: dict):
-    seed, steps, guidance = check_args(prompt, negative_prompt, seed, steps, guidance, scheduler)
-    if not (compiled_run or torch_run):
+    if backend not in ("tvm", "torch"):
         raise GenerateError("backend must be 'tvm' or 'torch'; fix: pass backend='tvm' or 'torch'")
+    model, job = _job(model_dist, model_dir, prompt, negative_prompt, seed, steps, guidance,
+                      scheduler, init_image, strength)
+    image = (_run_compiled(model, job, {}) if backend == "tvm" else _run_torch(model, job)[0])
+    return to_pixels(image)
+
+
+def _job(model_dist, model_dir, prompt, negative_prompt, seed, steps, guidance, scheduler,
+         init_image, strength) -> tuple[Model, dict]:
+    """The model, and the checked arguments with what they make: token ids, initial noise, the
+    init image and the iteration image-to-image starts from. None takes the model's default
+    (manifest.json "contract": a few-step model's own steps, guidance and sampler)."""
+    given = {"seed": seed, "steps": steps, "guidance": guidance, "scheduler": scheduler}
+    # the caller's own values are checked before anything is read (the contract's defaults
+    # stand in for the others), then again with the model's defaults
+    check_args(prompt, negative_prompt, *(
+        v if v is not None else (DEFAULT_SAMPLER if k == "scheduler" else
+                                 {"seed": SEED, "steps": STEPS, "guidance": GUIDANCE}[k]["default"])
+        for k, v in given.items()))
     model = Model(Path(model_dist), model_dir)
-    tokenizer = model.tokenizer()
-    ids = token_ids(tokenizer, prompt, negative_prompt)
-    latents0 = initial_latents(seed, model.latent_shape)
-    ours = theirs = None
-    if compiled_run:
-        image = _run_compiled(model, ids, latents0, scheduler, steps, guidance, timings, seed)
-        ours = {"image": image, "pixels": to_pixels(image)}
-    if torch_run:
-        t0 = time.perf_counter()
-        image, reference = _run_torch(model, prompt, negative_prompt, ids, latents0, scheduler,
-                                      steps, guidance, seed)
-        timings["reference_s"] = time.perf_counter() - t0
-        theirs = {"image": image, "pixels": to_pixels(image), "reference": reference}
-    return ours, theirs, model, ids
+    d = model.defaults
+    seed = d["seed"] if seed is None else seed
+    steps = d["steps"] if steps is None else steps
+    guidance = d["guidance"] if guidance is None else guidance
+    scheduler = d["scheduler"] if scheduler is None else scheduler
+    seed, steps, guidance = check_args(prompt, negative_prompt, seed, steps, guidance, scheduler)
+    if model.guidance_batch == 1 and (guidance > 1 or negative_prompt):
+        what = f"--guidance {guidance:g}" if guidance > 1 else "a negative prompt"
+        raise GenerateError(f"{model.name} runs without guidance (its UNet is built for one "
+                            f"prompt), so {what} has no effect; fix: pass --guidance 0 and no "
+                            f"--negative-prompt")
+    job = {"prompt": prompt, "negative_prompt": negative_prompt, "seed": seed, "steps": steps,
+           "guidance": guidance, "scheduler": scheduler, "init": None, "start": 0,
+           "strength": None, "init_pixels": None,
+           "ids": token_ids(model.tokenizer(), prompt, negative_prompt, model.guidance_batch),
+           "latents0": initial_latents(seed, model.latent_shape)}
+    if init_image is not None:
+        strength = check_strength(STRENGTH["default"] if strength is None else strength, steps)
+        job["init"], job["init_pixels"] = read_image(init_image, model.image_size)
+        job["strength"], job["start"] = strength, first_iteration(steps, strength)
+    elif strength is not None:
+        raise GenerateError("--strength is for image-to-image; fix: also pass --init-image "
+                            "PATH, or drop --strength")
+    return model, job
 
 
 def write_png(path: Path, pixels) -> None:
@@ -411,17 +592,20 @@ def write_png(path: Path, pixels) -> None:
 
 
 def generate(model_dist: Path, prompt: str, output: Path, negative_prompt: str = "",
-             seed: int = SEED["default"], steps: int = STEPS["default"],
-             guidance: float = GUIDANCE["default"], scheduler: str = DEFAULT_SAMPLER,
-             compare: bool = False,
-             model_dir: Path | None = None) -> dict:
+             seed: int | None = None, steps: int | None = None, guidance: float | None = None,
+             scheduler: str | None = None, compare: bool = False,
+             model_dir: Path | None = None, init_image: Path | None = None,
+             strength: float | None = None) -> dict:
     """Make one image with the compiled pipeline of `model_dist` and write it to `output` (PNG).
 
     model_dist: dist/<model>/llvm (a `doit build` output). prompt / negative_prompt: any text;
     "" works, longer than 77 tokens is truncated. seed: uint32 (0..2**32-1), drawn by
-    stages/runtime/rng.py. steps, guidance: stages/runtime/contract.py. scheduler: "dpm++2m", "pndm"
-    or "euler". compare: also make the image with PyTorch/diffusers and report the PSNR.
-    model_dir: build/<model> (default: beside dist/), for the torch weights of compare.
+    stages/runtime/rng.py. steps, guidance, strength: ranges in stages/runtime/contract.py;
+    None takes the model's default (its manifest's contract). scheduler: a name in
+    stages/runtime/samplers.py SCHEDULERS. init_image: image-to-image from this PNG/JPEG
+    (center-cropped to a square, resized to the model's size), at `strength`. compare: also make
+    the image with PyTorch/diffusers and report the PSNR. model_dir: build/<model> (default:
+    beside dist/), for the torch weights of compare.
 
     Returns a JSON-able report: the arguments, output path, image size, tokens used, timings
     in seconds and, with compare, "psnr_db", "max_abs_pixel_diff", "reference" and
@@ -429,32 +613,40 @@ def generate(model_dist: Path, prompt: str, output: Path, negative_prompt: str =
     """
     timings: dict = {}
     t0 = time.perf_counter()
-    ours, theirs, model, ids = _images(model_dist, prompt, negative_prompt, seed, steps, guidance,
-                                       scheduler, model_dir, compiled_run=True,
-                                       torch_run=bool(compare), timings=timings)
+    model, job = _job(model_dist, model_dir, prompt, negative_prompt, seed, steps, guidance,
+                      scheduler, init_image, strength)
+    image = _run_compiled(model, job, timings)
+    ours = to_pixels(image)
     output = Path(output)
-    write_png(output, ours["pixels"])
-    row, end = ids[1].tolist(), model.tokenizer().eos_token_id
+    write_png(output, ours)
+    row, end = job["ids"][-1].tolist(), model.tokenizer().eos_token_id
+    sched = make_scheduler(model, job["scheduler"], job["steps"])
     report = {
         "model": model.name, "dist": str(model.dist_dir), "output": str(output),
-        "prompt": prompt, "negative_prompt": negative_prompt, "seed": int(seed),
-        "steps": int(steps), "guidance": float(guidance), "scheduler": scheduler,
-        "image_size": list(ours["pixels"].shape),
+        "prompt": prompt, "negative_prompt": negative_prompt, "seed": job["seed"],
+        "steps": job["steps"], "guidance": job["guidance"], "scheduler": job["scheduler"],
+        **({"init_image": str(init_image), "strength": job["strength"]}
+           if init_image is not None else {}),
+        "image_size": list(ours.shape), "unet_batch": model.guidance_batch,
         "prompt_tokens": (row.index(end) + 1) if end in row else len(row),
-        "unet_calls": len(make_scheduler(model, scheduler, steps).timesteps),
+        "unet_calls": len(sched.timesteps) - job["start"],
         "seconds": timings,
     }
     if compare:
+        t1 = time.perf_counter()
+        theirs, reference = _run_torch(model, job)
+        timings["reference_s"] = time.perf_counter() - t1
+        ref_pixels = to_pixels(theirs)
         ref_path = output.with_name(output.stem + ".torch.png")
-        write_png(ref_path, theirs["pixels"])
+        write_png(ref_path, ref_pixels)
         import numpy as np
 
         report.update({
-            "reference": theirs["reference"], "reference_output": str(ref_path),
-            "psnr_db": psnr(unit_image(ours["image"]), unit_image(theirs["image"])),
-            "pixel_psnr_db": psnr(ours["pixels"], theirs["pixels"], 255.0),
-            "max_abs_pixel_diff": int(np.abs(ours["pixels"].astype(np.int16)
-                                             - theirs["pixels"].astype(np.int16)).max()),
+            "reference": reference, "reference_output": str(ref_path),
+            "psnr_db": psnr(unit_image(image), unit_image(theirs)),
+            "pixel_psnr_db": psnr(ours, ref_pixels, 255.0),
+            "max_abs_pixel_diff": int(np.abs(ours.astype(np.int16)
+                                             - ref_pixels.astype(np.int16)).max()),
         })
     timings["total_s"] = time.perf_counter() - t0
     return report
@@ -462,22 +654,31 @@ def generate(model_dist: Path, prompt: str, output: Path, negative_prompt: str =
 
 def main(argv: list[str] | None = None, prog: str = "python -m stages.runtime.generate") -> int:
     p = argparse.ArgumentParser(prog=prog,
-                                description="text -> PNG with the compiled (llvm) pipeline")
+                                description="text (and an image) -> PNG with the compiled "
+                                            "(llvm) pipeline")
     p.add_argument("--model", default="tiny", help="model name: dist/<model>/llvm (default tiny)")
     p.add_argument("--dist", type=Path, default=None,
                    help="the dist dir itself (default dist/<model>/llvm in the repo)")
     p.add_argument("--prompt", default="", help="text (default empty)")
     p.add_argument("--negative-prompt", default="", help="the unconditional text (default empty)")
-    p.add_argument("--seed", type=int, default=SEED["default"],
+    p.add_argument("--seed", type=int, default=None,
                    help=f"0..{rng.SEED_MAX} (default {SEED['default']})")
-    p.add_argument("--steps", type=int, default=STEPS["default"],
-                   help=f"{MIN_STEPS}..{MAX_STEPS} (default {STEPS['default']})")
-    p.add_argument("--guidance", type=float, default=GUIDANCE["default"],
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"{MIN_STEPS}..{MAX_STEPS} (default: the model's, usually "
+                        f"{STEPS['default']})")
+    p.add_argument("--guidance", type=float, default=None,
                    help=f"classifier-free guidance scale {MIN_GUIDANCE:g}..{MAX_GUIDANCE:g} "
-                        f"(default {GUIDANCE['default']:g})")
+                        f"(default: the model's, usually {GUIDANCE['default']:g})")
     # checked by generate(), which names the fix in one line (argparse's choices print usage)
-    p.add_argument("--scheduler", default=DEFAULT_SAMPLER,
-                   help=f"{', '.join(SCHEDULERS)} (default {DEFAULT_SAMPLER})")
+    p.add_argument("--scheduler", default=None,
+                   help=f"{', '.join(SCHEDULERS)} (default: the model's, usually "
+                        f"{DEFAULT_SAMPLER})")
+    p.add_argument("--init-image", type=Path, default=None,
+                   help="image-to-image: start from this PNG or JPEG (center-cropped, resized "
+                        "to the model's size)")
+    p.add_argument("--strength", type=float, default=None,
+                   help=f"image-to-image: how much of the schedule runs over the image, "
+                        f"{MIN_STRENGTH:g}..{MAX_STRENGTH:g} (default {STRENGTH['default']:g})")
     p.add_argument("--output", type=Path, default=None,
                    help="PNG path (default out/<model>-<seed>.png)")
     p.add_argument("--compare", action="store_true",
@@ -485,11 +686,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m stages.runtime.ge
     p.add_argument("--report", type=Path, default=None, help="also write the report as JSON here")
     args = p.parse_args(argv)
     dist = args.dist or ROOT / "dist" / args.model / "llvm"
-    output = args.output or ROOT / "out" / f"{args.model}-{args.seed}.png"
+    seed_name = SEED["default"] if args.seed is None else args.seed
+    output = args.output or ROOT / "out" / f"{args.model}-{seed_name}.png"
     try:
         report = generate(dist, args.prompt, output, negative_prompt=args.negative_prompt,
                           seed=args.seed, steps=args.steps, guidance=args.guidance,
-                          scheduler=args.scheduler, compare=args.compare)
+                          scheduler=args.scheduler, compare=args.compare,
+                          init_image=args.init_image, strength=args.strength)
     except GenerateError as e:
         print(f"generate: {e}", file=sys.stderr)
         return 2

@@ -23,7 +23,9 @@ binary32, round to nearest even):
 seed: an integer 0 <= seed <= 2**32 - 1 (a uint32). Anything else (bool, float, negative,
 too large) is refused with ValueError/TypeError. n: an integer 0 <= n <= 2**32. stream: a
 uint32 naming the draw: 0 for the initial latents, 1 + i for the noise a stochastic sampler
-(Euler ancestral) adds at its iteration i (step_noise; stages/runtime/samplers.py).
+(Euler ancestral) adds at its iteration i (step_noise; stages/runtime/samplers.py), and
+ENCODER_STREAM (2**32 - 1) for image-to-image's sample of the VAE encoder's latent
+distribution (encoder_noise).
 
 1. Philox4x32-10. Constants M0 = 0xD2511F53, M1 = 0xCD9E8D57, W0 = 0x9E3779B9,
    W1 = 0xBB67AE85. For a counter (c0, c1, c2, c3) and key (k0, k1), all uint32, run 10
@@ -181,6 +183,15 @@ def gaussian(seed: int, n: int, stream: int = 0) -> np.ndarray:
 def latents(seed: int, shape: tuple[int, ...]) -> np.ndarray:
     """Initial latents of a shape (e.g. (1, 4, 64, 64), NCHW): gaussian() in row-major order."""
     return gaussian(seed, int(np.prod(shape, dtype=np.int64))).reshape(shape)
+
+
+ENCODER_STREAM = 2**32 - 1
+
+
+def encoder_noise(seed: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Image-to-image: the noise of the sample drawn from the VAE encoder's latent distribution
+    (mean + std * noise): stream ENCODER_STREAM, in row-major order."""
+    return gaussian(seed, int(np.prod(shape, dtype=np.int64)), ENCODER_STREAM).reshape(shape)
 
 
 def step_noise(seed: int, i: int, shape: tuple[int, ...]) -> np.ndarray:

@@ -2,7 +2,7 @@
 //
 // On load it reads manifest.json and schedules.json and checks WebGPU (gpu.js), so a GPU that
 // cannot run the model is named at once, before any download. The first Generate loads the
-// tokenizer and the three components (shards through the Cache API, shards.js); later ones
+// tokenizer and the four components (shards through the Cache API, shards.js); later ones
 // reuse them. A lost device drops the model; the next Generate opens a new device and reloads
 // from the cache.
 //
@@ -10,11 +10,13 @@
 //   ready: Promise<void>, settled once the startup checks ran (their errors are on the page).
 //   generate(opts) -> Promise<{pixels: number[] (RGBA, row-major), width, height, seconds,
 //       secondsPerStep, precision}>: fills the form with opts ({prompt, negativePrompt,
-//       guidance, steps, seed, scheduler}; missing ones keep the form's values) and presses
-//       Generate. Rejects with the message the page shows (refused settings, GPU errors, Cancel).
+//       guidance, steps, seed, scheduler, strength}; missing ones keep the form's values) and
+//       presses Generate. Rejects with the message the page shows (refused settings, GPU
+//       errors, Cancel). Image-to-image runs when an image was chosen (the file input
+//       #init-image or a drop on #init-drop; #init-clear removes it).
 //   cancel(): the Cancel button.
 //   status() -> {phase, precision, adapter, imageSize, message, gpuError, download, files,
-//       loadSeconds}: loadSeconds per component {wasm, params, pipelines} once loaded;
+//       loadSeconds, initImage ({name, width, height} of the chosen image, or null)}: loadSeconds per component {wasm, params, pipelines} once loaded;
 //       download = {total, loaded, shards: {cache, network}}; files = every model file read
 //       since the page loaded: [{path, source: "cache" | "network", bytes, ms, replaced?}].
 //   cacheName: the Cache API cache that holds the model files, keyed by their absolute URLs.
@@ -25,7 +27,7 @@ import { latentPreviewRGBA } from "./image.js";
 import { COMPONENTS, loadModel, shardsOf } from "./loader.js";
 import { OptionError, checkOptions, defaults } from "./options.js";
 import { cancelled, generate } from "./pipeline.js";
-import { schedulerNames } from "./schedulers.js";
+import { firstIteration, schedulerNames } from "./schedulers.js";
 import { CACHE_NAME, ModelFiles, clearCache } from "./shards.js";
 import { Tokenizer } from "./web_tokenizers.js";
 
@@ -38,6 +40,7 @@ const state = {
   phase: "starting",   // starting | ready | loading | generating | error
   manifest: null, files: null, tables: null, gpu: null, model: null, loading: null,
   controller: null, message: "", gpuError: "", lastSeed: 0,
+  initImage: null,     // image-to-image: {name, width, height, rgba (at the model's size)}
   download: { total: 0, loaded: 0, networkBytes: 0, t0: 0, readMs: {}, shards: { cache: 0, network: 0 } },
 };
 
@@ -59,7 +62,10 @@ function setBusy(busy) {
   $("generate").disabled = busy || !state.tables;
   $("cancel").disabled = !busy;
   // the settings of a run stay what it runs with until it ends
-  for (const id of [...Object.values(FIELDS), "random-seed"]) $(id).disabled = busy;
+  const guidanceFree = state.manifest?.contract.guidance_free;
+  for (const id of [...Object.values(FIELDS), "random-seed", "init-image", "init-clear"]) {
+    $(id).disabled = busy || (guidanceFree && (id === "guidance" || id === "negative-prompt"));
+  }
 }
 
 const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
@@ -98,7 +104,7 @@ function drawRGBA(rgba, width, height) {
 // --- the form -----------------------------------------------------------------------------
 
 const FIELDS = { prompt: "prompt", negativePrompt: "negative-prompt", guidance: "guidance",
-  steps: "steps", seed: "seed", scheduler: "scheduler" };
+  steps: "steps", seed: "seed", scheduler: "scheduler", strength: "strength" };
 
 function readForm() {
   return Object.fromEntries(Object.entries(FIELDS).map(([k, id]) => [k, $(id).value]));
@@ -107,18 +113,65 @@ function readForm() {
 /** The numeric fields' ranges, steps and defaults, and the labels that show the ranges, from
  *  the build's contract (the HTML carries none of them). */
 function setupForm(contract) {
-  for (const name of ["guidance", "steps", "seed"]) {
+  for (const name of ["guidance", "steps", "seed", "strength"]) {
     const range = contract.options[name];
     Object.assign($(name), { min: range.min, max: range.max, step: range.step });
     const label = document.querySelector(`label[for="${name}"] .range`);
     if (label) label.textContent = `(${range.min}-${range.max})`;
   }
-  const { guidance, steps, seed, scheduler } = defaults(contract);
-  writeForm({ guidance, steps, seed, scheduler });
+  // a few-step model's own steps, guidance and sampler come with its contract
+  const { guidance, steps, seed, scheduler, strength } = defaults(contract);
+  writeForm({ guidance, steps, seed, scheduler, strength });
+  if (contract.guidance_free) {
+    $("negative-prompt").placeholder = "this model runs without guidance: no negative prompt";
+    document.querySelector('label[for="guidance"] .range').textContent = "(off: this model runs without it)";
+  }
 }
 
 function writeForm(opts) {
   for (const [k, id] of Object.entries(FIELDS)) if (opts[k] !== undefined) $(id).value = String(opts[k]);
+  $("strength-value").textContent = $("strength").value;
+}
+
+// --- the image to start from (image-to-image) ------------------------------------------
+
+/** Read an image file, crop it to a centered square and scale it to the model's size (a
+ *  canvas, high-quality smoothing; an image already at that size is copied as it is). */
+async function setInitImage(file) {
+  const size = state.manifest.image_size;
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+  } catch {
+    showMessage(`${file.name || "That file"} is not an image this browser can read; pick a PNG ` +
+      "or JPEG.", true);
+    return;
+  }
+  const side = Math.min(bitmap.width, bitmap.height);
+  const canvas = new OffscreenCanvas(size, size);
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.imageSmoothingQuality = "high";
+  ctx.drawImage(bitmap, (bitmap.width - side) / 2, (bitmap.height - side) / 2, side, side,
+    0, 0, size, size);
+  const rgba = ctx.getImageData(0, 0, size, size).data;
+  state.initImage = { name: file.name, width: bitmap.width, height: bitmap.height, rgba };
+  bitmap.close();
+  const preview = $("init-preview");
+  preview.width = preview.height = size;
+  preview.getContext("2d").putImageData(new ImageData(rgba, size, size), 0, 0);
+  preview.hidden = $("init-clear").hidden = false;
+  $("init-text").textContent = `${file.name}, ${state.initImage.width}x${state.initImage.height}` +
+    (state.initImage.width === size && state.initImage.height === size ? ""
+      : `, used as ${size}x${size}`);
+  showMessage("");
+}
+
+function clearInitImage() {
+  state.initImage = null;
+  $("init-image").value = "";
+  $("init-preview").hidden = $("init-clear").hidden = true;
+  $("init-text").textContent = "or drop an image here; it is cropped to a square and scaled to " +
+    "the model's size";
 }
 
 // --- GPU and model ------------------------------------------------------------------------
@@ -215,7 +268,9 @@ async function run() {
   let opts;
   try {
     if (!state.tables) throw new Error(state.gpuError || state.message || "the page is not ready");
-    opts = checkOptions(readForm(), state.manifest.contract, schedulerNames(state.tables));
+    opts = checkOptions(readForm(), state.manifest.contract, schedulerNames(state.tables),
+      Boolean(state.initImage));
+    if (state.initImage) opts.initImage = state.initImage.rgba;
   } catch (e) {
     showMessage(e.message, true);
     throw e;
@@ -228,7 +283,11 @@ async function run() {
     if (controller.signal.aborted) throw cancelled();
     showTokens();
     state.phase = "generating";
-    showMessage(`Generating (${LABELS[opts.scheduler] || opts.scheduler}, ${opts.steps} steps)...`);
+    const sampler = LABELS[opts.scheduler] || opts.scheduler;
+    showMessage(opts.initImage
+      ? `Generating from the image (${sampler}, strength ${opts.strength}: ` +
+        `${opts.steps - firstIteration(opts.steps, opts.strength)} of ${opts.steps} steps)...`
+      : `Generating (${sampler}, ${opts.steps} steps)...`);
     $("denoise-progress").value = 0;
     $("denoise-text").textContent = "encoding the prompt";
     const result = await generate(model, opts, {
@@ -317,6 +376,25 @@ $("save").addEventListener("click", savePng);
 $("random-seed").addEventListener("click", () => {
   $("seed").value = String(crypto.getRandomValues(new Uint32Array(1))[0]);
 });
+$("strength").addEventListener("input", () => { $("strength-value").textContent = $("strength").value; });
+$("init-image").addEventListener("change", () => {
+  const file = $("init-image").files[0];
+  if (file) setInitImage(file);
+});
+$("init-clear").addEventListener("click", clearInitImage);
+for (const type of ["dragenter", "dragover"]) {
+  $("init-drop").addEventListener(type, (ev) => {
+    ev.preventDefault();
+    if (!state.controller) $("init-drop").classList.add("over");
+  });
+}
+$("init-drop").addEventListener("dragleave", () => $("init-drop").classList.remove("over"));
+$("init-drop").addEventListener("drop", (ev) => {
+  ev.preventDefault();
+  $("init-drop").classList.remove("over");
+  const file = ev.dataTransfer?.files[0];
+  if (file && !state.controller) setInitImage(file);
+});
 $("clear-cache").addEventListener("click", async () => {
   await clearCache();
   showMessage("Cached model files deleted; the next load downloads them again.");
@@ -350,6 +428,9 @@ window.websd = {
       adapter: state.gpu?.adapterInfo ?? null, imageSize: state.manifest?.image_size ?? null,
       message: state.message, gpuError: state.gpuError, download,
       loadSeconds: state.model ? Object.fromEntries(COMPONENTS.map(([k]) => [k, state.model[k].loadSeconds])) : null,
+      initImage: state.initImage
+        ? { name: state.initImage.name, width: state.initImage.width, height: state.initImage.height }
+        : null,
       files: state.files ? state.files.log.slice() : [] };
   },
 };

@@ -1,4 +1,4 @@
-// loader.js: everything a generation needs, loaded once: tokenizer, the three components of one
+// loader.js: everything a generation needs, loaded once: tokenizer, the four components of one
 // flavor (gpu.js), their parameters. What to load comes from manifest.json alone, so one page
 // bundle serves every model and image size the build produces.
 
@@ -6,7 +6,7 @@ import { Component } from "./model.js";
 import { ClipTokenizer } from "./tokenizer.js";
 
 export const COMPONENTS = [["textEncoder", "text_encoder"], ["unet", "unet"],
-  ["vaeDecoder", "vae_decoder"]];
+  ["vaeDecoder", "vae_decoder"], ["vaeEncoder", "vae_encoder"]];
 
 /** The manifest's variant name of a component in a flavor ("unet-fp16", "unet-fp16-sm"). */
 export function variantOf(manifest, component, flavor) {
@@ -46,6 +46,8 @@ export async function loadModel({ manifest, files, tables, gpu, Tokenizer, onSha
   const model = {
     tokenizer, tables, precision: gpu.precision, flavor: gpu.flavor,
     latentShape: manifest.inputs.vae_decoder.latents[0].slice(),
+    // 2: classifier-free guidance; 1: a guidance-free model (the prompt alone)
+    guidanceBatch: manifest.inputs.unet.sample[0][0],
     imageSize: manifest.image_size,
     scalingFactor: manifest.vae_scaling_factor,
     checkGpu() {

@@ -5,6 +5,8 @@
 // works in one works in the other. A refused setting is an OptionError naming the field, the
 // value and the allowed range; the page shows it next to the form and generates nothing.
 
+import { firstIteration } from "./schedulers.js";
+
 export class OptionError extends Error {
   constructor(field, message) {
     super(message);
@@ -24,14 +26,15 @@ function number(value) {
 export function defaults(contract) {
   const o = contract.options;
   return { prompt: "", negativePrompt: "", guidance: o.guidance.default, steps: o.steps.default,
-    seed: o.seed.default, scheduler: contract.default_sampler };
+    seed: o.seed.default, scheduler: contract.default_sampler, strength: o.strength.default };
 }
 
-/** Normalized {prompt, negativePrompt, guidance, steps, seed, scheduler} or an OptionError.
- *  contract: manifest.json's "contract"; schedulerNames: the samplers the build's tables have. */
-export function checkOptions(opts, contract, schedulerNames) {
+/** Normalized {prompt, negativePrompt, guidance, steps, seed, scheduler, strength} or an
+ *  OptionError. contract: manifest.json's "contract"; schedulerNames: the samplers the build's
+ *  tables have; withImage: image-to-image, where the strength must leave a step. */
+export function checkOptions(opts, contract, schedulerNames, withImage = false) {
   const o = { ...defaults(contract), ...opts };
-  const { steps: STEPS, guidance: GUIDANCE, seed: SEED } = contract.options;
+  const { steps: STEPS, guidance: GUIDANCE, seed: SEED, strength: STRENGTH } = contract.options;
   for (const field of ["prompt", "negativePrompt"]) {
     if (typeof o[field] !== "string") throw new OptionError(field, `${field} must be text`);
   }
@@ -54,6 +57,19 @@ export function checkOptions(opts, contract, schedulerNames) {
     throw new OptionError("scheduler", `Unknown scheduler ${JSON.stringify(o.scheduler)}; one of ` +
       `${schedulerNames.join(", ")}.`);
   }
+  if (contract.guidance_free && (guidance > 1 || o.negativePrompt !== "")) {
+    throw new OptionError("guidance", "This model runs without guidance: set the guidance " +
+      "scale to 0 and leave the negative prompt empty.");
+  }
+  const strength = number(o.strength);
+  if (!Number.isFinite(strength) || strength < STRENGTH.min || strength > STRENGTH.max) {
+    throw new OptionError("strength", `Strength must be a number from ${STRENGTH.min} to ` +
+      `${STRENGTH.max}, got ${JSON.stringify(o.strength)}.`);
+  }
+  if (withImage && firstIteration(steps, strength) >= steps) {
+    throw new OptionError("strength", `Strength ${strength} at ${steps} steps runs no step ` +
+      `(steps x strength < 1); raise the strength or the steps.`);
+  }
   return { prompt: o.prompt, negativePrompt: o.negativePrompt, guidance, steps, seed,
-    scheduler: o.scheduler };
+    scheduler: o.scheduler, strength };
 }

@@ -1,4 +1,5 @@
-// pipeline.js: text -> image with the loaded components; the page's denoising loop.
+// pipeline.js: text (and an image) -> image with the loaded components; the page's denoising
+// loop.
 //
 // The same loop as the Python runner (stages/runtime/generate.py), so that one seed gives one image in
 // both; the float32 rounding of each step is written out (Math.fround / Float32Array stores)
@@ -12,6 +13,12 @@
 //           x = step(guided, i, x)                             web/src/schedulers.js
 //   image   = vae_decoder(x / scaling_factor)
 //
+// Image-to-image (opts.initImage): the VAE encoder's moments of the image give the clean
+// latents (encoderLatents: a sample drawn with the seeded generator's encoder stream, times
+// scaling_factor); the loop runs the end of the schedule from firstIteration(steps, strength),
+// starting from addNoise(clean, gaussian(seed)). A guidance-free model (its UNet built at batch
+// 1) runs the prompt alone and uses the prediction as it is.
+//
 // Each component gives its activations back once it is done for the image (model.js
 // releaseActivations), so the GPU memory of an image is the parameters plus the largest
 // component's activations, not the sum of the three.
@@ -20,34 +27,70 @@
 // it keeps the guidance scale (and the negative prompt) a run-time input of an unchanged UNet.
 
 import { imageToRGBA } from "./image.js";
-import { gaussian, stepNoise } from "./rng.js";
-import { createScheduler } from "./schedulers.js";
+import { encoderNoise, gaussian, stepNoise } from "./rng.js";
+import { createScheduler, firstIteration } from "./schedulers.js";
 
 export function cancelled() {
   return new DOMException("Generation cancelled", "AbortError");
 }
 
 /**
- * model: { tokenizer (ClipTokenizer), tables (schedules.json), textEncoder, unet, vaeDecoder
- *          (model.js Components), latentShape [1, C, h, w], imageSize, scalingFactor,
+ * RGBA bytes (an ImageData's, H x W) -> the VAE encoder's input (1, 3, H, W) in [-1, 1]:
+ * pixel / 255 * 2 - 1 in float32, as stages/runtime/generate.py image_input.
+ */
+export function imageInput(rgba, height, width) {
+  const plane = height * width;
+  const out = new Float32Array(3 * plane);
+  for (let c = 0; c < 3; c++) {
+    for (let i = 0; i < plane; i++) {
+      out[c * plane + i] = Math.fround(Math.fround(rgba[i * 4 + c] / 255) * 2 - 1);
+    }
+  }
+  return out;
+}
+
+/**
+ * The encoder's moments (1, 2C, h, w) -> the clean latents: mean + exp(logvar / 2) * noise in
+ * float64 (logvar clipped to -30..20), rounded to float32, times the scaling factor in float32;
+ * as stages/runtime/generate.py encoder_latents.
+ */
+export function encoderLatents(moments, seed, scalingFactor) {
+  const n = moments.length / 2;
+  const noise = encoderNoise(seed, n);
+  const k = Math.fround(scalingFactor);
+  const out = new Float32Array(n);
+  for (let j = 0; j < n; j++) {
+    const logvar = Math.min(Math.max(moments[n + j], -30), 20);
+    out[j] = Math.fround(Math.fround(moments[j] + Math.exp(0.5 * logvar) * noise[j]) * k);
+  }
+  return out;
+}
+
+/**
+ * model: { tokenizer (ClipTokenizer), tables (schedules.json), textEncoder, unet, vaeDecoder,
+ *          vaeEncoder (model.js Components), latentShape [1, C, h, w], imageSize,
+ *          scalingFactor, guidanceBatch (2, or 1 for a guidance-free model),
  *          checkGpu() (throws if WebGPU reported an error) }
- * opts: checked options (options.js). onStep({step, total, seconds, latents}) after each UNet
- * call. signal: an AbortSignal (Cancel), honoured between GPU calls.
+ * opts: checked options (options.js); opts.initImage: image-to-image from these RGBA bytes
+ * (imageSize x imageSize) at opts.strength. onStep({step, total, seconds, latents}) after
+ * each UNet call. signal: an AbortSignal (Cancel), honoured between GPU calls.
  * Resolves to { rgba (Uint8ClampedArray), width, height, seconds, secondsPerStep, timings }.
  */
 export async function generate(model, opts, { signal, onStep } = {}) {
   const stop = () => { if (signal?.aborted) throw cancelled(); };
   const t0 = performance.now();
   const { tokenizer, textEncoder, unet, vaeDecoder } = model;
-  const scheduler = createScheduler(model.tables, opts.scheduler, opts.steps);
+  const batch = model.guidanceBatch;
+  const start = opts.initImage ? firstIteration(opts.steps, opts.strength) : null;
+  const scheduler = createScheduler(model.tables, opts.scheduler, opts.steps, start);
   const timings = {};
 
   const len = tokenizer.special.maxLength;
-  const ids = new Int32Array(2 * len);
-  ids.set(tokenizer.encode(opts.negativePrompt), 0);
-  ids.set(tokenizer.encode(opts.prompt), len);
+  const ids = new Int32Array(batch * len);
+  if (batch === 2) ids.set(tokenizer.encode(opts.negativePrompt), 0);
+  ids.set(tokenizer.encode(opts.prompt), (batch - 1) * len);
   let t = performance.now();
-  const text = await textEncoder.run([{ data: ids, shape: [2, len], dtype: "int32" }]);
+  const text = await textEncoder.run([{ data: ids, shape: [batch, len], dtype: "int32" }]);
   textEncoder.releaseActivations();
   model.checkGpu();
   timings.textEncoder = (performance.now() - t) / 1000;
@@ -55,32 +98,50 @@ export async function generate(model, opts, { signal, onStep } = {}) {
 
   const [, channels, h, w] = model.latentShape;
   const n = channels * h * w;
+  let clean = null;
+  if (opts.initImage) {
+    t = performance.now();
+    const size = model.imageSize;
+    const moments = await model.vaeEncoder.run([
+      { data: imageInput(opts.initImage, size, size), shape: [1, 3, size, size] }]);
+    model.vaeEncoder.releaseActivations();
+    model.checkGpu();
+    clean = encoderLatents(moments.data, opts.seed, model.scalingFactor);
+    timings.vaeEncoder = (performance.now() - t) / 1000;
+    stop();
+  }
   // the embeddings are the same for every step: upload them once
   const ehs = unet.upload(text.data, text.shape);
   let x;
   const stepSeconds = [];
   try {
     const noise = gaussian(opts.seed, n);
-    const sigma = Math.fround(scheduler.initNoiseSigma);
-    x = new Float32Array(n);
-    for (let j = 0; j < n; j++) x[j] = noise[j] * sigma;
+    if (clean) {
+      x = scheduler.addNoise(clean, noise);
+    } else {
+      const sigma = Math.fround(scheduler.initNoiseSigma);
+      x = new Float32Array(n);
+      for (let j = 0; j < n; j++) x[j] = noise[j] * sigma;
+    }
     const g = Math.fround(opts.guidance);
     const total = scheduler.timesteps.length;
     for (let i = 0; i < total; i++) {
       stop();
       t = performance.now();
       const s = scheduler.scaleModelInput(x, i);
-      const batch = new Float32Array(2 * n);
-      batch.set(s, 0);
-      batch.set(s, n);
+      const sample = new Float32Array(batch * n);
+      for (let b = 0; b < batch; b++) sample.set(s, b * n);
       const e = (await unet.run([
-        { data: batch, shape: [2, channels, h, w] },
+        { data: sample, shape: [batch, channels, h, w] },
         { data: new Float32Array([scheduler.timesteps[i]]), shape: [] },
         ehs,
       ])).data;
       model.checkGpu();
-      const guided = new Float32Array(n);
-      for (let j = 0; j < n; j++) guided[j] = e[j] + Math.fround(g * Math.fround(e[n + j] - e[j]));
+      let guided = e;
+      if (batch === 2) {
+        guided = new Float32Array(n);
+        for (let j = 0; j < n; j++) guided[j] = e[j] + Math.fround(g * Math.fround(e[n + j] - e[j]));
+      }
       x = scheduler.step(guided, i, x, () => stepNoise(opts.seed, i, n));
       stepSeconds.push((performance.now() - t) / 1000);
       onStep?.({ step: i + 1, total, seconds: stepSeconds[i], latents: x });

@@ -105,7 +105,8 @@ function lnOf53bit(a) {
 
 /**
  * n float32 standard normal values for a uint32 seed and stream (0: the initial latents, 1 + i:
- * a stochastic sampler's noise at iteration i); identical bits to stages/runtime/rng.py.
+ * a stochastic sampler's noise at iteration i, ENCODER_STREAM: image-to-image's latent sample);
+ * identical bits to stages/runtime/rng.py.
  */
 export function gaussian(seed, n, stream = 0) {
   checkSeed(seed);
@@ -153,4 +154,12 @@ export function latents(seed, shape) {
 /** The noise a stochastic sampler adds at iteration i: n values of stream 1 + i. */
 export function stepNoise(seed, i, n) {
   return gaussian(seed, n, 1 + i);
+}
+
+/** Image-to-image: the stream of the VAE encoder's latent sample (mean + std * noise). */
+export const ENCODER_STREAM = 0xFFFFFFFF;
+
+/** That sample's noise: n values of stream ENCODER_STREAM. */
+export function encoderNoise(seed, n) {
+  return gaussian(seed, n, ENCODER_STREAM);
 }

@@ -23,6 +23,11 @@
 //     x = s.step(eps, i, x);
 //   }
 //
+// Image-to-image runs the end of a schedule: createScheduler(tables, name, steps, start), with
+// start = firstIteration(steps, strength). Its iterations are numbered from 0 again; the first
+// latents are addNoise(clean, noise), and a multistep sampler's first updates from there are
+// the restart's own (schedules.json steps[n].restart[start]: it has no history yet).
+//
 // Arithmetic is float64 inside; results are Float32Array. No dependencies.
 
 export const FORMAT = "websd-schedules/1";
@@ -41,7 +46,15 @@ function checkTables(tables) {
   }
 }
 
-export function createScheduler(tables, name, steps) {
+/**
+ * Image-to-image: the iteration a run of `steps` steps at `strength` starts from, as diffusers'
+ * StableDiffusionImg2ImgPipeline.get_timesteps (stages/runtime/samplers.py first_iteration).
+ */
+export function firstIteration(steps, strength) {
+  return Math.max(steps - Math.min(Math.floor(steps * strength), steps), 0);
+}
+
+export function createScheduler(tables, name, steps, start = null) {
   checkTables(tables);
   const entry = Object.hasOwn(tables.schedulers, name) ? tables.schedulers[name] : undefined;
   if (entry === undefined) {
@@ -55,12 +68,26 @@ export function createScheduler(tables, name, steps) {
   const table = entry.steps[String(steps)];
   if (!table) throw new RangeError(`schedules.json has no ${name} table for ${steps} steps`);
 
-  const { timesteps, input_scale: inputScale, update } = table;
-  const n = timesteps.length;
-  if (inputScale.length !== n || update.length !== n) {
-    throw new TypeError(`schedules.json: ${name}/${steps} has ${n} timesteps, ` +
-                        `${inputScale.length} input scales and ${update.length} updates`);
+  if (table.input_scale.length !== table.timesteps.length
+      || table.update.length !== table.timesteps.length) {
+    throw new TypeError(`schedules.json: ${name}/${steps} has ${table.timesteps.length} ` +
+      `timesteps, ${table.input_scale.length} input scales and ${table.update.length} updates`);
   }
+  // image-to-image (start given): this run's iterations 0..n-1 are the table's start.., and a
+  // restart's own updates come first
+  const from = start ?? 0;
+  if (!Number.isInteger(from) || from < 0 || from >= steps) {
+    throw new RangeError(`start must be an iteration in 0..${steps - 1}, got ${String(start)}`);
+  }
+  const restart = start === null ? null : table.restart?.[start];
+  if (restart === undefined) {
+    throw new TypeError(`schedules.json has no ${name}/${steps} restart at ${start}; ` +
+      "rebuild the model");
+  }
+  const timesteps = table.timesteps.slice(from);
+  const inputScale = table.input_scale.slice(from);
+  const update = table.update.slice(from).map((u, k) => restart?.update?.[from + k] ?? u);
+  const n = timesteps.length;
   // The last iteration that reads x[j] / e[j], so that history is dropped once unused.
   const lastX = new Array(n).fill(-1), lastE = new Array(n).fill(-1);
   update.forEach((u, i) => {
@@ -92,6 +119,17 @@ export function createScheduler(tables, name, steps) {
     steps,
     timesteps: timesteps.slice(),
     initNoiseSigma: table.init_noise_sigma,
+
+    /** Image-to-image's first latents: a * clean + b * noise (the restart's add_noise). */
+    addNoise(clean, noise) {
+      if (!restart) throw new TypeError("addNoise: this scheduler was made without a start");
+      checkSize(clean, "clean latents");
+      checkSize(noise, "noise");
+      const [a, b] = restart.noise;
+      const out = new Float32Array(clean.length);
+      for (let j = 0; j < clean.length; j++) out[j] = a * clean[j] + b * noise[j];
+      return out;
+    },
 
     scaleModelInput(latents, i) {
       checkIndex(i, "scaleModelInput");

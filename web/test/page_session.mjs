@@ -6,7 +6,9 @@
 // JOB.json: {route: "swiftshader" | "lavapipe" (web/test/chromium.mjs), artifacts: a directory,
 //   screenshotAfter: the image after which page.png and image.png are taken and Save PNG is
 //   pressed (saved.png),
-//   images: [{name, opts}] generated on the first load, invalid: [{name, opts}] that the page
+//   images: [{name, opts, initImage?, drop?}] generated on the first load (initImage: a PNG
+//   path chosen with the file input, or dropped on the page with drop: true, before the run;
+//   null removes the chosen one), invalid: [{name, opts}] that the page
 //   must refuse, reload: opts generated again after a reload (all from the Cache API) and after
 //   tampering with one cached shard, cancel: opts of a long run cancelled at step 2}; invalid,
 //   cancel and reload are each left out of the visit when the job leaves them out.
@@ -56,6 +58,30 @@ async function generate(page, opts) {
 }
 
 const status = (page) => page.evaluate(() => window.websd.status());
+
+// The image to start from, as a user gives it: the file picker, or a file dropped on the page.
+async function chooseImage(page, file, drop) {
+  if (file === null) {
+    await page.click("#init-clear");
+    await page.waitForFunction(() => window.websd.status().initImage === null);
+    return;
+  }
+  if (drop) {
+    const bytes = [...fs.readFileSync(file)];
+    await page.evaluate(([b, name]) => {
+      const data = new DataTransfer();
+      data.items.add(new File([new Uint8Array(b)], name, { type: "image/png" }));
+      const target = document.getElementById("init-drop");
+      for (const type of ["dragenter", "dragover", "drop"]) {
+        target.dispatchEvent(new DragEvent(type, { dataTransfer: data, bubbles: true, cancelable: true }));
+      }
+    }, [bytes, path.basename(file)]);
+  } else {
+    await page.setInputFiles("#init-image", file);
+  }
+  await page.waitForFunction((name) => window.websd.status().initImage?.name === name,
+    path.basename(file), { timeout: 20000 });
+}
 const binRequests = () => requests.filter((u) => u.endsWith(".bin"));
 
 const t0 = Date.now();
@@ -83,9 +109,11 @@ try {
   await open(page);
   report.start = { page: await pageText(page), status: await status(page) };
   report.images = [];
-  for (const { name, opts } of job.images) {
+  for (const { name, opts, initImage, drop } of job.images) {
+    if (initImage !== undefined) await chooseImage(page, initImage, drop);
     const r = await generate(page, opts);
-    report.images.push({ name, opts, ...r, page: await pageText(page) });
+    report.images.push({ name, opts, ...r, page: await pageText(page),
+      initImage: (await status(page)).initImage });
     if (name === job.screenshotAfter) {
       const shot = path.join(job.artifacts, "page.png");
       await page.screenshot({ path: shot, fullPage: true });

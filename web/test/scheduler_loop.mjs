@@ -12,6 +12,8 @@
 // then for each iteration i the UNet input scaleModelInput(x[i], i) and x[i+1] = step(...).
 // A stochastic sampler's step noise is the page's: stepNoise(SEED, i) (web/src/rng.js; SEED 0 by
 // default). A refused name or step count exits 2 with schedulers.js's own message on stderr.
+// Image-to-image: with DIR/start.json (the iteration to start from) and DIR/clean.f32 (the
+// encoder's latents), x[0] = addNoise(clean, noise) and the run is the schedule's end.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { stepNoise } from "../src/rng.js";
@@ -25,9 +27,11 @@ const f32 = (path) => {
   return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
 };
 
+const start = existsSync(join(dir, "start.json"))
+  ? JSON.parse(readFileSync(join(dir, "start.json"), "utf8")) : null;
 let s;
 try {
-  s = createScheduler(tables, name, JSON.parse(stepsArg));
+  s = createScheduler(tables, name, JSON.parse(stepsArg), start);
 } catch (e) {
   console.error(`scheduler_loop: ${e.name}: ${e.message}`);
   process.exit(2);
@@ -43,7 +47,9 @@ for (const [what, a] of [["eps", eps], ["forced", forced]]) {
   }
 }
 const out = new Float32Array(size * (1 + 2 * n));
-let x = noise.map((v) => v * s.initNoiseSigma);   // a Float32Array: rounded once, like torch
+// a Float32Array: rounded once, like torch
+let x = start === null ? noise.map((v) => v * s.initNoiseSigma)
+  : s.addNoise(f32(join(dir, "clean.f32")), noise);
 out.set(x, 0);
 for (let i = 0; i < n; i++) {
   if (forced !== null) x = forced.slice(i * size, (i + 1) * size);
