@@ -255,3 +255,20 @@ def test_doit_generate_image_to_image(dist, workspace, init_png, tmp_path):
     assert np.array_equal(_png(tmp_path / "d.png"),
                           gen.pixels(dist, PROMPT, seed=2, steps=4, init_image=init_png,
                                      strength=0.5))
+
+
+def test_the_png_carries_its_settings(dist, init_png, tmp_path):
+    """The PNG's text chunks: "parameters" as popular SD front ends write it, "websd" the
+    settings the page's form takes back (web/src/png_settings.js)."""
+    from PIL import Image
+
+    gen.generate(dist, "a café at night", tmp_path / "s.png", negative_prompt="fog", seed=6,
+                 steps=2, init_image=init_png, strength=0.5)
+    with Image.open(tmp_path / "s.png") as im:
+        text = dict(im.text)
+    assert json.loads(text["websd"]) == {
+        "prompt": "a café at night", "negativePrompt": "fog", "guidance": 7.5, "steps": 2,
+        "seed": 6, "scheduler": "dpm++2m", "strength": 0.5, "model": "tiny", "size": "64x64"}
+    assert text["parameters"] == ("a café at night\nNegative prompt: fog\nSteps: 2, Sampler: "
+                                  "dpm++2m, CFG scale: 7.5, Seed: 6, Size: 64x64, Model: tiny, "
+                                  "Denoising strength: 0.5")

@@ -135,7 +135,7 @@ def session(origin, tmp_path_factory) -> dict:
     job = {"route": ROUTE, "artifacts": str(ARTIFACTS), "screenshotAfter": "euler",
            "images": IMAGES + IMG2IMG, "invalid": INVALID,
            "cancel": _opts(steps=50, scheduler="euler", strength=1.0),
-           "reload": IMAGES[0]["opts"]}
+           "reload": IMAGES[0]["opts"], "restore": True, "narrow": True}
     job_path = tmp_path_factory.mktemp("job") / "job.json"
     job_path.write_text(json.dumps(job))
     report = _node("page_session.mjs", origin, str(job_path))
@@ -262,13 +262,49 @@ def test_screenshot_shows_an_image(session):
     assert float(np.asarray(_rgb(_image(session, "euler")), np.float64).var()) > 0
 
 
-def test_save_png_gives_the_image(session):
+def test_save_png_gives_the_image_with_its_settings(dist, session, tmp_path):
+    """Save PNG: the last image, its settings in the file's text chunks as the Python runner
+    writes them, and a name no other save of the visit has."""
     from PIL import Image
 
+    from stages.runtime import generate
+
     saved = session["saved"]
-    assert saved["name"] == f"websd-{SEED}.png"
-    png = np.asarray(Image.open(saved["path"]).convert("RGB"))
+    assert re.fullmatch(rf"websd-tiny-{SEED}-\d{{8}}-\d{{6}}\.png", saved["name"]), saved
+    assert saved["again"] != saved["name"] and saved["again"].startswith(saved["name"][:-4])
+    with Image.open(saved["path"]) as im:
+        png, chunks = np.asarray(im.convert("RGB")), dict(im.text)
     assert np.array_equal(png, _rgb(_image(session, "euler")))
+    opts = _image(session, "euler")["opts"]
+    settings = json.loads(chunks["websd"])
+    assert settings == {**opts, "model": "tiny", "size": "64x64"}
+    # the same settings through `doit generate`'s writer: the same two chunks
+    generate.write_png(tmp_path / "py.png", png, {**opts, "guidance": float(opts["guidance"]),
+                                                  "model": "tiny", "size": "64x64"})
+    with Image.open(tmp_path / "py.png") as im:
+        assert im.text["parameters"] == chunks["parameters"]
+        assert json.loads(im.text["websd"]) == settings
+    assert chunks["parameters"].startswith(PROMPT + "\nNegative prompt: blurry\nSteps: 3, ")
+
+
+def test_a_dropped_png_restores_its_settings(session):
+    restore = session["restore"]
+    assert restore["page"]["message"].startswith(f"Settings restored from {session['saved']['name']}")
+    opts = _image(session, "euler")["opts"]
+    form = restore["form"]
+    assert (form["prompt"], form["seed"], form["scheduler"], form["steps"]) == \
+        (opts["prompt"], str(opts["seed"]), opts["scheduler"], str(opts["steps"]))
+
+
+def test_a_refused_field_is_marked_and_focused(session):
+    case = next(c for c in session["invalid"] if c["name"] == "steps 51")
+    assert case["status"]["invalid"] == ["steps"] and case["status"]["focused"] == "steps"
+
+
+def test_a_phone_width_shows_the_image_first_and_every_field(session):
+    narrow = session["narrow"]
+    assert narrow["imageTop"] < narrow["formTop"], narrow
+    assert narrow["rightmost"] <= narrow["width"] and narrow["scrollWidth"] <= narrow["width"], narrow
 
 
 def test_empty_and_500_word_prompts_work(session):
@@ -293,10 +329,12 @@ def test_cancel_stops_a_run(session):
     cancel = session["cancel"]
     assert not cancel["ok"] and "AbortError" in cancel["error"], cancel
     assert cancel["page"]["message"] == "Cancelled."
-    assert cancel["page"]["denoise"].startswith("step ") and "/50," in cancel["page"]["denoise"]
+    assert re.fullmatch(r"cancelled after step \d+ of 50", cancel["page"]["denoise"]), cancel["page"]
     # the settings are locked while a run goes on, and free again once it has stopped
     assert session["cancelRunning"]["settingsLocked"]
     assert not cancel["page"]["settingsLocked"] and not cancel["page"]["generateDisabled"]
+    # the last finished image stays on screen and can still be saved
+    assert cancel["canvasKept"] and not cancel["page"]["saveDisabled"]
 
 
 def test_reload_takes_every_shard_from_the_cache(session):

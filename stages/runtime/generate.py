@@ -574,16 +574,41 @@ def _job(model_dist, model_dir, prompt, negative_prompt, seed, steps, guidance, 
     return model, job
 
 
-def write_png(path: Path, pixels) -> None:
-    """An (H, W, 3) uint8 array as an RGB PNG, atomically (temp file in the same dir + rename)."""
-    from PIL import Image
+def settings_chunks(settings: dict) -> dict[str, str]:
+    """The two tEXt chunks a PNG carries its settings in (web/src/png_settings.js writes the
+    same): "parameters", the text popular SD front ends read, and "websd", the settings as
+    JSON (ASCII, non-ASCII characters escaped) that the page's form takes back."""
+    def show(v):
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    lines = [settings["prompt"]]
+    if settings["negativePrompt"]:
+        lines.append(f"Negative prompt: {settings['negativePrompt']}")
+    fields = [("Steps", "steps"), ("Sampler", "scheduler"), ("CFG scale", "guidance"),
+              ("Seed", "seed"), ("Size", "size"), ("Model", "model"),
+              ("Denoising strength", "strength")]
+    lines.append(", ".join(f"{label}: {show(settings[k])}" for label, k in fields
+                           if k in settings))
+    text = "\n".join(lines)
+    # tEXt is Latin-1: what it cannot hold is "?" there (the JSON keeps it, escaped)
+    return {"parameters": "".join(c if ord(c) < 256 else "?" for c in text),
+            "websd": json.dumps(settings, separators=(",", ":"), ensure_ascii=True)}
+
+
+def write_png(path: Path, pixels, settings: dict | None = None) -> None:
+    """An (H, W, 3) uint8 array as an RGB PNG, atomically (temp file in the same dir + rename),
+    with its settings' text chunks (settings_chunks) when given."""
+    from PIL import Image, PngImagePlugin
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        info = PngImagePlugin.PngInfo()
+        for key, text in settings_chunks(settings).items() if settings else ():
+            info.add_text(key, text)
         with os.fdopen(fd, "wb") as f:
-            Image.fromarray(pixels, "RGB").save(f, format="PNG")
+            Image.fromarray(pixels, "RGB").save(f, format="PNG", pnginfo=info)
         os.chmod(tmp, 0o644)   # mkstemp makes it 0600
         os.replace(tmp, path)
     except BaseException:
@@ -618,7 +643,12 @@ def generate(model_dist: Path, prompt: str, output: Path, negative_prompt: str =
     image = _run_compiled(model, job, timings)
     ours = to_pixels(image)
     output = Path(output)
-    write_png(output, ours)
+    settings = {"prompt": prompt, "negativePrompt": negative_prompt,
+                "guidance": job["guidance"], "steps": job["steps"], "seed": job["seed"],
+                "scheduler": job["scheduler"],
+                **({"strength": job["strength"]} if init_image is not None else {}),
+                "model": model.name, "size": f"{ours.shape[1]}x{ours.shape[0]}"}
+    write_png(output, ours, settings)
     row, end = job["ids"][-1].tolist(), model.tokenizer().eos_token_id
     sched = make_scheduler(model, job["scheduler"], job["steps"])
     report = {

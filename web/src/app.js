@@ -27,6 +27,7 @@ import { latentPreviewRGBA } from "./image.js";
 import { COMPONENTS, loadModel, shardsOf } from "./loader.js";
 import { OptionError, checkOptions, defaults } from "./options.js";
 import { cancelled, generate } from "./pipeline.js";
+import { readSettings, withSettings } from "./png_settings.js";
 import { firstIteration, schedulerNames } from "./schedulers.js";
 import { CACHE_NAME, ModelFiles, clearCache } from "./shards.js";
 import { Tokenizer } from "./web_tokenizers.js";
@@ -39,7 +40,9 @@ const $ = (id) => document.getElementById(id);
 const state = {
   phase: "starting",   // starting | ready | loading | generating | error
   manifest: null, files: null, tables: null, gpu: null, model: null, loading: null,
-  controller: null, message: "", gpuError: "", lastSeed: 0,
+  controller: null, message: "", gpuError: "",
+  last: null,          // the last finished image: {rgba, width, height, settings}; Save saves it
+  saved: [],           // the file names this visit saved
   initImage: null,     // image-to-image: {name, width, height, rgba (at the model's size)}
   download: { total: 0, loaded: 0, networkBytes: 0, t0: 0, readMs: {}, shards: { cache: 0, network: 0 } },
 };
@@ -60,6 +63,7 @@ function showGpuError(text) {
 
 function setBusy(busy) {
   $("generate").disabled = busy || !state.tables;
+  $("save").disabled = !state.last;
   $("cancel").disabled = !busy;
   // the settings of a run stay what it runs with until it ends
   const guidanceFree = state.manifest?.contract.guidance_free;
@@ -93,11 +97,11 @@ function drawRGBA(rgba, width, height) {
     canvas.getContext("2d").putImageData(new ImageData(rgba, width, height), 0, 0);
     return;
   }
-  // the latent preview is 8x smaller than the image: scale it up, blocky on purpose
+  // the latent preview is 8x smaller than the image: scale it up, smoothly
   const small = new OffscreenCanvas(width, height);
   small.getContext("2d").putImageData(new ImageData(rgba, width, height), 0, 0);
   const ctx = canvas.getContext("2d");
-  ctx.imageSmoothingEnabled = false;
+  ctx.imageSmoothingEnabled = true;
   ctx.drawImage(small, 0, 0, canvas.width, canvas.height);
 }
 
@@ -105,6 +109,22 @@ function drawRGBA(rgba, width, height) {
 
 const FIELDS = { prompt: "prompt", negativePrompt: "negative-prompt", guidance: "guidance",
   steps: "steps", seed: "seed", scheduler: "scheduler", strength: "strength" };
+
+/** A refused setting: its field is marked and focused until it is edited. */
+function markInvalid(field) {
+  const el = FIELDS[field] && $(FIELDS[field]);
+  if (!el) return;
+  el.classList.add("invalid");
+  el.setAttribute("aria-invalid", "true");
+  el.focus();
+}
+
+function clearInvalid() {
+  for (const id of Object.values(FIELDS)) {
+    $(id).classList.remove("invalid");
+    $(id).removeAttribute("aria-invalid");
+  }
+}
 
 function readForm() {
   return Object.fromEntries(Object.entries(FIELDS).map(([k, id]) => [k, $(id).value]));
@@ -266,6 +286,7 @@ function showTokens() {
 async function run() {
   if (state.controller) throw new Error("a generation is already running");
   let opts;
+  clearInvalid();
   try {
     if (!state.tables) throw new Error(state.gpuError || state.message || "the page is not ready");
     opts = checkOptions(readForm(), state.manifest.contract, schedulerNames(state.tables),
@@ -273,11 +294,12 @@ async function run() {
     if (state.initImage) opts.initImage = state.initImage.rgba;
   } catch (e) {
     showMessage(e.message, true);
+    if (e instanceof OptionError) markInvalid(e.field);
     throw e;
   }
   const controller = state.controller = new AbortController();
+  let done = null;   // the last step finished, for what a cancel says
   setBusy(true);
-  $("save").disabled = true;
   try {
     const model = await loadOnce();
     if (controller.signal.aborted) throw cancelled();
@@ -293,14 +315,18 @@ async function run() {
     const result = await generate(model, opts, {
       signal: controller.signal,
       onStep: (s) => {
+        done = s;
         showStep(s);
         const [, , h, w] = model.latentShape;
         drawRGBA(latentPreviewRGBA(s.latents, h, w), w, h);
       },
     });
     drawRGBA(result.rgba, result.width, result.height);
-    state.lastSeed = opts.seed;
-    $("save").disabled = false;
+    const { initImage, ...settings } = opts;
+    if (!initImage) delete settings.strength;
+    state.last = { rgba: result.rgba, width: result.width, height: result.height,
+      settings: { ...settings, model: state.manifest.model,
+        size: `${result.width}x${result.height}` } };
     $("denoise-text").textContent = `done, ${result.secondsPerStep.toFixed(2)} s/step`;
     showMessage(`Done in ${result.seconds.toFixed(1)} s (${result.secondsPerStep.toFixed(2)} s per ` +
       `step, ${model.precision}).`);
@@ -308,8 +334,12 @@ async function run() {
     return { ...result, precision: model.precision };
   } catch (e) {
     state.phase = state.gpu ? "ready" : "error";
+    // the previews drew over the last image: it comes back, and Save still saves it
+    if (state.last) drawRGBA(state.last.rgba, state.last.width, state.last.height);
     if (e.name === "AbortError") {
       showMessage("Cancelled.");
+      $("denoise-text").textContent = done ? `cancelled after step ${done.step} of ${done.total}`
+        : "cancelled before the first step";
     } else if (e instanceof GpuError) {
       showGpuError(e.message);
       showMessage(e.message, true);
@@ -326,14 +356,50 @@ async function run() {
   }
 }
 
-function savePng() {
-  $("image").toBlob((blob) => {
-    const a = document.createElement("a");
-    a.href = URL.createObjectURL(blob);
-    a.download = `websd-${state.lastSeed}.png`;
-    a.click();
-    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
-  }, "image/png");
+/** A file name no other save of this visit has: websd-<model>-<seed>-<date>-<time>[-n].png */
+function saveName(settings) {
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
+  const base = `websd-${settings.model}-${settings.seed}-${stamp}`;
+  let name = `${base}.png`;
+  for (let n = 2; state.saved.includes(name); n++) name = `${base}-${n}.png`;
+  state.saved.push(name);
+  return name;
+}
+
+/** The last finished image as a PNG that carries its settings (png_settings.js). */
+async function savePng() {
+  const { rgba, width, height, settings } = state.last;
+  const canvas = new OffscreenCanvas(width, height);
+  canvas.getContext("2d").putImageData(new ImageData(rgba, width, height), 0, 0);
+  const png = new Uint8Array(await (await canvas.convertToBlob({ type: "image/png" })).arrayBuffer());
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(new Blob([withSettings(png, settings)], { type: "image/png" }));
+  a.download = saveName(settings);
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+}
+
+/** A PNG dropped on the page (not on "Start from an image"): the settings it carries go back
+ *  into the form. */
+async function restoreSettings(file) {
+  let settings = null;
+  try {
+    settings = readSettings(new Uint8Array(await file.arrayBuffer()));
+  } catch {
+    // not a PNG: said below
+  }
+  if (!settings) {
+    showMessage(`${file.name} carries no websd settings; to start from it, drop it on ` +
+      `"Start from an image".`, true);
+    return;
+  }
+  const known = Object.fromEntries(Object.keys(FIELDS).filter((k) => settings[k] !== undefined)
+    .map((k) => [k, settings[k]]));
+  writeForm(known);
+  showTokens();
+  const other = settings.model && settings.model !== state.manifest.model
+    ? ` (it was made with ${settings.model}; this page runs ${state.manifest.model})` : "";
+  showMessage(`Settings restored from ${file.name}${other}.`);
 }
 
 // --- startup ------------------------------------------------------------------------------
@@ -391,10 +457,23 @@ for (const type of ["dragenter", "dragover"]) {
 $("init-drop").addEventListener("dragleave", () => $("init-drop").classList.remove("over"));
 $("init-drop").addEventListener("drop", (ev) => {
   ev.preventDefault();
+  ev.stopPropagation();   // not also a settings drop (below)
   $("init-drop").classList.remove("over");
   const file = ev.dataTransfer?.files[0];
   if (file && !state.controller) setInitImage(file);
 });
+document.addEventListener("dragover", (ev) => ev.preventDefault());
+document.addEventListener("drop", (ev) => {
+  ev.preventDefault();
+  const file = ev.dataTransfer?.files[0];
+  if (file && !state.controller) restoreSettings(file);
+});
+for (const id of Object.values(FIELDS)) {
+  $(id).addEventListener("input", () => {
+    $(id).classList.remove("invalid");
+    $(id).removeAttribute("aria-invalid");
+  });
+}
 $("clear-cache").addEventListener("click", async () => {
   await clearCache();
   showMessage("Cached model files deleted; the next load downloads them again.");
@@ -431,6 +510,9 @@ window.websd = {
       initImage: state.initImage
         ? { name: state.initImage.name, width: state.initImage.width, height: state.initImage.height }
         : null,
+      form: readForm(), invalid: Object.keys(FIELDS).filter((k) => $(FIELDS[k]).classList.contains("invalid")),
+      focused: document.activeElement?.id ?? null, saved: state.saved.slice(),
+      last: state.last ? state.last.settings : null,
       files: state.files ? state.files.log.slice() : [] };
   },
 };

@@ -38,7 +38,14 @@ const pageText = (page) => page.evaluate(() => ({
   schedulers: [...document.getElementById("scheduler").options].map((o) => o.textContent),
   tokens: document.getElementById("tokens").textContent,
   settingsLocked: ["prompt", "seed", "scheduler"].every((id) => document.getElementById(id).disabled),
+  saveDisabled: document.getElementById("save").disabled,
 }));
+
+// The canvas's pixels (RGBA), to check what the page shows.
+const canvasPixels = (page) => page.evaluate(() => {
+  const c = document.getElementById("image");
+  return Array.from(c.getContext("2d").getImageData(0, 0, c.width, c.height).data);
+});
 
 async function open(page) {
   await page.goto(url);
@@ -122,6 +129,9 @@ try {
       const [download] = await Promise.all([page.waitForEvent("download"), page.click("#save")]);
       report.saved = { name: download.suggestedFilename(), path: path.join(job.artifacts, "saved.png") };
       await download.saveAs(report.saved.path);
+      // a second save of the same image: another name
+      const [again] = await Promise.all([page.waitForEvent("download"), page.click("#save")]);
+      report.saved.again = again.suggestedFilename();
     }
   }
   report.firstLoad = { files: (await status(page)).files, binRequests: binRequests() };
@@ -134,12 +144,32 @@ try {
       const [before, pageBefore] = [(await status(page)).phase, await pageText(page)];
       const r = await generate(page, opts);
       report.invalid.push({ name, opts, ...r, phaseBefore: before, pageBefore, page: await pageText(page),
+        status: await status(page),
         phaseAfter: (await status(page)).phase });
     }
   }
 
+  if (job.restore) {
+    // 3b. The saved PNG dropped on the page: its settings come back into the form.
+    await page.fill("#prompt", "something else");
+    await page.fill("#seed", "99");
+    const bytes = [...fs.readFileSync(report.saved.path)];
+    await page.evaluate(([b, name]) => {
+      const data = new DataTransfer();
+      data.items.add(new File([new Uint8Array(b)], name, { type: "image/png" }));
+      for (const type of ["dragover", "drop"]) {
+        document.getElementById("image").dispatchEvent(
+          new DragEvent(type, { dataTransfer: data, bubbles: true, cancelable: true }));
+      }
+    }, [bytes, report.saved.name]);
+    await page.waitForFunction(() => /restored/.test(document.getElementById("message").textContent),
+      null, { timeout: 10000 });
+    report.restore = { page: await pageText(page), form: (await status(page)).form };
+  }
+
   if (job.cancel) {
     // 4. Cancel a long run once it is under way.
+    const before = await canvasPixels(page);
     const cancelRun = generate(page, job.cancel);
     await Promise.race([cancelRun, page.waitForFunction(
       () => /step [2-9]/.test(document.getElementById("denoise-text").textContent),
@@ -147,6 +177,23 @@ try {
     report.cancelRunning = await pageText(page);
     await page.evaluate(() => window.websd.cancel());
     report.cancel = { ...(await cancelRun), page: await pageText(page) };
+    // the last finished image is back on the canvas
+    report.cancel.canvasKept = JSON.stringify(await canvasPixels(page)) === JSON.stringify(before);
+  }
+
+  if (job.narrow) {
+    // 4b. A phone's width: the image first, every field inside the screen.
+    await page.setViewportSize({ width: 390, height: 844 });
+    report.narrow = await page.evaluate(() => {
+      const box = (id) => document.getElementById(id).getBoundingClientRect();
+      return { imageTop: box("image").top, formTop: box("form").top,
+        rightmost: Math.max(...["seed", "scheduler", "steps", "guidance", "generate", "strength"]
+          .map((id) => box(id).right)),
+        width: document.documentElement.clientWidth,
+        scrollWidth: document.documentElement.scrollWidth };
+    });
+    await page.screenshot({ path: path.join(job.artifacts, "narrow.png"), fullPage: true });
+    await page.setViewportSize({ width: 1100, height: 900 });
   }
 
   if (job.reload) {
