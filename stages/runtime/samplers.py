@@ -67,9 +67,9 @@ LAYOUT = (1, 1, 1, -1)  # the probe as a batch of one latent, as schedulers expe
 _CHECK_COLUMNS = 8      # random elements run alongside the probe
 _CHECK_RTOL = 1e-5      # of the largest magnitude involved; diffusers upcasts/downcasts float32
 # An image-to-image restart's warm-up (the updates that differ from the full run's: a multistep
-# sampler without history yet) is over after this many equal updates in a row; the longest
-# warm-up is PNDM's 5 (tests/test_schedulers.py checks the whole runs against it).
-_SETTLE = 3
+# sampler without history yet) is over at the first update equal to the full run's: the
+# warm-ups are contiguous, the longest PNDM's 5 (tests/test_schedulers.py checks whole runs).
+_SETTLE = 1
 
 
 class ScheduleError(Exception):
@@ -225,7 +225,7 @@ def _add_noise(prototype, name: str, steps: int, start: int) -> list[float]:
     import numpy as np
     import torch
 
-    sched = copy.deepcopy(prototype)
+    sched = prototype   # add_noise reads the schedule, it does not step it
     if hasattr(sched, "set_begin_index"):
         sched.set_begin_index(start)
     rng = np.random.default_rng(start)

@@ -40,9 +40,10 @@ const $ = (id) => document.getElementById(id);
 const state = {
   phase: "starting",   // starting | ready | loading | generating | error
   manifest: null, files: null, tables: null, gpu: null, model: null, loading: null,
-  controller: null, message: "", gpuError: "",
+  controller: null, message: "", gpuError: "", loadInfo: null,
   last: null,          // the last finished image: {rgba, width, height, settings}; Save saves it
   saved: [],           // the file names this visit saved
+  history: [],         // this visit's finished images (the strip under the image)
   initImage: null,     // image-to-image: {name, width, height, rgba (at the model's size)}
   download: { total: 0, loaded: 0, networkBytes: 0, t0: 0, readMs: {}, shards: { cache: 0, network: 0 } },
 };
@@ -84,6 +85,52 @@ function showDownload(done = false) {
   $("download-text").textContent = done
     ? `${mb(d.loaded)} (${from}${rate}); model ready in ${((performance.now() - d.t0) / 1000).toFixed(1)} s`
     : `${mb(d.loaded)} / ${mb(d.total)}${rate} (${from})`;
+}
+
+// --- loading: its phases, with the time each took --------------------------------------
+
+const PHASE_WORDS = { params: "parameters", shaders: "compiling GPU shaders" };
+
+/** Start timing a load; phase events (loader.js onPhase) move it on; finish() totals it. */
+function loadTimer() {
+  const t0 = performance.now();
+  const load = { t0, phase: null, phaseT0: t0, component: "", done: 0, total: null,
+    seconds: { params: 0, shaders: 0 }, pipelines: {} };
+  const close = (now) => {
+    if (load.phase) load.seconds[load.phase] += (now - load.phaseT0) / 1000;
+  };
+  const render = () => {
+    const elapsed = ((performance.now() - t0) / 1000).toFixed(1);
+    const count = load.phase === "shaders" && load.total ? ` ${load.done} / ${load.total}` : "";
+    $("load-text").textContent = load.phase
+      ? `Loading: ${PHASE_WORDS[load.phase]} (${load.component}${count}), ${elapsed} s`
+      : `Loading: opening the GPU, ${elapsed} s`;
+  };
+  const timer = setInterval(render, 250);
+  render();
+  return {
+    onPhase({ phase, component, done = 0, total = null }) {
+      const now = performance.now();
+      if (phase !== load.phase || component !== load.component) {
+        close(now);
+        Object.assign(load, { phase, component, phaseT0: now });
+      }
+      Object.assign(load, { done, total });
+      if (total) load.pipelines[component] = total;
+      render();
+    },
+    finish(failed = false) {
+      clearInterval(timer);
+      close(performance.now());
+      load.phase = null;
+      const s = load.seconds;
+      state.loadInfo = { seconds: (performance.now() - t0) / 1000, params_s: s.params,
+        shaders_s: s.shaders, pipelines: load.pipelines };
+      $("load-text").textContent = failed ? "" : `Ready in ${state.loadInfo.seconds.toFixed(1)} s: ` +
+        `parameters ${s.params.toFixed(1)} s, GPU shaders ${s.shaders.toFixed(1)} s (` +
+        Object.entries(load.pipelines).map(([c, n]) => `${c} ${n}`).join(", ") + " pipelines)";
+    },
+  };
 }
 
 function showStep({ step, total, seconds }) {
@@ -219,7 +266,8 @@ async function openGpu() {
     : `float32 (${info.shaderF16 ? "float16 variants not in this build" : "this GPU has no shader-f16"})`)
     + (gpu.flavor.includes("+subgroup-matrix") ? ", on the matrix units (subgroup matrices)" : "");
   $("adapter").textContent = ([info.vendor, info.architecture, info.description].filter(Boolean)
-    .join(" ") || "unnamed adapter") + (info.featureLevel === "compatibility" ? " (compatibility mode)" : "");
+    .join(" ") || "unnamed adapter") + (info.featureLevel === "compatibility" ? " (compatibility mode)" : "")
+    + (info.software ? ", a software renderer: slow; a GPU's driver would run it many times faster" : "");
   $("download-size").textContent = mb(shardsOf(state.manifest, gpu.flavor)
     .reduce((a, s) => a + s.size, 0));
   const expected = state.manifest.requirements?.[gpu.flavor]?.gpu_bytes;
@@ -240,13 +288,21 @@ function loadOnce() {
     state.phase = "loading";
     showMessage(`Loading the ${state.gpu.precision} model...`);
     showDownload();
-    const model = await loadModel({ manifest: state.manifest, files: state.files,
-      tables: state.tables, gpu: state.gpu, Tokenizer,
-      onShard: ({ path }) => {
-        const entry = state.files.log.findLast((e) => e.path === path);
-        if (entry) state.download.shards[entry.source] += 1;
-        showDownload();
-      } });
+    const timer = loadTimer();
+    let model;
+    try {
+      model = await loadModel({ manifest: state.manifest, files: state.files,
+        tables: state.tables, gpu: state.gpu, Tokenizer, onPhase: timer.onPhase,
+        onShard: ({ path }) => {
+          const entry = state.files.log.findLast((e) => e.path === path);
+          if (entry) state.download.shards[entry.source] += 1;
+          showDownload();
+        } });
+    } catch (e) {
+      timer.finish(true);
+      throw e;
+    }
+    timer.finish();
     showDownload(true);
     state.model = model;
     return model;
@@ -301,8 +357,12 @@ async function run() {
   let done = null;   // the last step finished, for what a cancel says
   setBusy(true);
   try {
-    const model = await loadOnce();
-    if (controller.signal.aborted) throw cancelled();
+    const loadedBefore = Boolean(state.model);
+    // Cancel while loading ends this run at once; the load goes on for the next Generate
+    const model = await Promise.race([loadOnce(), new Promise((_, reject) => {
+      if (controller.signal.aborted) reject(cancelled());
+      controller.signal.addEventListener("abort", () => reject(cancelled()), { once: true });
+    })]);
     showTokens();
     state.phase = "generating";
     const sampler = LABELS[opts.scheduler] || opts.scheduler;
@@ -327,9 +387,11 @@ async function run() {
     state.last = { rgba: result.rgba, width: result.width, height: result.height,
       settings: { ...settings, model: state.manifest.model,
         size: `${result.width}x${result.height}` } };
+    addToHistory(state.last);
     $("denoise-text").textContent = `done, ${result.secondsPerStep.toFixed(2)} s/step`;
     showMessage(`Done in ${result.seconds.toFixed(1)} s (${result.secondsPerStep.toFixed(2)} s per ` +
-      `step, ${model.precision}).`);
+      `step, ${model.precision})` + (loadedBefore || !state.loadInfo ? "." : `, after loading ` +
+      `the model in ${state.loadInfo.seconds.toFixed(1)} s.`));
     state.phase = "ready";
     return { ...result, precision: model.precision };
   } catch (e) {
@@ -337,7 +399,8 @@ async function run() {
     // the previews drew over the last image: it comes back, and Save still saves it
     if (state.last) drawRGBA(state.last.rgba, state.last.width, state.last.height);
     if (e.name === "AbortError") {
-      showMessage("Cancelled.");
+      showMessage(state.model || !state.loading ? "Cancelled."
+        : "Cancelled; the model goes on loading for the next Generate.");
       $("denoise-text").textContent = done ? `cancelled after step ${done.step} of ${done.total}`
         : "cancelled before the first step";
     } else if (e instanceof GpuError) {
@@ -354,6 +417,35 @@ async function run() {
     state.controller = null;
     setBusy(false);
   }
+}
+
+/** This visit's images as a strip of thumbnails: one shows that image again, makes it the one
+ *  Save saves, and puts its settings back in the form. */
+function addToHistory(image) {
+  state.history.push(image);
+  const button = document.createElement("button");
+  button.type = "button";
+  const s = image.settings;
+  button.title = `${s.prompt || "(empty prompt)"}: seed ${s.seed}, ${s.steps} steps, ${s.scheduler}`;
+  button.setAttribute("aria-label", `show image ${state.history.length}: ${button.title}`);
+  const thumb = document.createElement("canvas");
+  thumb.width = image.width;
+  thumb.height = image.height;
+  thumb.getContext("2d").putImageData(new ImageData(image.rgba, image.width, image.height), 0, 0);
+  button.append(thumb);
+  button.addEventListener("click", () => {
+    if (state.controller) return;
+    state.last = image;
+    drawRGBA(image.rgba, image.width, image.height);
+    writeForm(image.settings);
+    markShown(button);
+  });
+  $("history").append(button);
+  markShown(button);
+}
+
+function markShown(button) {
+  for (const b of $("history").children) b.setAttribute("aria-pressed", String(b === button));
 }
 
 /** A file name no other save of this visit has: websd-<model>-<seed>-<date>-<time>[-n].png */
@@ -510,7 +602,7 @@ window.websd = {
       initImage: state.initImage
         ? { name: state.initImage.name, width: state.initImage.width, height: state.initImage.height }
         : null,
-      form: readForm(), invalid: Object.keys(FIELDS).filter((k) => $(FIELDS[k]).classList.contains("invalid")),
+      history: state.history.length, load: state.loadInfo, form: readForm(), invalid: Object.keys(FIELDS).filter((k) => $(FIELDS[k]).classList.contains("invalid")),
       focused: document.activeElement?.id ?? null, saved: state.saved.slice(),
       last: state.last ? state.last.settings : null,
       files: state.files ? state.files.log.slice() : [] };

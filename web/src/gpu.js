@@ -72,15 +72,21 @@ async function requestAdapter(gpu, featureLevel) {
   };
   if (featureLevel === "compatibility") return compat();
   // A plain request finds Vulkan/D3D12/Metal adapters; Chromium's OpenGL ES route (and some
-  // older GPUs) only offers a compatibility-mode adapter, which the kernels can still use.
+  // older GPUs) only offers a compatibility-mode adapter, which the kernels can still use. A
+  // core adapter that is a software fallback (SwiftShader) gives way to a compatibility-mode
+  // one that is not: on a machine without a GPU that is lavapipe, 5-10x faster (docs/page.md).
   const core = await gpu.requestAdapter({ powerPreference: "high-performance" });
-  return core ? [core, false] : compat();
+  if (core && !core.info?.isFallbackAdapter) return [core, false];
+  const other = await compat();
+  if (other[0] && !other[0].info?.isFallbackAdapter) return other;
+  return core ? [core, false] : other;
 }
 
 /**
  * Open the device for the model described by `manifest`.
- *   featureLevel: "compatibility" asks for a compatibility-mode adapter first (the page's
- *     ?featureLevel=compatibility, e.g. Chromium's OpenGL ES route); default: core, then compat.
+ *   featureLevel: "compatibility" asks for a compatibility-mode adapter only (the page's
+ *     ?featureLevel=compatibility); default: core, then compat when core is missing or a
+ *     software fallback and compat is not.
  *   onLost(GpuError): the device was lost (driver reset, GPU process crash, out of memory);
  *     not called after close().
  *   onError(message): a WebGPU validation/out-of-memory error nothing caught.
@@ -141,6 +147,7 @@ export async function openDevice(manifest, { gpu = globalThis.navigator?.gpu, fe
     limits: requiredLimits,
     adapterInfo: { vendor: info.vendor || "", architecture: info.architecture || "",
       description: info.description || "", featureLevel: compatibility ? "compatibility" : "core",
+      software: Boolean(info.isFallbackAdapter),
       shaderF16: adapter.features.has("shader-f16") },
     close() {
       closing = true;

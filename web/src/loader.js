@@ -32,10 +32,11 @@ export function shardsOf(manifest, flavor) {
 /**
  * Load the model for `gpu` (gpu.js openDevice result) through `files` (shards.js ModelFiles).
  * Tokenizer: the @mlc-ai/web-tokenizers class (web_tokenizers.js in the page; it loads
- * differently in Node). onShard({path, bytes, index, count}) after each shard is on the GPU.
+ * differently in Node). onShard({path, bytes, index, count}) after each shard is on the GPU;
+ * onPhase({phase, component, done?, total?}) as each component loads (model.js Component.load).
  * Resolves to the `model` that pipeline.js generate() takes, plus dispose().
  */
-export async function loadModel({ manifest, files, tables, gpu, Tokenizer, onShard }) {
+export async function loadModel({ manifest, files, tables, gpu, Tokenizer, onShard, onPhase }) {
   if (typeof manifest.vae_scaling_factor !== "number") {
     // NOTE: no default: SD v1 uses 0.18215, SD 2 and SDXL others; a wrong one gives a grey image
     throw new Error("manifest.json has no vae_scaling_factor; rebuild the model with the " +
@@ -68,7 +69,8 @@ export async function loadModel({ manifest, files, tables, gpu, Tokenizer, onSha
     for (const [key, component] of COMPONENTS) {
       const name = variantOf(manifest, component, gpu.flavor);
       model[key] = await Component.load({ name, variant: manifest.variants[name],
-        device: gpu.device, files, onShard });
+        device: gpu.device, files, onShard,
+        onPhase: onPhase && ((p) => onPhase({ ...p, component })) });
     }
     model.checkGpu();
   } catch (e) {

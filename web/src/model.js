@@ -29,20 +29,29 @@ export class Component {
    * `device`: wasm, parameters, then every shader pipeline.
    *   files: {bytes(path), json(path)} that give each file checked against its manifest (the
    *   page's ModelFiles, shards.js; the verify harness's files on disk);
-   *   onShard({path, bytes, index, count}) after each shard is on the GPU.
+   *   onShard({path, bytes, index, count}) after each shard is on the GPU;
+   *   onPhase({phase: "params" | "shaders", done?, total?}) as it goes (shaders: pipelines
+   *   compiled so far, reported about once a second by tvmjs).
    * Sets loadSeconds = {wasm, params, pipelines}.
    */
-  static async load({ name, variant, device, files, onShard }) {
+  static async load({ name, variant, device, files, onShard, onPhase }) {
     const t0 = performance.now();
     const cache = await files.json(variant.params);
     const component = await Component.instantiate({ name, wasm: await files.bytes(variant.library),
       device });
     try {
       const t1 = performance.now();
+      onPhase?.({ phase: "params" });
       const dir = dirOf(variant.params);
       await component.loadParams({ cache, read: (rel) => files.bytes(dir + rel),
         onShard: onShard && ((s) => onShard({ ...s, path: dir + s.path })) });
       const t2 = performance.now();
+      onPhase?.({ phase: "shaders", done: 0, total: null });
+      // tvmjs reports "Loading GPU shader modules[done/total]: ..." about once a second
+      component.tvm.registerInitProgressCallback(({ text }) => {
+        const m = /\[(\d+)\/(\d+)\]/.exec(text);
+        if (m) onPhase?.({ phase: "shaders", done: Number(m[1]), total: Number(m[2]) });
+      });
       await component.compilePipelines();
       component.loadSeconds = { wasm: (t1 - t0) / 1000, params: (t2 - t1) / 1000,
         pipelines: (performance.now() - t2) / 1000 };

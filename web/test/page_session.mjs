@@ -21,8 +21,9 @@ import { launch } from "./chromium.mjs";
 const [origin, jobPath] = process.argv.slice(2);
 const job = JSON.parse(fs.readFileSync(jobPath, "utf8"));
 const route = job.route || "swiftshader";
-// the lavapipe route offers only a compatibility-mode adapter; the page asks for it first
-const url = `${origin}/${route === "lavapipe" ? "?featureLevel=compatibility" : ""}`;
+// the plain URL a user opens: on the lavapipe route the page itself prefers the
+// compatibility-mode adapter (lavapipe) to the core one (SwiftShader, a software fallback)
+const url = `${origin}/`;
 const report = { console: [], pageErrors: [] };
 const requests = [];
 
@@ -30,8 +31,10 @@ const pageText = (page) => page.evaluate(() => ({
   gpuError: document.getElementById("gpu-error").hidden ? "" : document.getElementById("gpu-error").textContent,
   message: document.getElementById("message").textContent,
   download: document.getElementById("download-text").textContent,
+  load: document.getElementById("load-text").textContent,
   denoise: document.getElementById("denoise-text").textContent,
   precision: document.getElementById("precision").textContent,
+  adapter: document.getElementById("adapter").textContent,
   imageSize: document.getElementById("image-size").textContent,
   gpuMemory: document.getElementById("gpu-memory").textContent,
   generateDisabled: document.getElementById("generate").disabled,
@@ -134,7 +137,8 @@ try {
       report.saved.again = again.suggestedFilename();
     }
   }
-  report.firstLoad = { files: (await status(page)).files, binRequests: binRequests() };
+  report.firstLoad = { files: (await status(page)).files, binRequests: binRequests(),
+    load: (await status(page)).load };
 
   // 3-7 run where the job names them (a job of images alone checks a model's pictures)
   if (job.invalid) {
@@ -147,6 +151,14 @@ try {
         status: await status(page),
         phaseAfter: (await status(page)).phase });
     }
+  }
+
+  if (job.history) {
+    // 3a. The strip of this visit's images: the first one shown again, its settings back.
+    report.history = { count: (await status(page)).history };
+    await page.click("#history button:first-child");
+    report.history.canvas = await canvasPixels(page);
+    report.history.form = (await status(page)).form;
   }
 
   if (job.restore) {
@@ -196,13 +208,25 @@ try {
     await page.setViewportSize({ width: 1100, height: 900 });
   }
 
+  if (job.cancelLoad) {
+    // 4c. Cancel while the model loads (a fresh page): the run ends within a second.
+    await open(page);
+    const run = generate(page, job.cancelLoad);
+    await page.waitForFunction(() => /^Loading:/.test(document.getElementById("load-text").textContent),
+      null, { timeout: 60000, polling: 20 });
+    const t = Date.now();
+    await page.evaluate(() => window.websd.cancel());
+    const r = await run;
+    report.cancelLoad = { ...r, cancelMs: Date.now() - t, page: await pageText(page) };
+  }
+
   if (job.reload) {
     // 5. Reload: every file from the Cache API, no .bin request.
     requests.length = 0;
     await open(page);
     const reloadRun = await generate(page, job.reload);
     report.reload = { ...reloadRun, files: (await status(page)).files, binRequests: binRequests(),
-      page: await pageText(page) };
+      page: await pageText(page), load: (await status(page)).load };
 
     // 6. A cached shard with wrong bytes: deleted, fetched again, and the image is unchanged.
     report.tamper = await page.evaluate(async () => {
