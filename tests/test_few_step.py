@@ -21,21 +21,33 @@ from conftest import ROOT, doit, generate_report
 MIN_PSNR_DB = 35.0
 
 
+class FewStep:
+    """A copy of the session's tiny build; each few-step model is built beside it when a test
+    first asks (the VAE and the weights are the tiny model's: restored from its cache)."""
+
+    def __init__(self, ws):
+        self.ws, self.results = ws, {}
+
+    def build(self, model: str):
+        if model not in self.results:
+            self.results[model] = doit(self.ws, "build", f"model={model}")
+        return self.ws
+
+
 @pytest.fixture(scope="module")
 def few_step(built, tmp_path_factory):
-    """A copy of the session's tiny build with tiny-turbo and tiny-lcm built beside it (the
-    VAE and the weights are the tiny model's: restored from its cache)."""
     ws = tmp_path_factory.mktemp("few") / "ws"
     shutil.copytree(built[0], ws, symlinks=True)
-    results = {m: doit(ws, "build", f"model={m}") for m in ("tiny-turbo", "tiny-lcm")}
-    return ws, results
+    return FewStep(ws)
 
 
+# tiny-lcm's build (its scheduler tables, 30 s) runs with the long tests (CI runs them)
 @pytest.mark.parametrize("model, steps, sampler", [
-    ("tiny-turbo", 1, "euler-a"), ("tiny-turbo", 4, "euler-a"), ("tiny-lcm", 4, "lcm"),
-    ("tiny-lcm", 2, "lcm")])
+    ("tiny-turbo", 1, "euler-a"), ("tiny-turbo", 4, "euler-a"),
+    pytest.param("tiny-lcm", 4, "lcm", marks=pytest.mark.long),
+    pytest.param("tiny-lcm", 2, "lcm", marks=pytest.mark.long)])
 def test_few_step_models_match_diffusers(few_step, model, steps, sampler, tmp_path):
-    ws, _ = few_step
+    ws = few_step.build(model)
     report = generate_report(ws, f"model={model}", "--prompt", "a photo of a cat", "--steps",
                              str(steps), "--seed", "5", "--compare",
                              "--output", str(tmp_path / "out.png"))
@@ -47,7 +59,7 @@ def test_few_step_models_match_diffusers(few_step, model, steps, sampler, tmp_pa
 
 
 def test_the_cfg_free_unet_is_built_only_where_the_config_asks(few_step):
-    ws, results = few_step
+    ws, results = few_step.build("tiny-turbo"), few_step.results
     turbo = json.loads((ws / "dist/tiny-turbo/llvm/manifest.json").read_text())
     tiny = json.loads((ws / "dist/tiny/llvm/manifest.json").read_text())
     assert turbo["inputs"]["unet"]["sample"][0][0] == 1
@@ -68,7 +80,7 @@ def test_the_cfg_free_unet_is_built_only_where_the_config_asks(few_step):
 
 
 def test_guidance_is_refused_for_a_guidance_free_model(few_step):
-    ws, _ = few_step
+    ws = few_step.build("tiny-turbo")
     bad = doit(ws, "generate", "model=tiny-turbo", "--guidance", "7", check=False)
     said = bad.stdout + bad.stderr
     assert bad.returncode != 0 and "tiny-turbo runs without guidance" in said
@@ -78,7 +90,7 @@ def test_guidance_is_refused_for_a_guidance_free_model(few_step):
 def test_the_page_takes_the_models_defaults(few_step):
     """The page's form (web/src/options.js) starts from the manifest's contract: a few-step
     model's steps, guidance and sampler, and it refuses guidance above 1 there."""
-    ws, _ = few_step
+    ws = few_step.build("tiny-turbo")
     script = (
         "import fs from 'node:fs';\n"
         "import { checkOptions, defaults } from './src/options.js';\n"
