@@ -4,6 +4,7 @@
     doit build model=sd-v1-5                   # full-size SD v1.5 architecture, random weights
     doit build path=/data/sd15                 # a local diffusers directory, as it is (model sd15)
     doit build model=sd-v1-5 path=/data/sd15   # the same, named sd-v1-5, its TOML's keys on top
+    doit build lora=style.safetensors:0.8      # LoRAs merged into the weights (no kernel rebuilds)
     doit capture:unet                          # one stage of one component
     doit list --all                            # every task
 
@@ -29,9 +30,10 @@ from stages.engine.report import BuildReporter
 MODEL = get_var("model", None)     # default: tiny, or a local model's directory name
 TARGET = get_var("target", "llvm")
 MODEL_PATH = get_var("path", None)
+LORA = get_var("lora", None)       # FILE[:SCALE],...: LoRAs merged into the weights
 
 try:
-    CFG = config.load(MODEL, TARGET, MODEL_PATH)
+    CFG = config.load(MODEL, TARGET, MODEL_PATH, LORA)
     # the remote tier of cache/: configs/cache.toml, WEBSD_CACHE_* in the environment
     REMOTE = remote.RemoteSettings.load(config.CONFIGS / "cache.toml")
     SPECS = dag.all_specs(CFG)    # reads a local model directory's layout
@@ -61,7 +63,7 @@ def _rel(path) -> str:
 
 def _task(s: dag.Spec) -> dict:
     return {
-        "actions": [(runner.doit_action, [MODEL, TARGET, MODEL_PATH, REMOTE, s.stage,
+        "actions": [(runner.doit_action, [MODEL, TARGET, MODEL_PATH, LORA, REMOTE, s.stage,
                                           s.component])],
         "file_dep": [_rel(p) for p in s.file_inputs.values()],
         "targets": [_rel(p) for p in s.file_outputs.values()],
@@ -88,13 +90,15 @@ STAGE_TASKS = {
     "tokenizer": "CLIP tokenizer as tokenizer.json (real BPE vocabulary, or the local model's).",
     "noise_scheduler": "Noise scheduler config, written by diffusers.",
     "sampler_tables": "Every sampler's per-step coefficients, for the page's step math (JSON).",
+    "lora": "The build's LoRAs (lora=FILE[:SCALE],...) as low-rank factors per weight, checked against the model.",
     "weights": "Component weights as safetensors + config.json (seeded random init, or a local model).",
     "capture": "torch.export of the component at the configured shapes -> graph.pt2.",
     "import": "Captured graph -> Relax IRModule (JSON) + params (safetensors by Relax name).",
     "passes": "The compiler pass pipeline (stages/passes/pipeline.py).",
     "schedule": "Kernel schedules: the tuning database for (model, target, component), then defaults.",
     "plan": "Static memory planning -> planned module + plan.json.",
-    "emit": "relax.build + export -> library, params and manifest.json under dist/.",
+    "compile": "relax.build + export -> the component's library (.so, or .wasm with its WGSL).",
+    "emit": "Library, params (LoRAs merged) and manifest.json under dist/.",
     "verify": "Compiled component vs PyTorch on the same weights and inputs -> verify.json.",
     "bundle": "The page: web/ bundled by esbuild into dist/<model>/<target>/ (wasm targets).",
     "package": "dist/<model>/<target>/: tokenizer, sampler tables and manifest.json of every file.",
@@ -176,6 +180,7 @@ def task_generate():
                  "--strength": strength, "--output": output or None}
         argv = ["--model", CFG.model_name, "--prompt", prompt, "--negative-prompt", negative_prompt,
                 *[a for flag, v in given.items() if v is not None for a in (flag, str(v))],
+                *(["--lora", LORA] if LORA else []),
                 *(["--compare"] if compare else [])]
         if generate.main(argv, prog="doit generate") != 0:
             return False

@@ -2,7 +2,8 @@
 
 Parameters stay function inputs (keep_params_as_input) and are detached from the module, so
 the IRModule is small and the same module serves fp32 and fp16 parameter files.
-The params file records the order the compiled `main` takes them in, in its metadata.
+The params file records, in its metadata, the order the compiled `main` takes them in and
+the component's state-dict key each one holds (what a LoRA names: stages/emit.py).
 
 Attention stays one op: torch's decompositions run without scaled_dot_product_attention, which
 imports as `R.nn.attention` (through `_attention` below), so the flash_attention pass can give
@@ -36,6 +37,7 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
 
     label = f"import:{cfg['component']}"
     exported = torch.export.load(str(inputs["graph"]))
+    weights = _state_dict_keys(exported)
     phase(label, "run_decompositions")
     table = torch.export.default_decompositions()
     for op in [op for op in table.keys() if "scaled_dot_product" in str(op)]:
@@ -58,8 +60,21 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
     for name, value in zip(names, values):
         arrays[name] = np.ascontiguousarray(value.numpy())
         bar.update()
-    save_file(arrays, str(outputs["params"]), metadata={"order": json.dumps(names)})
+    save_file(arrays, str(outputs["params"]),
+              metadata={"order": json.dumps(names),
+                        "weights": json.dumps({n: weights[n] for n in names if n in weights})})
     outputs["module"].write_text(tvm.ir.save_json(mod))
+
+def _state_dict_keys(exported) -> dict[str, str]:
+    """Graph input name (`p_m_conv_in_weight`, the Relax param's name) -> the component's
+    state-dict key (`conv_in.weight`), for its parameters and buffers; the export wrapper holds
+    the component as `m` (stages/runtime/components.py)."""
+    from torch.export.graph_signature import InputKind
+
+    return {spec.arg.name: spec.target.removeprefix("m.")
+            for spec in exported.graph_signature.input_specs
+            if spec.kind in (InputKind.PARAMETER, InputKind.BUFFER) and spec.target}
+
 
 # The bias of a masked-out key: float16's lowest finite value, exact in float32 too, so the fp16
 # variant keeps it; its exp is 0 next to any real score (WGSL has no infinity to write).

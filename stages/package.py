@@ -6,7 +6,8 @@ variants that emit wrote, and manifest.json: the sha256 and size of every file u
 (taken from the component manifests, which hashed them), and for each variant its library,
 params, precision, features and verify result, and what each flavor (a precision, with the
 features its variants need) needs from a WebGPU adapter (the largest buffer it binds;
-shader-f16 for the float16 variants; subgroups and subgroup matrices for the -sm ones). The page and the Python runner
+shader-f16 for the float16 variants; subgroups and subgroup matrices for the -sm ones), and
+the LoRAs merged into the weights (file name, sha256, scale). The page and the Python runner
 start from this file and check every byte they load against it.
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 from stages.engine.config import (COMPONENTS, SUBGROUP_SIZE, WEBGPU_FEATURES, WORKGROUP_STORAGE,
                                   flavor, split_variant, variant_features)
 from stages.engine.manifest import listing
+from stages.engine.store import sha256_file
 from stages.engine.rule import Rule, Spec
 from stages.runtime import contract
 
@@ -39,6 +41,7 @@ def spec(r: Rule) -> Spec:
         inputs.update({f"{v}/manifest.json": r.out("emit", "manifest", v),
                        f"{v}/verify.json": r.out("verify", "report", v),
                        f"{v}/plan.json": r.out("plan", "plan", v)})
+    inputs.update({f"lora{i}": item.path for i, item in enumerate(r.cfg.loras)})
     tvm = r.target["tvm"]
     return r.spec(inputs, {**{n: r.top / n for n in COPIED}, "index": r.top / "manifest.json"},
                   {"model": r.cfg.model_name, "target": r.cfg.target_name,
@@ -51,6 +54,8 @@ def spec(r: Rule) -> Spec:
                        "maxComputeWorkgroupSizeX": tvm.get("max_num_threads"),
                        "maxComputeWorkgroupStorageSize": tvm.get("max_shared_memory_per_block")},
                    "inputs": {c: r.cfg.input_specs(c) for c in COMPONENTS},
+                   "loras": [{"file": item.path.name, "scale": item.scale}
+                             for item in r.cfg.loras],
                    "contract": contract.manifest(
                        r.cfg.model["text_encoder"]["max_position_embeddings"],
                        r.cfg.model.get("defaults"),
@@ -128,6 +133,8 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
         "scheduler": "scheduler_config.json", "schedules": "schedules.json",
         "variants": variants,
         "requirements": needs,
+        "loras": [{**item, "sha256": sha256_file(inputs[f"lora{i}"])}
+                  for i, item in enumerate(cfg["loras"])],
         "files": dict(sorted(files.items())),
     }
     outputs["index"].write_text(json.dumps(index, indent=1) + "\n")

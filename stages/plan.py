@@ -5,7 +5,8 @@ reuse storage between tensors whose lifetimes do not overlap. plan.json records 
 allocations and bytes before and after, which is what the GPU memory budget is made of, and
 the largest single buffer: WebGPU binds a whole storage buffer to a kernel, so that is the
 maxStorageBufferBindingSize the model needs. A target that names
-max_storage_buffer_binding_size fails the build on a buffer above it.
+max_storage_buffer_binding_size fails the build on a buffer above it. It also lists the dtype
+`main` takes each param in, which is what emit writes the parameter shards in.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
         after = _allocations(mod["main"], "relax.memory.alloc_storage")
         unplanned = _allocations(mod["main"], "relax.builtin.alloc_tensor")   # the outputs
     params = _param_bytes(mod["main"])
+    num_inputs = int(mod["main"].attrs["num_input"])
     largest = max(after + unplanned + list(params.values()), default=0)
     limit = cfg.get("max_storage_buffer_binding_size")
     if limit is not None and largest > limit:
@@ -124,6 +126,8 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
         "planned": {"allocations": len(after), "bytes": sum(after)},
         "planned_fraction": round(sum(after) / sum(before), 6) if before else None,
         "largest_buffer_bytes": largest,
+        # the dtype of each param in the order `main` takes them: what emit writes the shards in
+        "param_dtypes": [str(p.ty.dtype) for p in mod["main"].params[num_inputs:]],
     }
     outputs["plan"].write_text(json.dumps(plan, indent=1) + "\n")
     outputs["module"].write_text(tvm.ir.save_json(mod))

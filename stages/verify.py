@@ -5,7 +5,10 @@ machine with an NVIDIA GPU) or under WebGPU in Node (webgpu) with the emitted pa
 shard against manifest.json; the check is the relative L2 error of the output against float32
 PyTorch, whatever the variant's precision. Above the threshold (per precision) the build
 fails. A feature variant (subgroup matrices) on an adapter without the feature is not run: its
-report says so and where it is checked instead. verify.json records the error and the threshold (no timings: speed is measured in
+report says so and where it is checked instead. With LoRAs (`lora=`), the PyTorch side is
+diffusers' own: each file loaded with its LoRA loader and fused at its scale
+(stages/runtime/lora.py), so the merge of stages/lora.py and emit is checked against code that
+shares nothing with it. verify.json records the error and the threshold (no timings: speed is measured in
 bench/, and this file must be the same bytes on every machine).
 """
 
@@ -17,7 +20,8 @@ from pathlib import Path
 from stages.engine.config import WEBGPU_FEATURES
 from stages.engine.errors import BuildError
 from stages.engine.rule import Rule, Spec
-from stages.runtime import components
+from stages.lora import loras_of
+from stages.runtime import components, lora
 from stages.runtime.component import Component
 
 
@@ -79,13 +83,16 @@ def spec(r: Rule) -> Spec:
                        "loader": web / "src" / "params.js",
                        "dispatch": web / "src" / "dispatch.js",
                        "package-lock": web / "package-lock.json"})
+    loras = loras_of(r.cfg, r.base)
+    inputs.update({f"lora{i}": item.path for i, item in enumerate(loras)})
     vcfg = r.cfg.target["verify"]
     threshold = vcfg["max_rel_l2_fp16"] if r.precision == "float16" else vcfg["max_rel_l2"]
     return r.spec(inputs, {"report": r.dist / "verify.json"},
                   {"component": r.base, "precision": r.precision, "target": r.target["tvm"],
                    **r.feat, "inputs": r.cfg.input_specs(r.base), "max_rel_l2": threshold,
                    "seed": vcfg["seed"],
-                   "vocab_size": r.cfg.model["text_encoder"]["vocab_size"]},
+                   "vocab_size": r.cfg.model["text_encoder"]["vocab_size"],
+                   **({"lora_scales": [item.scale for item in loras]} if loras else {})},
                   tree_inputs=frozenset({"params"}))
 
 
@@ -95,7 +102,12 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
 
     component = cfg["component"]
     example = components.example_inputs(cfg["inputs"], cfg["seed"], cfg["vocab_size"])
-    module = components.wrapper(component, components.load(component, inputs["weights"].parent))
+    module = components.load(component, inputs["weights"].parent)
+    scales = cfg.get("lora_scales", [])
+    if scales:
+        lora.fuse_with_diffusers(component, module,
+                                 [lora.Lora(inputs[f"lora{i}"], s) for i, s in enumerate(scales)])
+    module = components.wrapper(component, module)
     with torch.no_grad():
         expected = module(*(torch.from_numpy(example[n]) for n in cfg["inputs"])).numpy()
 

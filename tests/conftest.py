@@ -20,8 +20,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = re.compile(r"^stages: (\d+) built, (\d+) restored, (\d+) up-to-date$", re.M)
 COMPONENTS = ("text_encoder", "unet", "vae_decoder", "vae_encoder")
-STAGES_PER_COMPONENT = ("weights", "capture", "import", "passes", "schedule", "plan", "emit",
-                        "verify")
+STAGES_PER_COMPONENT = ("weights", "capture", "import", "passes", "schedule", "plan", "compile",
+                        "emit", "verify")
 ALL_TASKS = {"tokenizer", "noise_scheduler", "sampler_tables", "package"} | {
     f"{s}:{c}" for s in STAGES_PER_COMPONENT for c in COMPONENTS}
 # webgpu adds the toolchain, the page bundle, and a float16 variant of every component from

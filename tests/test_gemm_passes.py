@@ -227,7 +227,7 @@ def test_the_packed_library_carries_our_wgsl():
     from tvm.script import tirx as T
 
     from stages.passes import subgroup_matrix_attention as sma
-    from stages.emit import wgsl_bodies
+    from stages.compile import wgsl_bodies
     from stages.passes.attention_rewrite import placeholder as attention_placeholder
     from stages.passes import simt
     from stages.passes.gemm_rewrite import placeholder

@@ -5,10 +5,12 @@ import pytest
 from conftest import ALL_TASKS, doit, edit, keep_unit_scales, report, summary
 
 # `package` lists the sha256 of every file of the model, so it follows any component's change
-UNET_FROM_PASSES = {f"{s}:unet" for s in ("passes", "schedule", "plan", "emit", "verify")} | {
+UNET_FROM_PASSES = {f"{s}:unet" for s in ("passes", "schedule", "plan", "compile", "emit",
+                                             "verify")} | {
     "package"}
 TEXT_ENCODER_ALL = {f"{s}:text_encoder" for s in ("weights", "capture", "import", "passes",
-                                                  "schedule", "plan", "emit", "verify")} | {
+                                                  "schedule", "plan", "compile", "emit",
+                                                  "verify")} | {
     "package"}
 
 

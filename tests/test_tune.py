@@ -6,7 +6,7 @@ import pytest
 
 from conftest import doit, report
 
-UNET_FROM_SCHEDULE = {f"{s}:unet" for s in ("schedule", "plan", "emit", "verify")} | {"package"}
+UNET_FROM_SCHEDULE = {f"{s}:unet" for s in ("schedule", "plan", "compile", "emit", "verify")} | {"package"}
 
 
 @pytest.mark.long

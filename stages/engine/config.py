@@ -239,6 +239,7 @@ class Config:
     target_name: str
     model: dict       # sections of configs/models/<model>.toml
     target: dict      # sections of configs/targets/<target>.toml
+    loras: tuple = ()  # stages.runtime.lora.Lora of `lora=FILE[:SCALE],...`, merged in order
 
     @property
     def pretrained_path(self) -> Path | None:
@@ -304,13 +305,14 @@ def _check_defaults(mdata: dict, where: str) -> None:
                           f"defaults.guidance = 0.0 (or guidance_batch = 2)")
 
 
-def load(model: str | None = None, target: str = "llvm", path: str | None = None) -> Config:
+def load(model: str | None = None, target: str = "llvm", path: str | None = None,
+         lora: str | None = None) -> Config:
     """The model + target config; ConfigError names what is wrong.
 
     Without a local model: configs/models/<model>.toml (default tiny), complete. With one
     (`path`, or a TOML whose model.path it names with init = "pretrained"): the directory's own
     configs (stages/engine/model_dir.py), the TOML's keys over them when there is one; the model
-    is named after the directory unless `model` names it."""
+    is named after the directory unless `model` names it. `lora`: FILE[:SCALE],... to merge."""
     target_file = CONFIGS / "targets" / f"{target}.toml"
     tdata = _read_toml(target_file)
     _validate(tdata, TARGET_SCHEMA, _rel(target_file))
@@ -370,4 +372,14 @@ def load(model: str | None = None, target: str = "llvm", path: str | None = None
         if "rpc_key" not in tune:
             raise ConfigError(f"{_rel(target_file)}: tune.rpc_tracker needs tune.rpc_key; fix: "
                               f"set it to the key the RPC servers registered with")
-    return Config(name, target, mdata, tdata)
+    loras = ()
+    if lora:
+        from stages.runtime import lora as lora_files
+
+        try:
+            loras = lora_files.parse(lora)
+            for item in loras:
+                lora_files.components_of(item.path)   # a file of neither layout: said now
+        except lora_files.LoraError as e:
+            raise ConfigError(str(e)) from None
+    return Config(name, target, mdata, tdata, loras)

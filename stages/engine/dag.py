@@ -27,22 +27,25 @@ STAGES = {
     "tokenizer": "stages.tokenizer",
     "noise_scheduler": "stages.noise_scheduler",
     "sampler_tables": "stages.sampler_tables",
+    "lora": "stages.lora",
     "weights": "stages.weights",
     "capture": "stages.capture",
     "import": "stages.import_graph",
     "passes": "stages.passes.apply",
     "schedule": "stages.schedule",
     "plan": "stages.plan",
+    "compile": "stages.compile",
     "emit": "stages.emit",
     "verify": "stages.verify",
     "package": "stages.package",
     "bundle": "stages.bundle",
 }
 MODEL_STAGES = ("checkpoint", "toolchain", "tokenizer", "noise_scheduler",   # once per model
-                "sampler_tables")
+                "sampler_tables", "lora")
 FINAL_STAGES = ("bundle", "package")                     # once per model, after every component
 WASM_ONLY = ("toolchain", "bundle")                      # stages of targets run by a browser
 PRETRAINED_ONLY = ("checkpoint",)                        # stages of a local model's weights
+LORA_ONLY = ("lora",)                                    # stages of a build with lora=...
 COMPONENT_STAGES = tuple(s for s in STAGES if s not in MODEL_STAGES + FINAL_STAGES)
 # Stages run once per component, whatever the precision: their outputs are float32 (a float16
 # variant is made from the float32 graph by a pass: stages/passes/to_float16.py).
@@ -80,9 +83,12 @@ def all_specs(cfg: Config) -> list[Spec]:
 
 def needed(cfg: Config, stage: str) -> bool:
     """Whether a model-level stage runs for this model and target: the toolchain and the page
-    for wasm targets, the checkpoint check for a local model's weights."""
+    for wasm targets, the checkpoint check for a local model's weights, the LoRA factors for a
+    build that names LoRAs."""
     if stage in WASM_ONLY and cfg.target["target"]["library"] != "wasm":
         return False
+    if stage in LORA_ONLY:
+        return bool(cfg.loras)
     return stage not in PRETRAINED_ONLY or cfg.pretrained_path is not None
 
 

@@ -161,12 +161,12 @@ def execute_spec(s: Spec, static: str, action, store: Store,
     return "built"
 
 
-def doit_action(model: str, target: str, path: str | None, remote: RemoteSettings,
-                stage: str, component: str) -> dict:
+def doit_action(model: str, target: str, path: str | None, lora: str | None,
+                remote: RemoteSettings, stage: str, component: str) -> dict:
     """The action of a stage task: the outcome goes to doit's task values for the reporter."""
     from doit.exceptions import TaskFailed
 
-    cfg = config_mod.load(model, target, path)
+    cfg = config_mod.load(model, target, path, lora)
     tier = RemoteCache(remote) if remote.mode != "off" else None
     try:
         return {"outcome": execute(cfg, stage, component, remote=tier)}

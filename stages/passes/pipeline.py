@@ -3,7 +3,7 @@
 PASSES runs in the `passes` stage (graph rewrites, lowering, fusion); SCHEDULE runs in the
 `schedule` stage after the tuning database is applied (default schedules for what has no
 record, then checks against the target's limits), so tuned kernels keep their records.
-TVM_PASSES are TVM's own passes, by name, that the `plan` and `emit` stages run around memory
+TVM_PASSES are TVM's own passes, by name, that the `plan` and `compile` stages run around memory
 planning; the engine puts each stage's list in its config slice (stages/engine/dag.py), so
 those stages' keys hold the list they run and not this whole file.
 Each step names a module in stages/passes/ whose `make(target)` returns a tvm Pass. A step may
@@ -75,8 +75,8 @@ TVM_PASSES = {
     # plan: lowered to the form StaticPlanBlockMemory plans
     "plan": ("RewriteDataflowReshape", "ToNonDataflow", "RemovePurityChecking",
              "CallTIRRewrite"),
-    # emit: the Relax passes after StaticPlanBlockMemory in TVM's default pipeline, in order
-    "emit": ("LowerAllocTensor", "KillAfterLastUse", "LowerRuntimeBuiltin", "ComputePrimValue",
+    # compile: the Relax passes after StaticPlanBlockMemory in TVM's default pipeline, in order
+    "compile": ("LowerAllocTensor", "KillAfterLastUse", "LowerRuntimeBuiltin", "ComputePrimValue",
              "VMShapeLower", "AttachGlobalSymbol"),
 }
 # gpu_limits (a SCHEDULE step): s_tir allocates a staged buffer at its full size until

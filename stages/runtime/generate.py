@@ -434,20 +434,45 @@ def _seeded_pipeline_noise(seed: int):
         img2img.randn_tensor, vae.randn_tensor = saved
 
 
-def _run_torch(model: Model, job: dict, use_pipeline: bool | None = None):
+def reference_loras(model: Model, spec: str | None) -> list:
+    """The LoRA files the build merged (manifest.json "loras"), from `spec` (FILE[:SCALE],...,
+    what the build was given): the reference must load the same bytes at the same scales."""
+    from stages.runtime import lora
+
+    built = model.index.get("loras", [])
+    if not built and not spec:
+        return []
+    named = ", ".join(f"{b['file']}:{b['scale']:g}" for b in built) or "none"
+    try:
+        given = lora.parse(spec) if spec else ()
+    except lora.LoraError as e:
+        raise GenerateError(str(e)) from None
+    if [(g.path.name, _sha256(g.path), g.scale) for g in given] != [
+            (b["file"], b["sha256"], b["scale"]) for b in built]:
+        raise GenerateError(f"{model.dist_dir}: built with LoRAs {named}, but --compare was "
+                            f"given {spec or 'none'}; fix: pass the build's own lora=... "
+                            f"(the same files and scales), or rebuild with yours")
+    return list(given)
+
+
+def _run_torch(model: Model, job: dict, use_pipeline: bool | None = None, loras=()):
     """The same image made by PyTorch/diffusers (module doc); returns ((1,3,H,W) image, name).
 
     use_pipeline: diffusers' StableDiffusionPipeline (or StableDiffusionImg2ImgPipeline), by
     default when it applies the same guidance (guidance > 1, or a guidance-free model), or
     the torch modules in this module's loop (at guidance <= 1 the pipeline would drop the
-    negative prompt)."""
+    negative prompt). loras: the build's (reference_loras), fused by diffusers' loader."""
     import numpy as np
     import torch
 
-    from stages.runtime import components
+    from stages.runtime import components, lora
 
     modules = {c: components.load(c, model.weights_dir(c)) for c in COMPONENTS
                if c != "vae_encoder"}   # the AutoencoderKL of vae_decoder has both halves
+    for c in lora.COMPONENTS:
+        mine = [item for item in loras if c in lora.components_of(item.path)]
+        if mine:
+            lora.fuse_with_diffusers(c, modules[c], mine)
     sched = make_scheduler(model, job["scheduler"], job["steps"])
     guidance, init = job["guidance"], job["init"]
     with torch.no_grad(), seeded(sched, job["seed"]):
@@ -620,7 +645,7 @@ def generate(model_dist: Path, prompt: str, output: Path, negative_prompt: str =
              seed: int | None = None, steps: int | None = None, guidance: float | None = None,
              scheduler: str | None = None, compare: bool = False,
              model_dir: Path | None = None, init_image: Path | None = None,
-             strength: float | None = None) -> dict:
+             strength: float | None = None, loras: str | None = None) -> dict:
     """Make one image with the compiled pipeline of `model_dist` and write it to `output` (PNG).
 
     model_dist: dist/<model>/llvm (a `doit build` output). prompt / negative_prompt: any text;
@@ -630,7 +655,8 @@ def generate(model_dist: Path, prompt: str, output: Path, negative_prompt: str =
     stages/runtime/samplers.py SCHEDULERS. init_image: image-to-image from this PNG/JPEG
     (center-cropped to a square, resized to the model's size), at `strength`. compare: also make
     the image with PyTorch/diffusers and report the PSNR. model_dir: build/<model> (default:
-    beside dist/), for the torch weights of compare.
+    beside dist/), for the torch weights of compare. loras: FILE[:SCALE],... the build merged
+    (manifest.json "loras"), for compare's reference.
 
     Returns a JSON-able report: the arguments, output path, image size, tokens used, timings
     in seconds and, with compare, "psnr_db", "max_abs_pixel_diff", "reference" and
@@ -640,6 +666,7 @@ def generate(model_dist: Path, prompt: str, output: Path, negative_prompt: str =
     t0 = time.perf_counter()
     model, job = _job(model_dist, model_dir, prompt, negative_prompt, seed, steps, guidance,
                       scheduler, init_image, strength)
+    reference = reference_loras(model, loras) if compare else []
     image = _run_compiled(model, job, timings)
     ours = to_pixels(image)
     output = Path(output)
@@ -660,11 +687,12 @@ def generate(model_dist: Path, prompt: str, output: Path, negative_prompt: str =
         "image_size": list(ours.shape), "unet_batch": model.guidance_batch,
         "prompt_tokens": (row.index(end) + 1) if end in row else len(row),
         "unet_calls": len(sched.timesteps) - job["start"],
+        "loras": model.index.get("loras", []),
         "seconds": timings,
     }
     if compare:
         t1 = time.perf_counter()
-        theirs, reference = _run_torch(model, job)
+        theirs, reference = _run_torch(model, job, loras=reference)
         timings["reference_s"] = time.perf_counter() - t1
         ref_pixels = to_pixels(theirs)
         ref_path = output.with_name(output.stem + ".torch.png")
@@ -713,6 +741,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m stages.runtime.ge
                    help="PNG path (default out/<model>-<seed>.png)")
     p.add_argument("--compare", action="store_true",
                    help="also run PyTorch/diffusers on the same weights and latents; report PSNR")
+    p.add_argument("--lora", default=None,
+                   help="FILE[:SCALE],...: the LoRAs the build merged, for --compare's reference")
     p.add_argument("--report", type=Path, default=None, help="also write the report as JSON here")
     args = p.parse_args(argv)
     dist = args.dist or ROOT / "dist" / args.model / "llvm"
@@ -722,7 +752,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m stages.runtime.ge
         report = generate(dist, args.prompt, output, negative_prompt=args.negative_prompt,
                           seed=args.seed, steps=args.steps, guidance=args.guidance,
                           scheduler=args.scheduler, compare=args.compare,
-                          init_image=args.init_image, strength=args.strength)
+                          init_image=args.init_image, strength=args.strength,
+                          loras=args.lora)
     except GenerateError as e:
         print(f"generate: {e}", file=sys.stderr)
         return 2
