@@ -32,14 +32,26 @@ def fill(variant_dir: Path, state: dict) -> dict[str, dict]:
     """Write the variant's shards; return {path relative to the variant: {sha256, size}}."""
     import numpy as np
 
+    from stages.runtime import quantize
+
     cache = json.loads((variant_dir / "params" / "tensor-cache.json").read_text())
+    dtypes = {r["name"]: r["dtype"] for shard in cache["records"] for r in shard["records"]}
+
+    def value(name):
+        """A param's values; an int8 weight's bytes or scales (stages/runtime/quantize.py)."""
+        src, part = quantize.source(name)
+        if src not in state:
+            raise KeyError(f"{variant_dir.name}: no weight {src} in the drawn model")
+        if part is None:
+            return state[src]
+        packed, scales = quantize.quantize(state[src], dtypes[src + quantize.SCALE_SUFFIX])
+        return packed if part == "packed" else scales
+
     written = {}
     for shard in cache["records"]:
         buf = bytearray(shard["nbytes"])
         for r in shard["records"]:
-            if r["name"] not in state:
-                raise KeyError(f"{variant_dir.name}: no weight {r['name']} in the drawn model")
-            data = np.ascontiguousarray(state[r["name"]].astype(r["dtype"])).tobytes()
+            data = np.ascontiguousarray(value(r["name"]).astype(r["dtype"])).tobytes()
             if len(data) != r["nbytes"]:
                 raise ValueError(f"{variant_dir.name}: {r['name']} is {len(data)} bytes, "
                                  f"the cache says {r['nbytes']}")

@@ -4,6 +4,7 @@
 //
 //   node bench/gpu/time_to_image.mjs DIST OUT.json [--images 3] [--steps 20] [--guidance 7.5]
 //        [--scheduler dpm++2m] [--prompt TEXT] [--seed 0] [--dawn-features LIST]
+//        [--save-rgba PATH]   (the first image's raw RGBA bytes, to compare two builds' images)
 //
 // DIST is a built model directory (dist/<model>/webgpu, or one bench/gpu/fill_params.py filled
 // on the GPU machine); it is served over HTTP from this process, as the page gets it, and every
@@ -24,7 +25,7 @@ if (!dist || !outPath) {
   process.exit(2);
 }
 const opts = { images: 3, steps: 20, guidance: 7.5, scheduler: "dpm++2m", seed: 0,
-  prompt: "a photograph of an astronaut riding a horse", "dawn-features": "" };
+  prompt: "a photograph of an astronaut riding a horse", "dawn-features": "", "save-rgba": "" };
 for (let i = 0; i < rest.length; i += 2) {
   const key = rest[i].replace(/^--/, "");
   opts[key] = typeof opts[key] === "number" ? Number(rest[i + 1]) : rest[i + 1];
@@ -76,6 +77,7 @@ try {
     scheduler: opts.scheduler, seed: opts.seed }, manifest.contract, schedulerNames(tables));
   for (let i = 0; i < opts.images; i++) {
     const r = await generate(model, { ...checked, seed: checked.seed + i });
+    if (i === 0 && opts["save-rgba"]) fs.writeFileSync(opts["save-rgba"], r.rgba);
     let sum = 0;
     for (let j = 0; j < r.rgba.length; j++) sum += r.rgba[j];
     report.images.push({ seconds: r.seconds, seconds_per_step: r.secondsPerStep,
