@@ -3,7 +3,8 @@
 The params become a tvmjs tensor cache (params/tensor-cache.json + params_shard_N.bin, raw
 bytes in the dtype `main` takes, `shard_mb` per shard): the format the page downloads shard by
 shard. The build's LoRAs (stages/lora.py) are added to the float32 weights here, before the
-cast, as diffusers' fuse_lora adds them. The runner adds manifest.json with the sha256 of every
+cast, as diffusers' fuse_lora adds them; a weight `main` takes as int8 (stages/passes/
+int8_weights.py) is quantized here, after them (stages/runtime/quantize.py). The runner adds manifest.json with the sha256 of every
 file, which is what loaders check the shards against. Nothing here compiles (stages/compile.py
 does): new weights of the same architecture rebuild this stage and what reads it, no kernel.
 """
@@ -39,14 +40,16 @@ def spec(r: Rule) -> Spec:
 
 def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
     shutil.copyfile(inputs["library"], outputs["library"])
-    dtypes = json.loads(inputs["plan"].read_text())["param_dtypes"]
-    write_params(inputs["params"], dtypes, outputs["params"], cfg["shard_mb"], inputs.get("lora"))
+    plan = json.loads(inputs["plan"].read_text())
+    write_params(inputs["params"], plan["param_names"], plan["param_dtypes"], outputs["params"],
+                 cfg["shard_mb"], inputs.get("lora"))
 
 
-def write_params(params_file: Path, dtypes: list[str], out_dir: Path, shard_mb: int,
-                 lora_file: Path | None = None) -> None:
-    """The import stage's params as a tensor cache, each in the dtype `main` declares for it,
-    with the LoRA factors' `up @ down` added to the weights they change.
+def write_params(params_file: Path, names: list[str], dtypes: list[str], out_dir: Path,
+                 shard_mb: int, lora_file: Path | None = None) -> None:
+    """The import stage's params as a tensor cache of the params `main` takes (`names`), each
+    in the dtype it declares, with the LoRA factors' `up @ down` added to the weights they
+    change, and the int8 weights' packed bytes and scales made from those.
 
     metadata.params lists the names in the order `main` takes them (shards may hold them in
     another order: a tensor over half a shard gets a shard of its own).
@@ -55,7 +58,7 @@ def write_params(params_file: Path, dtypes: list[str], out_dir: Path, shard_mb: 
     from safetensors import safe_open
     from tvm.contrib import tvmjs
 
-    from stages.runtime import lora
+    from stages.runtime import lora, quantize
 
     factors = {}
     if lora_file is not None:
@@ -65,24 +68,37 @@ def write_params(params_file: Path, dtypes: list[str], out_dir: Path, shard_mb: 
         meta = f.metadata()
         order = json.loads(meta["order"])
         weights = json.loads(meta["weights"])   # param name -> the state-dict key it holds
-        if len(order) != len(dtypes):
-            raise ValueError(f"emit: {len(order)} params for {len(dtypes)} in main's signature")
+        sources = [quantize.source(name) for name in names]
+        missing = [name for name, (src, _) in zip(names, sources) if src not in order]
+        if missing or len(names) != len(dtypes):
+            raise ValueError(f"emit: main takes {missing[:3]}, which import did not write")
         changed = {weights[name]: name for name in order if f"{weights.get(name)}.up" in factors}
         left = {k.rsplit(".", 1)[0] for k in factors} - set(changed)
         if left:
             raise ValueError(f"emit: LoRA factors for {sorted(left)[:3]}, which main does not "
                              f"take as params")
 
+        def weight(name):
+            value = f.get_tensor(name)
+            key = weights.get(name)
+            if key in changed:
+                value = value + lora.delta(factors[f"{key}.up"], factors[f"{key}.down"],
+                                           value.shape)
+            return value
+
         def tensors():
-            for name, dtype in zip(order, dtypes):
-                value = f.get_tensor(name)
-                key = weights.get(name)
-                if key in changed:
-                    value = value + lora.delta(factors[f"{key}.up"], factors[f"{key}.down"],
-                                               value.shape)
+            packed = {}                  # a weight's int8 pair, from its _q8 to its _q8scale
+            for name, dtype, (src, part) in zip(names, dtypes, sources):
+                if part is None:
+                    value = weight(src)
+                elif part == "packed":
+                    scale_dtype = dtypes[names.index(src + quantize.SCALE_SUFFIX)]
+                    value, packed[src] = quantize.quantize(weight(src), scale_dtype)
+                else:
+                    value = packed.pop(src)
                 yield name, np.ascontiguousarray(value.astype(dtype, copy=False))
 
         with contextlib.redirect_stdout(io.StringIO()):   # its per-tensor progress lines
             tvmjs.dump_tensor_cache(tensors(), str(out_dir), encode_format="raw",
-                                    meta_data={"params": order}, shard_cap_mb=shard_mb,
+                                    meta_data={"params": list(names)}, shard_cap_mb=shard_mb,
                                     show_progress=False)

@@ -5,8 +5,8 @@ reuse storage between tensors whose lifetimes do not overlap. plan.json records 
 allocations and bytes before and after, which is what the GPU memory budget is made of, and
 the largest single buffer: WebGPU binds a whole storage buffer to a kernel, so that is the
 maxStorageBufferBindingSize the model needs. A target that names
-max_storage_buffer_binding_size fails the build on a buffer above it. It also lists the dtype
-`main` takes each param in, which is what emit writes the parameter shards in.
+max_storage_buffer_binding_size fails the build on a buffer above it. It also lists the params
+`main` takes and their dtypes, which is what emit writes the parameter shards as.
 """
 
 from __future__ import annotations
@@ -126,7 +126,8 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
         "planned": {"allocations": len(after), "bytes": sum(after)},
         "planned_fraction": round(sum(after) / sum(before), 6) if before else None,
         "largest_buffer_bytes": largest,
-        # the dtype of each param in the order `main` takes them: what emit writes the shards in
+        # the params in the order `main` takes them, and their dtypes: what emit writes
+        "param_names": [p.name for p in mod["main"].params[num_inputs:]],
         "param_dtypes": [str(p.ty.dtype) for p in mod["main"].params[num_inputs:]],
     }
     outputs["plan"].write_text(json.dumps(plan, indent=1) + "\n")

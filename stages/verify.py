@@ -8,7 +8,10 @@ fails. A feature variant (subgroup matrices) on an adapter without the feature i
 report says so and where it is checked instead. With LoRAs (`lora=`), the PyTorch side is
 diffusers' own: each file loaded with its LoRA loader and fused at its scale
 (stages/runtime/lora.py), so the merge of stages/lora.py and emit is checked against code that
-shares nothing with it. verify.json records the error and the threshold (no timings: speed is measured in
+shares nothing with it. A variant that takes int8 weights (stages/passes/int8_weights.py) is
+checked against PyTorch on those weights after the same int8 round trip (quantize.fake): this
+checks the compiler; what the rounding costs is measured on the image (tests/test_int8.py).
+verify.json records the error and the threshold (no timings: speed is measured in
 bench/, and this file must be the same bytes on every machine).
 """
 
@@ -70,15 +73,37 @@ def run_webgpu(inputs: dict[str, Path], example: dict, specs: dict, shape, featu
         return np.fromfile(tmp / "output.bin", dtype=np.float32).reshape(shape)
 
 
+def _round_trip_int8(module, plan_file: Path, params_file: Path) -> None:
+    """The torch module's weights that the variant takes as int8, through the same rounding."""
+    import torch
+    from safetensors import safe_open
+
+    from stages.runtime import quantize
+
+    plan = json.loads(plan_file.read_text())
+    packed = {quantize.source(n)[0]: plan["param_dtypes"][plan["param_names"].index(
+        quantize.source(n)[0] + quantize.SCALE_SUFFIX)]
+        for n in plan["param_names"] if quantize.source(n)[1] == "packed"}
+    if not packed:
+        return
+    with safe_open(str(params_file), framework="numpy") as f:
+        keys = json.loads(f.metadata()["weights"])
+    state = module.state_dict()
+    with torch.no_grad():
+        for name, scale_dtype in packed.items():
+            weight = state[keys[name]]
+            weight.copy_(torch.from_numpy(quantize.fake(weight.numpy(), scale_dtype)))
+
+
 def spec(r: Rule) -> Spec:
     """The emitted component and the weights it came from in; verify.json out."""
     inputs = {"library": r.out("emit", "library"), "params": r.out("emit", "params"),
-              "manifest": r.out("emit", "manifest"),
+              "manifest": r.out("emit", "manifest"), "plan": r.out("plan", "plan"),
+              "import_params": r.out("import", "params"),
               "config": r.out("weights", "config"), "weights": r.out("weights", "weights")}
     if r.target["library"] == "wasm":   # the Node + Dawn harness and its pinned packages
         web = r.root / "web"
         inputs.update({"harness": web / "verify" / "run_component.mjs",
-                       "plan": r.out("plan", "plan"),
                        "component": web / "src" / "model.js",
                        "loader": web / "src" / "params.js",
                        "dispatch": web / "src" / "dispatch.js",
@@ -107,6 +132,7 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
     if scales:
         lora.fuse_with_diffusers(component, module,
                                  [lora.Lora(inputs[f"lora{i}"], s) for i, s in enumerate(scales)])
+    _round_trip_int8(module, inputs["plan"], inputs["import_params"])
     module = components.wrapper(component, module)
     with torch.no_grad():
         expected = module(*(torch.from_numpy(example[n]) for n in cfg["inputs"])).numpy()

@@ -38,6 +38,16 @@ def variant_name(component: str, precision: str, features: tuple[str, ...] = ())
     return component + PRECISIONS[precision] + "".join(FEATURES[f] for f in features)
 
 
+# model.weights -> the pass features of the components it applies to (pipeline.Step.features)
+WEIGHT_FEATURES = {"int8": ("int8-weights", ("text_encoder", "unet"))}
+
+
+def weight_features(model: dict, component: str) -> tuple[str, ...]:
+    """The pass features a model's `weights` setting gives a component (base name)."""
+    feature = WEIGHT_FEATURES.get(model["model"].get("weights", "float"))
+    return (feature[0],) if feature and component in feature[1] else ()
+
+
 def variant_features(variant: str) -> tuple[str, ...]:
     """`unet-fp16-sm` -> ("subgroup-matrix",); `unet-fp16` -> ()."""
     found = []
@@ -116,6 +126,9 @@ MODEL_SCHEMA = {
         # guidance-free model (SD-Turbo, LCM): the UNet at batch 1, half the cost of a step
         "guidance_batch": (1, 2), "path": str,
         "extends": str,   # another configs/models TOML this one changes key by key
+        # "int8": the UNet's and text encoder's weights stored as int8 with a scale per
+        # output channel, dequantized on the GPU (stages/passes/int8_weights.py)
+        "weights": ("float", "int8"),
     },
     # What the page's form and `doit generate` start from, as the model card says (a few-step
     # model: its steps, guidance and sampler); stages/runtime/contract.py's otherwise.

@@ -36,6 +36,9 @@ PASSES = (
     Step("drop_unit_scale", components=("unet",)),
     Step("to_float16", precisions=("float16",)),
     Step("take_before_cast", components=("text_encoder",), precisions=("float16",)),
+    # a model with weights = "int8" (config.WEIGHT_FEATURES); after the casts, so the
+    # scales and the dequantized weights are in the variant's dtype
+    Step("int8_weights", components=("text_encoder", "unet"), features=("int8-weights",)),
     # NOTE: after to_float16, so each attention kernel is built for the dtype it really gets
     Step("subgroup_matrix_attention", targets=("webgpu",), precisions=("float16",),
          features=("subgroup-matrix",)),
