@@ -50,6 +50,7 @@ def test_int8_weights_shrink_the_download_and_verify(int8_ws):
     assert not {t for t in ran["built"] if t.split(":")[0] in ("weights", "capture", "import")}
 
 
+@pytest.mark.long      # two generates; the README's run stays <= 20 min (CI runs it)
 def test_the_int8_image_stays_within_30_db_of_the_float_one(int8_ws, tmp_path):
     args = ("--prompt", "a photo of a cat", "--steps", "8", "--seed", "3")
     images = {}

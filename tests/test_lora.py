@@ -79,6 +79,7 @@ def test_a_lora_or_its_scale_rebuilds_only_the_parameter_outputs(lora_ws):
     assert _ran(ws) == {"lora", "emit:unet", "verify:unet", "package"}
 
 
+@pytest.mark.long      # three generates; the README's run stays <= 20 min (CI runs it)
 def test_the_image_with_loras_matches_diffusers_and_differs_without(lora_ws, tmp_path):
     ws, files = lora_ws
     spec = f"{files['kohya']}:0.8,{files['peft']}:0.6"
