@@ -287,7 +287,7 @@ const wasmName = opts.wasm ?? fs.readdirSync(dir).filter((f) => f.endsWith(".was
 if (!wasmName) fail(`${dir}: no .wasm file`);
 const { cache, specs } = readTensorCache(dir);
 const numel = (shape) => shape.reduce((a, b) => a * b, 1);
-const DTYPE_BYTES = { float32: 4, float16: 2, bfloat16: 2, int32: 4, int64: 8 };
+const DTYPE_BYTES = { float32: 4, float16: 2, bfloat16: 2, int32: 4, int64: 8, uint32: 4 };
 for (const s of specs) {
   if (!DTYPE_BYTES[s.dtype]) fail(`param ${s.name}: dtype ${s.dtype} is not supported`);
   s.nbytes = numel(s.shape) * DTYPE_BYTES[s.dtype];
@@ -359,6 +359,8 @@ function fillBytes(dtype, n, scratch) { // -> Uint8Array view of scratch with n 
   const bytes = n * DTYPE_BYTES[dtype];
   const view = new Uint8Array(scratch, 0, bytes);
   if (dtype.startsWith("int")) { view.fill(0); return view; }
+  // int8 weights (stages/runtime/quantize.py): offset bytes, 0x80 is a weight of 0
+  if (dtype === "uint32") { view.fill(0x80); return view; }
   const pool = dtype === "float32" ? poolF32 : dtype === "float16" ? poolF16 : poolBF16;
   const dst = dtype === "float32" ? new Float32Array(scratch, 0, n) : new Uint16Array(scratch, 0, n);
   let off = 0, start = Math.floor(rand() * POOL);

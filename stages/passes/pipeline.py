@@ -33,6 +33,7 @@ class Step:
 
 PASSES = (
     # phase 1: graph rewrites on high-level Relax ops
+    Step("unused_params"),
     Step("drop_unit_scale", components=("unet",)),
     Step("to_float16", precisions=("float16",)),
     Step("take_before_cast", components=("text_encoder",), precisions=("float16",)),
