@@ -4,8 +4,8 @@ The params become a tvmjs tensor cache (params/tensor-cache.json + params_shard_
 bytes in the dtype `main` takes, `shard_mb` per shard): the format the page downloads shard by
 shard. The build's LoRAs (stages/lora.py) are added to the float32 weights here, before the
 cast, as diffusers' fuse_lora adds them; a weight `main` takes as int8 (stages/passes/
-int8_weights.py) is quantized here, after them (stages/runtime/quantize.py). The runner adds manifest.json with the sha256 of every
-file, which is what loaders check the shards against. Nothing here compiles (stages/compile.py
+int8_weights.py) is quantized here, after them (stages/runtime/quantize.py). The runner adds
+manifest.json with the sha256 of every file, which is what loaders check the shards against. Nothing here compiles (stages/compile.py
 does): new weights of the same architecture rebuild this stage and what reads it, no kernel.
 """
 
@@ -69,9 +69,12 @@ def write_params(params_file: Path, names: list[str], dtypes: list[str], out_dir
         order = json.loads(meta["order"])
         weights = json.loads(meta["weights"])   # param name -> the state-dict key it holds
         sources = [quantize.source(name) for name in names]
+        scale_dtypes = quantize.int8_weights(names, dtypes)
         missing = [name for name, (src, _) in zip(names, sources) if src not in order]
-        if missing or len(names) != len(dtypes):
+        if missing:
             raise ValueError(f"emit: main takes {missing[:3]}, which import did not write")
+        if len(names) != len(dtypes):
+            raise ValueError(f"emit: plan.json lists {len(names)} params, {len(dtypes)} dtypes")
         changed = {weights[name]: name for name in order if f"{weights.get(name)}.up" in factors}
         left = {k.rsplit(".", 1)[0] for k in factors} - set(changed)
         if left:
@@ -92,8 +95,7 @@ def write_params(params_file: Path, names: list[str], dtypes: list[str], out_dir
                 if part is None:
                     value = weight(src)
                 elif part == "packed":
-                    scale_dtype = dtypes[names.index(src + quantize.SCALE_SUFFIX)]
-                    value, packed[src] = quantize.quantize(weight(src), scale_dtype)
+                    value, packed[src] = quantize.quantize(weight(src), scale_dtypes[src])
                 else:
                     value = packed.pop(src)
                 yield name, np.ascontiguousarray(value.astype(dtype, copy=False))

@@ -81,9 +81,7 @@ def _round_trip_int8(module, plan_file: Path, params_file: Path) -> None:
     from stages.runtime import quantize
 
     plan = json.loads(plan_file.read_text())
-    packed = {quantize.source(n)[0]: plan["param_dtypes"][plan["param_names"].index(
-        quantize.source(n)[0] + quantize.SCALE_SUFFIX)]
-        for n in plan["param_names"] if quantize.source(n)[1] == "packed"}
+    packed = quantize.int8_weights(plan["param_names"], plan["param_dtypes"])
     if not packed:
         return
     with safe_open(str(params_file), framework="numpy") as f:

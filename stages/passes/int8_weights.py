@@ -32,25 +32,20 @@ def make(target):
 
 def quantize_main(mod):
     import numpy as np
-    import tvm
     from tvm import relax
     from tvm.relax.expr_functor import PyExprMutator, mutator
 
     main = mod["main"]
     num_inputs = int(main.attrs["num_input"])
-    chosen = {}                                # param name -> (q, s, shape, dtype)
-    originals = {}                             # param name -> the param
+    chosen = {}                    # param name -> (the param, q, s, shape, dtype, words)
     params = list(main.params[:num_inputs])
     for p in main.params[num_inputs:]:
-        sinfo = p.ty
-        shape = [int(d) for d in sinfo.shape]
-        if str(sinfo.dtype) in ("float16", "float32") and quantizable(shape):
+        shape, dtype = [int(d) for d in p.ty.shape], str(p.ty.dtype)
+        if dtype in ("float16", "float32") and quantizable(shape):
             words = int(np.prod(shape[1:])) // 4
             q = relax.Var(p.name + SUFFIX, relax.TensorType((shape[0], words), "uint32"))
-            s = relax.Var(p.name + SCALE_SUFFIX, relax.TensorType((shape[0],),
-                                                                              sinfo.dtype))
-            chosen[p.name] = (q, s, shape, str(sinfo.dtype), words)
-            originals[p.name] = p
+            s = relax.Var(p.name + SCALE_SUFFIX, relax.TensorType((shape[0],), dtype))
+            chosen[p.name] = (p, q, s, shape, dtype, words)
             params += [q, s]
         else:
             params.append(p)
@@ -78,7 +73,7 @@ def quantize_main(mod):
             return op.reshape(value, (*lead, *tail))
 
         def _dequantize(self, var):
-            q, s, shape, dtype, words = chosen[var.name]
+            _, q, s, shape, dtype, words = chosen[var.name]
             return self.builder_.emit(self._expand(q, s, (shape[0],), words, shape[1:], dtype),
                                       name_hint=var.name)
 
@@ -89,10 +84,10 @@ def quantize_main(mod):
             value = binding.value
             if not (isinstance(value, relax.Call) and getattr(value.op, "name", "") == "relax.take"
                     and isinstance(value.args[0], relax.Var) and value.args[0].name in chosen
-                    and value.args[0].same_as(originals[value.args[0].name])
+                    and value.args[0].same_as(chosen[value.args[0].name][0])
                     and int(value.attrs.axis) == 0):
                 return None
-            q, s, shape, dtype, words = chosen[value.args[0].name]
+            _, q, s, shape, dtype, words = chosen[value.args[0].name]
             ids = self.visit_expr(value.args[1])
             lead = tuple(int(d) for d in ids.ty.shape)
             rows = self.builder_.emit(relax.op.take(q, ids, axis=0))
@@ -107,13 +102,12 @@ def quantize_main(mod):
                 return
             for var in relax.analysis.free_vars(binding.value):
                 name = var.name
-                if name in chosen and name not in self.done and var.same_as(originals[name]):
+                if name in chosen and name not in self.done and var.same_as(chosen[name][0]):
                     self.done.add(name)
                     self.set_var_remap(var, self._dequantize(var))
             super().visit_var_binding_(binding)
 
     body = Dequantize().visit_expr(main.body)
-    new_main = relax.Function(params, body, main.ret_ty, main.is_pure, main.attrs)
-    out = tvm.IRModule(dict(mod.functions.items()), attrs=mod.attrs)
-    out.update_func(out.get_global_var("main"), new_main)
-    return out
+    mod = mod.clone()
+    mod["main"] = relax.Function(params, body, main.ret_ty, main.is_pure, main.attrs)
+    return mod

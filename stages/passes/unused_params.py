@@ -21,9 +21,8 @@ def make(target):
                                                    if p.name in used]
         if len(params) == len(main.params):
             return mod
-        new_main = relax.Function(params, main.body, main.ret_ty, main.is_pure, main.attrs)
-        out = tvm.IRModule(dict(mod.functions.items()), attrs=mod.attrs)
-        out.update_func(out.get_global_var("main"), new_main)
-        return out
+        mod = mod.clone()
+        mod["main"] = relax.Function(params, main.body, main.ret_ty, main.is_pure, main.attrs)
+        return mod
 
     return drop_unused_params

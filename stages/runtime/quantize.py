@@ -25,6 +25,14 @@ def source(param: str) -> tuple[str, str | None]:
     return param, None
 
 
+def int8_weights(names: list[str], dtypes: list[str]) -> dict[str, str]:
+    """{float param: the dtype of its scales} for each weight `main` takes as an int8 pair
+    (plan.json's param_names and param_dtypes)."""
+    dtype_of = dict(zip(names, dtypes))
+    return {src: dtype_of[src + SCALE_SUFFIX] for src, part in map(source, names)
+            if part == "packed"}
+
+
 def quantizable(shape) -> bool:
     """A weight of a linear layer, a convolution or an embedding whose rows pack into words."""
     if len(shape) < 2:
@@ -35,22 +43,15 @@ def quantizable(shape) -> bool:
     return row % 4 == 0
 
 
-def scales(weight, dtype: str = "float32"):
-    """The per-output-channel scales, as the module keeps them (float32 values of `dtype`)."""
+def quantize(weight, dtype: str = "float32"):
+    """(packed uint32 (out, n / 4), scales float32 (out,)) of a float weight; the scales are
+    per output channel, as the module keeps them (float32 values of `dtype`)."""
     import numpy as np
 
-    rows = weight.reshape(weight.shape[0], -1).astype(np.float32)
+    rows = weight.reshape(weight.shape[0], -1).astype(np.float32, copy=False)
     s = np.abs(rows).max(axis=1) / np.float32(127)
     s[s == 0] = 1
-    return s.astype(dtype).astype(np.float32)
-
-
-def quantize(weight, dtype: str = "float32"):
-    """(packed uint32 (out, n / 4), scales float32 (out,)) of a float weight."""
-    import numpy as np
-
-    s = scales(weight, dtype)
-    rows = weight.reshape(weight.shape[0], -1).astype(np.float32)
+    s = s.astype(dtype).astype(np.float32)
     q = np.clip(np.rint(rows / s[:, None]), -127, 127).astype(np.int16) + 128
     packed = np.ascontiguousarray(q.astype(np.uint8)).view("<u4")
     return packed.reshape(weight.shape[0], -1), s
