@@ -171,12 +171,13 @@ def task_serve():
 def task_generate():
     """Text (and an image) -> PNG with the compiled pipeline, natively (llvm): --prompt, ..."""
 
-    def action(prompt, negative_prompt, seed, steps, guidance, scheduler, init_image, strength,
-               output, compare):
+    def action(prompt, negative_prompt, seed, steps, guidance, scheduler, width, height,
+               init_image, strength, output, compare):
         from stages.runtime import generate  # numpy and up: only when it runs
 
         given = {"--seed": seed, "--steps": steps, "--guidance": guidance,
-                 "--scheduler": scheduler, "--init-image": init_image or None,
+                 "--scheduler": scheduler, "--width": width, "--height": height,
+                 "--init-image": init_image or None,
                  "--strength": strength, "--output": output or None}
         argv = ["--model", CFG.model_name, "--prompt", prompt, "--negative-prompt", negative_prompt,
                 *[a for flag, v in given.items() if v is not None for a in (flag, str(v))],
@@ -199,6 +200,10 @@ def task_generate():
                f"classifier-free guidance scale, {guidance['min']:g}..{guidance['max']:g} "
                f"(default: the model's, usually {guidance['default']:g})"),
               ("scheduler", str, None, ", ".join(SCHEDULERS) + " (default: the model's)"),
+              ("width", int, None, "image width, one of the build's sizes (model.sizes; "
+                                   "default: model.image_size)"),
+              ("height", int, None, "image height, one of the build's sizes (default: "
+                                    "model.image_size)"),
               ("init_image", str, "", "image-to-image: start from this PNG or JPEG"),
               ("strength", float, None, f"image-to-image strength, {strength['min']:g}.."
                                         f"{strength['max']:g} (default {strength['default']:g})"),

@@ -295,6 +295,36 @@ def section_lora() -> list[str]:
     return out + [""]
 
 
+def section_sizes() -> list[str]:
+    """What each image size costs at full size: build seconds, wasm, memory, step time."""
+    out = ["## Image sizes (SD v1.5 architecture: a variant per size)", ""]
+    data = load("sizes_sd-v1-5.json")
+    if not data:
+        return out + missing("bench/sizes_cost.py --model sd-v1-5-sizes --target webgpu "
+                             "--h200 bench/results/h200/sizes")
+    step = data["step_ms"]
+    out += ["Each size's UNet and VAE are compiled for its shapes and share the default size's "
+            "weights and shards (docs/build-dag.md). Build seconds: the stages from capture to "
+            "compile on this 2-core machine (cache provenance); step times: the H200 under Dawn "
+            "(median of 20; `bench/results/h200/sizes/`), PyTorch eager fp16 and in a CUDA "
+            "graph beside them.", "",
+            "| variant | size | build s | wasm (xz) | activations | largest buffer | webgpu ms "
+            "| torch eager fp16 ms | torch CUDA graph fp16 ms |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for name, v in data["variants"].items():
+        size = "x".join(map(str, v["size"]))
+        torch = ("eager_fp16", "graph_fp16") if name.startswith("unet") else ()
+        cells = [f"{step[f'torch {size} {k}']:.1f}" if f"torch {size} {k}" in step else "-"
+                 for k in ("eager_fp16", "graph_fp16")] if torch else ["-", "-"]
+        ms = step.get(f"webgpu {name}")
+        out.append(f"| {name} | {size} | {v['build_seconds']:.0f} | "
+                   f"{v['library_bytes'] / 1e6:.2f} MB ({v['library_xz_bytes'] / 1e6:.2f}) | "
+                   f"{v['activation_bytes'] / 2**20:.0f} MiB | "
+                   f"{v['largest_buffer_bytes'] / 2**20:.0f} MiB | "
+                   f"{f'{ms:.1f}' if ms else '-'} | {cells[0]} | {cells[1]} |")
+    return out + ["", *[f"- {n}" for n in data.get("notes", [])], ""]
+
+
 def section_profile() -> list[str]:
     """Top kernels of the webgpu UNet step on the H200, from timestamp queries, per profiled run."""
     out = ["## Where a webgpu UNet step's GPU time goes (H200, timestamp queries)", ""]
@@ -323,7 +353,7 @@ def main() -> None:
              ""]
     for section in (section_build_cost, section_memory, section_cpu, section_gpu,
                     section_time_to_image, section_img2img_few_step, section_int8, section_lora,
-                    section_profile):
+                    section_sizes, section_profile):
         lines += section()
     (BENCH / "REPORT.md").write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {BENCH / 'REPORT.md'}")

@@ -16,7 +16,7 @@ from stages.engine.rule import Rule, Spec
 def spec(r: Rule) -> Spec:
     return r.spec({"config": r.out("weights", "config"), "weights": r.out("weights", "weights")},
                   {"graph": r.common / "graph.pt2"},
-                  {"component": r.component, "inputs": r.cfg.input_specs(r.component)})
+                  {"component": r.base, "inputs": r.cfg.input_specs(r.component)})
 
 
 def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
@@ -27,7 +27,8 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
     wrapped = components.wrapper(component, module)
     example = components.example_inputs(cfg["inputs"], seed=0, vocab_size=1)
     args = tuple(torch.from_numpy(example[name]) for name in cfg["inputs"])
-    phase(f"capture:{component}", "torch.export.export")
+    phase(f"capture:{component}", "torch.export.export "
+          + "x".join(map(str, next(iter(cfg["inputs"].values()))[0])))
     with torch.no_grad():
         exported = torch.export.export(wrapped, args)
     torch.export.save(exported, str(outputs["graph"]))

@@ -23,7 +23,18 @@ from stages.engine.rule import Rule, Spec
 def spec(r: Rule) -> Spec:
     """The compiled library, the float32 params, the dtypes `main` takes them in and the LoRA
     factors for this component (when the build has any) in; the library, its params as a
-    tensor cache and the component's manifest.json out, under dist/."""
+    tensor cache and the component's manifest.json out, under dist/.
+
+    A variant of an extra image size writes no params: it takes the same ones as the variant at
+    the default size (same names, same dtypes: checked against that variant's plan), whose
+    shards the page downloads once for every size."""
+    if r.size is not None:
+        return r.spec({"library": r.out("compile", "library"), "plan": r.out("plan", "plan"),
+                       "default_plan": r.out("plan", "plan", r.default)},
+                      {"library": r.dist / f"{r.component}.{r.target['library']}",
+                       "manifest": r.dist / "manifest.json"},
+                      {"component": r.component, "params_of": r.default},
+                      modules=("stages.engine.manifest",))
     inputs = {"library": r.out("compile", "library"), "params": r.out("import", "params"),
               "plan": r.out("plan", "plan")}
     if r.cfg.loras:
@@ -41,6 +52,15 @@ def spec(r: Rule) -> Spec:
 def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
     shutil.copyfile(inputs["library"], outputs["library"])
     plan = json.loads(inputs["plan"].read_text())
+    if "default_plan" in inputs:
+        default = json.loads(inputs["default_plan"].read_text())
+        for key in ("param_names", "param_dtypes"):
+            if plan[key] != default[key]:
+                raise ValueError(f"emit:{cfg['component']}: main takes other params than "
+                                 f"{cfg['params_of']} ({key} differ), so it cannot share its "
+                                 f"shards; fix: make the pass that changed them independent of "
+                                 f"the image size (stages/passes/pipeline.py)")
+        return
     write_params(inputs["params"], plan["param_names"], plan["param_dtypes"], outputs["params"],
                  cfg["shard_mb"], inputs.get("lora"))
 

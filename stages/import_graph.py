@@ -22,9 +22,12 @@ from stages.engine.rule import Rule, Spec
 
 
 def spec(r: Rule) -> Spec:
-    return r.spec({"graph": r.out("capture", "graph")},
-                  {"module": r.common / "module.json", "params": r.common / "params.safetensors"},
-                  {"component": r.component})
+    """The captured graph in; the module and, at the model's default size, the params out (an
+    extra size's graph takes the same params: its variants read the default size's file)."""
+    outputs = {"module": r.common / "module.json"}
+    if r.size is None:
+        outputs["params"] = r.common / "params.safetensors"
+    return r.spec({"graph": r.out("capture", "graph")}, outputs, {"component": r.component})
 
 
 def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
@@ -55,6 +58,9 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
     values = params["main"]
     if len(names) != len(values) or len(set(names)) != len(names):
         raise ValueError(f"{label}: {len(names)} parameter names for {len(values)} values")
+    outputs["module"].write_text(tvm.ir.save_json(mod))
+    if "params" not in outputs:
+        return
     bar = Bar(label, len(values), " params")
     arrays = {}
     for name, value in zip(names, values):
@@ -63,7 +69,6 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
     save_file(arrays, str(outputs["params"]),
               metadata={"order": json.dumps(names),
                         "weights": json.dumps({n: weights[n] for n in names if n in weights})})
-    outputs["module"].write_text(tvm.ir.save_json(mod))
 
 def _state_dict_keys(exported) -> dict[str, str]:
     """Graph input name (`p_m_conv_in_weight`, the Relax param's name) -> the component's

@@ -4,7 +4,8 @@ dist/<model>/<target>/ gets the tokenizer, the scheduler config and the schedule
 (schedules.json, what the page's step math reads) beside the component
 variants that emit wrote, and manifest.json: the sha256 and size of every file under it
 (taken from the component manifests, which hashed them), and for each variant its library,
-params, precision, features and verify result, and what each flavor (a precision, with the
+params, precision, features, image size and verify result (a variant of an extra image
+size names the params of the default size's variant, which it shares), and what each flavor (a precision, with the
 features its variants need) needs from a WebGPU adapter (the largest buffer it binds;
 shader-f16 for the float16 variants; subgroups and subgroup matrices for the -sm ones), and
 the LoRAs merged into the weights (file name, sha256, scale). The page and the Python runner
@@ -17,8 +18,9 @@ import json
 import shutil
 from pathlib import Path
 
-from stages.engine.config import (COMPONENTS, SUBGROUP_SIZE, WEBGPU_FEATURES, WORKGROUP_STORAGE,
-                                  flavor, split_variant, variant_features)
+from stages.engine.config import (COMPONENTS, SIZED, SUBGROUP_SIZE, WEBGPU_FEATURES,
+                                  WORKGROUP_STORAGE, default_variant, flavor, split_variant,
+                                  variant_features, variant_size)
 from stages.engine.manifest import listing
 from stages.engine.store import sha256_file
 from stages.engine.rule import Rule, Spec
@@ -54,6 +56,8 @@ def spec(r: Rule) -> Spec:
                        "maxComputeWorkgroupSizeX": tvm.get("max_num_threads"),
                        "maxComputeWorkgroupStorageSize": tvm.get("max_shared_memory_per_block")},
                    "inputs": {c: r.cfg.input_specs(c) for c in COMPONENTS},
+                   "sizes": [list(size) for size in r.cfg.sizes],
+                   "variant_inputs": {v: r.cfg.input_specs(v) for v in r.cfg.variants},
                    "loras": [{"file": item.path.name, "scale": item.scale}
                              for item in r.cfg.loras],
                    "contract": contract.manifest(
@@ -112,21 +116,31 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
         library = next(rel for rel in emitted["files"] if rel.endswith("." + cfg["library"]))
         param_bytes = sum(e["size"] for rel, e in emitted["files"].items()
                           if rel.startswith("params/") and rel.endswith(".bin"))
+        owner = default_variant(v)   # an extra size's variant takes its params
+        size = variant_size(v) or (cfg["image_size"],) * 2
         variants[v] = {
             "component": component, "precision": precision,
             "features": list(variant_features(v)),
             "flavor": flavor(precision, variant_features(v)),
-            "library": f"{v}/{library}", "params": f"{v}/params/tensor-cache.json",
-            "manifest": f"{v}/manifest.json", "param_bytes": param_bytes,
+            **({"size": list(size)} if component in SIZED else {}),
+            "inputs": cfg["variant_inputs"][v],
+            "library": f"{v}/{library}", "params": f"{owner}/params/tensor-cache.json",
+            "manifest": f"{v}/manifest.json",
+            **({"params_manifest": f"{owner}/manifest.json"} if owner != v else {}),
+            "param_bytes": param_bytes,
             "activation_bytes": plan["planned"]["bytes"],
             "largest_buffer_bytes": plan["largest_buffer_bytes"],
             "verify": {"rel_l2": verified["rel_l2"], "max_rel_l2": verified["max_rel_l2"],
                        **({"skipped": verified["skipped"]} if "skipped" in verified else {})},
         }
-    needs = requirements(variants, cfg["workgroup_limits"])
+    # the default size's: a larger size's variants record their own largest buffer and
+    # activations, which the page checks when that size is chosen
+    needs = requirements({n: v for n, v in variants.items() if "params_manifest" not in v},
+                         cfg["workgroup_limits"])
     index = {
         "model": cfg["model"], "target": cfg["target"],
         "image_size": cfg["image_size"], "latent_size": cfg["latent_size"],
+        "sizes": cfg["sizes"],
         "vae_scaling_factor": cfg["vae_scaling_factor"],
         "inputs": cfg["inputs"], "contract": cfg["contract"],
         "tokenizer": "tokenizer.json", "tokenizer_config": "tokenizer_config.json",

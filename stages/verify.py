@@ -56,7 +56,8 @@ def run_webgpu(inputs: dict[str, Path], example: dict, specs: dict, shape, featu
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         job = {"wasm": str(inputs["library"]), "params": str(inputs["params"]),
-               "manifest": str(inputs["manifest"]), "output": str(tmp / "output.bin"),
+               "manifests": [str(inputs["manifest"]), str(inputs["params_manifest"])],
+               "output": str(tmp / "output.bin"),
                "inputs": [], "features": features,
                "largest_buffer_bytes": json.loads(inputs["plan"].read_text())["largest_buffer_bytes"]}
         for name, (in_shape, dtype) in specs.items():
@@ -95,9 +96,12 @@ def _round_trip_int8(module, plan_file: Path, params_file: Path) -> None:
 
 def spec(r: Rule) -> Spec:
     """The emitted component and the weights it came from in; verify.json out."""
-    inputs = {"library": r.out("emit", "library"), "params": r.out("emit", "params"),
-              "manifest": r.out("emit", "manifest"), "plan": r.out("plan", "plan"),
-              "import_params": r.out("import", "params"),
+    # an extra size's variant runs on the params of the default size's (stages/emit.py)
+    inputs = {"library": r.out("emit", "library"), "manifest": r.out("emit", "manifest"),
+              "params": r.out("emit", "params", r.default),
+              "params_manifest": r.out("emit", "manifest", r.default),
+              "plan": r.out("plan", "plan"),
+              "import_params": r.out("import", "params", r.default),
               "config": r.out("weights", "config"), "weights": r.out("weights", "weights")}
     if r.target["library"] == "wasm":   # the Node + Dawn harness and its pinned packages
         web = r.root / "web"
@@ -112,7 +116,7 @@ def spec(r: Rule) -> Spec:
     threshold = vcfg["max_rel_l2_fp16"] if r.precision == "float16" else vcfg["max_rel_l2"]
     return r.spec(inputs, {"report": r.dist / "verify.json"},
                   {"component": r.base, "precision": r.precision, "target": r.target["tvm"],
-                   **r.feat, "inputs": r.cfg.input_specs(r.base), "max_rel_l2": threshold,
+                   **r.feat, "inputs": r.cfg.input_specs(r.component), "max_rel_l2": threshold,
                    "seed": vcfg["seed"],
                    "vocab_size": r.cfg.model["text_encoder"]["vocab_size"],
                    **({"lora_scales": [item.scale for item in loras]} if loras else {})},
@@ -155,7 +159,8 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
                              f"driver on this machine; fix: build up to emit here "
                              f"(doit emit target={kind}) and check on a GPU machine "
                              f"(bench/gpu/README.md)")
-        compiled = Component(inputs["library"], inputs["params"], inputs["manifest"], device)
+        compiled = Component(inputs["library"], inputs["params"], inputs["params_manifest"],
+                             device)
         actual = compiled(*(example[n] for n in cfg["inputs"]))
 
     error = rel_l2(actual, expected)

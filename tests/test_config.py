@@ -81,3 +81,12 @@ def test_precisions_must_start_with_the_float32_reference(clean):
                  'precisions = ["float16"]'):
         line = _fails_in_one_line(clean, "build", "target=webgpu")
     assert "target.precisions" in line and "float32" in line and "fix:" in line
+
+
+@pytest.mark.parametrize("sizes, words", [('["100x64"]', "not multiples of 16"),
+                                          ('["96 by 64"]', "not WIDTHxHEIGHT")])
+def test_image_sizes_off_the_models_grid(clean, sizes, words):
+    with _edited(clean, "configs/models/tiny-sizes.toml", 'sizes = ["96x96", "64x96"]',
+                 f"sizes = {sizes}"):
+        line = _fails_in_one_line(clean, "build", "model=tiny-sizes")
+    assert "configs/models/tiny-sizes.toml" in line and words in line and "fix:" in line

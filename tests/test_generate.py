@@ -220,7 +220,7 @@ def test_init_image_of_another_shape_is_cropped_and_resized(dist, init_png, tmp_
     wide = np.zeros((128, 256, 3), np.uint8)
     wide[:, 64:192] = np.asarray(Image.fromarray(init).resize((128, 128), Image.NEAREST))
     Image.fromarray(wide).save(tmp_path / "wide.png")
-    _, pixels = gen.read_image(tmp_path / "wide.png", 64)
+    _, pixels = gen.read_image(tmp_path / "wide.png", (64, 64))
     assert pixels.shape == (64, 64, 3)
     assert np.abs(pixels.astype(int) - init.astype(int)).mean() < 8
 

@@ -68,10 +68,10 @@ def build(torch, config, device, dtype, seed=0):
     return unet.to(dtype=dtype).eval().requires_grad_(False)
 
 
-def inputs(torch, config, device, dtype, batch=2, seq=77, seed=1):
+def inputs(torch, config, device, dtype, batch=2, seq=77, seed=1, latent_hw=None):
     g = torch.Generator(device="cpu").manual_seed(seed)
-    s = config["sample_size"]
-    sample = torch.randn(batch, config["in_channels"], s, s, generator=g)
+    h, w = latent_hw or (config["sample_size"], config["sample_size"])
+    sample = torch.randn(batch, config["in_channels"], h, w, generator=g)
     text = torch.randn(batch, seq, config["cross_attention_dim"], generator=g)
     timestep = torch.tensor(500.0, dtype=torch.float32)
     return sample.to(device, dtype), timestep.to(device), text.to(device, dtype)
@@ -150,6 +150,8 @@ def main():
     ap.add_argument("--tiny", action="store_true", help="toy config, for a smoke test")
     ap.add_argument("--count-flops", action="store_true")
     ap.add_argument("--compile-mode", default=None, help="torch.compile mode (default: None)")
+    ap.add_argument("--size", default=None,
+                    help="image WIDTHxHEIGHT (latents / 8; default the config's 512x512)")
     args = ap.parse_args()
 
     import diffusers
@@ -161,14 +163,19 @@ def main():
     for v in variants:
         if v not in ALL_VARIANTS:
             raise SystemExit(f"unknown variant {v}; known: {', '.join(ALL_VARIANTS)}")
-    flop = None if args.tiny else FLOP_PER_STEP
+    flop = None if args.tiny or args.size else FLOP_PER_STEP
+    latent_hw = None
+    if args.size:
+        width, height = (int(n) for n in args.size.split("x"))
+        latent_hw = (height // 8, width // 8)
     torch.backends.cudnn.benchmark = True
     report = {
         "torch": torch.__version__, "diffusers": diffusers.__version__,
         "python": platform.python_version(), "device": device,
         "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor(),
         "config": "tiny" if args.tiny else "sd-v1-5", "unet_config": config,
-        "inputs": {"sample": [2, config["in_channels"], config["sample_size"], config["sample_size"]],
+        "inputs": {"sample": [2, config["in_channels"],
+                              *(latent_hw or (config["sample_size"], config["sample_size"]))],
                    "timestep": [], "encoder_hidden_states": [2, 77, config["cross_attention_dim"]]},
         "warmup": args.warmup, "iters": args.iters, "flop_per_step": flop, "peak_flops": PEAK_FLOPS,
         "cudnn_benchmark": True, "results": {},
@@ -210,7 +217,7 @@ def main():
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = not strict   # PyTorch's defaults when not strict
         unet = model(dtype)
-        sample, timestep, text = inputs(torch, config, device, dtype)
+        sample, timestep, text = inputs(torch, config, device, dtype, latent_hw=latent_hw)
         entry = {"dtype": str(dtype).replace("torch.", ""),
                  "tf32": {"matmul": torch.backends.cuda.matmul.allow_tf32,
                           "cudnn": torch.backends.cudnn.allow_tf32}}

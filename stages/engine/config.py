@@ -7,6 +7,7 @@ names the file, the key and the fix. Nothing here imports torch or tvm.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +35,25 @@ SUBGROUP_SIZE = {"subgroup-matrix": 32}
 WORKGROUP_STORAGE = {"subgroup-matrix": 32768}
 
 
-def variant_name(component: str, precision: str, features: tuple[str, ...] = ()) -> str:
-    return component + PRECISIONS[precision] + "".join(FEATURES[f] for f in features)
+# The components whose shapes follow the image size: each extra size of `model.sizes` adds a
+# variant of each (`unet-768x512`, width x height), which shares the component's weights and
+# parameter shards; the text encoder is the same at every size.
+SIZED = ("unet", "vae_decoder", "vae_encoder")
+_SIZE = re.compile(r"-(\d+)x(\d+)$")
+
+
+def variant_name(component: str, precision: str, features: tuple[str, ...] = (),
+                 size: tuple[int, int] | None = None) -> str:
+    """`unet`, `unet-fp16-sm`, `unet-768x512-fp16`: the component, its image size when it is
+    not the model's default, its precision and features."""
+    sized = f"{component}-{size[0]}x{size[1]}" if size else component
+    return sized + PRECISIONS[precision] + "".join(FEATURES[f] for f in features)
+
+
+def parse_size(text: str) -> tuple[int, int] | None:
+    """"768x512" -> (768, 512), width x height; None if it is not written so."""
+    m = _SIZE.match("-" + text)
+    return (int(m[1]), int(m[2])) if m else None
 
 
 # model.weights -> the pass features of the components it applies to (pipeline.Step.features)
@@ -58,15 +76,40 @@ def variant_features(variant: str) -> tuple[str, ...]:
     return tuple(found)
 
 
-def split_variant(variant: str) -> tuple[str, str]:
-    """`unet-fp16` -> ("unet", "float16"); `unet` -> ("unet", "float32"); a feature variant
-    (`unet-fp16-sm`) -> its component and precision."""
+def _shaped(variant: str) -> tuple[str, str]:
+    """The variant without features and precision (`unet-768x512`), and its precision."""
     for suffix in (FEATURES[f] for f in reversed(variant_features(variant))):
         variant = variant[:-len(suffix)]
     for precision, suffix in PRECISIONS.items():
         if suffix and variant.endswith(suffix):
             return variant[:-len(suffix)], precision
     return variant, "float32"
+
+
+def split_variant(variant: str) -> tuple[str, str]:
+    """`unet-fp16` -> ("unet", "float16"); `unet` -> ("unet", "float32"); a feature or size
+    variant (`unet-fp16-sm`, `unet-768x512-fp16`) -> its component and precision."""
+    shaped, precision = _shaped(variant)
+    return _SIZE.sub("", shaped), precision
+
+
+def variant_size(variant: str) -> tuple[int, int] | None:
+    """`unet-768x512-fp16` -> (768, 512); None for a variant at the model's default size."""
+    m = _SIZE.search(_shaped(variant)[0])
+    return (int(m[1]), int(m[2])) if m else None
+
+
+def shape_variant(variant: str) -> str:
+    """The variant that fixes a graph's shapes: `unet-768x512-fp16-sm` -> `unet-768x512`
+    (capture and import run once per component and size, whatever the precision)."""
+    return _shaped(variant)[0]
+
+
+def default_variant(variant: str) -> str:
+    """The same variant at the model's default size: `unet-768x512-fp16` -> `unet-fp16`, whose
+    parameter shards every size shares."""
+    shaped, precision = _shaped(variant)
+    return variant_name(_SIZE.sub("", shaped), precision, variant_features(variant))
 
 
 def flavor(precision: str, features: tuple[str, ...] = ()) -> str:
@@ -122,6 +165,9 @@ _ARCH_VAE = {
 MODEL_SCHEMA = {
     "model": {
         "init": ("random", "pretrained"), "seed": int, "image_size": int,
+        # more image sizes, "WIDTHxHEIGHT" (multiples of Config.size_step): a variant of the
+        # UNet and the VAE per size, sharing their weights (the page and generate offer them)
+        "sizes": [str],
         # 2: classifier-free guidance (the UNet on [negative prompt, prompt]); 1: a
         # guidance-free model (SD-Turbo, LCM): the UNet at batch 1, half the cost of a step
         "guidance_batch": (1, 2), "path": str,
@@ -259,38 +305,59 @@ class Config:
         path = self.model["model"].get("path")
         return Path(path) if path else None
 
-    def latent_size(self) -> int:
-        factor = 2 ** (len(self.model["vae"]["block_out_channels"]) - 1)
-        return self.model["model"]["image_size"] // factor
+    @property
+    def vae_factor(self) -> int:
+        """Image pixels per latent, along each side."""
+        return 2 ** (len(self.model["vae"]["block_out_channels"]) - 1)
 
-    def input_specs(self, component: str) -> dict[str, tuple[tuple[int, ...], str]]:
-        """Name -> (shape, dtype) of each graph input: the export boundary of a component."""
+    def latent_size(self) -> int:
+        return self.model["model"]["image_size"] // self.vae_factor
+
+    @property
+    def size_step(self) -> int:
+        """What an image side must be a multiple of: the VAE's factor times the UNet's
+        downsampling (each down block but the last halves the latents): 64 for SD 1.x."""
+        return self.vae_factor * 2 ** (len(self.model["unet"]["block_out_channels"]) - 1)
+
+    @property
+    def sizes(self) -> tuple[tuple[int, int], ...]:
+        """Every image size the build serves, (width, height): the default first."""
+        default = (self.model["model"]["image_size"],) * 2
+        extra = [parse_size(s) for s in self.model["model"].get("sizes", ())]
+        return (default, *[s for s in dict.fromkeys(extra) if s != default])
+
+    def input_specs(self, variant: str) -> dict[str, tuple[tuple[int, ...], str]]:
+        """Name -> (shape, dtype) of each graph input: the export boundary of a component
+        variant, at its size (config.variant_size; the default size otherwise)."""
         m = self.model
+        component = split_variant(variant)[0]
+        width, height = variant_size(variant) or self.sizes[0]
         batch = m["model"]["guidance_batch"]
         seq = m["text_encoder"]["max_position_embeddings"]
-        lat, ch = self.latent_size(), m["vae"]["latent_channels"]
+        lat_h, lat_w = height // self.vae_factor, width // self.vae_factor
+        ch = m["vae"]["latent_channels"]
         if component == "text_encoder":
             return {"input_ids": ((batch, seq), "int32")}
         if component == "unet":
-            return {"sample": ((batch, m["unet"]["in_channels"], lat, lat), "float32"),
+            return {"sample": ((batch, m["unet"]["in_channels"], lat_h, lat_w), "float32"),
                     "timestep": ((), "float32"),
                     "encoder_hidden_states": ((batch, seq, m["unet"]["cross_attention_dim"]),
                                               "float32")}
         if component == "vae_decoder":
-            return {"latents": ((1, ch, lat, lat), "float32")}
+            return {"latents": ((1, ch, lat_h, lat_w), "float32")}
         if component == "vae_encoder":
-            size = m["model"]["image_size"]
-            return {"image": ((1, m["vae"]["in_channels"], size, size), "float32")}
+            return {"image": ((1, m["vae"]["in_channels"], height, width), "float32")}
         raise KeyError(component)
 
     @property
     def variants(self) -> tuple[str, ...]:
         """Every component at every precision of the target, float32 first, then the feature
-        variants: the subtasks."""
+        variants, then the same for each extra size (its UNet and VAE): the subtasks."""
         t = self.target["target"]
-        return (tuple(variant_name(c, p) for p in t["precisions"] for c in COMPONENTS)
-                + tuple(variant_name(c, "float16", (f,)) for f in t.get("features", ())
-                        for c in COMPONENTS))
+        kinds = ([(p, ()) for p in t["precisions"]]
+                 + [("float16", (f,)) for f in t.get("features", ())])
+        return tuple(variant_name(c, p, f, size) for size in (None, *self.sizes[1:])
+                     for p, f in kinds for c in (COMPONENTS if size is None else SIZED))
 
     def arch(self, component: str) -> dict:
         """The architecture section that builds a component's torch module."""
@@ -316,6 +383,25 @@ def _check_defaults(mdata: dict, where: str) -> None:
         raise ConfigError(f"{where}: defaults.guidance = {defaults['guidance']!r} but "
                           f"model.guidance_batch = 1 runs without guidance; fix: set "
                           f"defaults.guidance = 0.0 (or guidance_batch = 2)")
+
+
+def _check_sizes(mdata: dict, where: str) -> None:
+    """model.sizes written WIDTHxHEIGHT, each side a multiple of the model's size step."""
+    probe = Config("", "", mdata, {})
+    step = probe.size_step
+    if mdata["model"]["image_size"] % step:
+        raise ConfigError(f"{where}: model.image_size = {mdata['model']['image_size']} is not a "
+                          f"multiple of {step} (the VAE's and the UNet's downsampling); fix: "
+                          f"round it to a multiple of {step}")
+    for text in mdata["model"].get("sizes", ()):
+        size = parse_size(text)
+        if size is None or not all(size):
+            raise ConfigError(f"{where}: model.sizes has {text!r}, not WIDTHxHEIGHT; fix: write "
+                              f"it as \"768x512\"")
+        if size[0] % step or size[1] % step:
+            raise ConfigError(f"{where}: model.sizes has {text!r}, whose sides are not multiples "
+                              f"of {step} (the VAE's and the UNet's downsampling); fix: round "
+                              f"them to multiples of {step}")
 
 
 def load(model: str | None = None, target: str = "llvm", path: str | None = None,
@@ -364,6 +450,7 @@ def load(model: str | None = None, target: str = "llvm", path: str | None = None
                 raise ConfigError(f"{_rel(model_file)}: missing key {section}.{key}; fix: add it "
                                   f"(see configs/models/tiny.toml)")
     _check_defaults(mdata, _rel(model_file) if toml else str(path))
+    _check_sizes(mdata, _rel(model_file) if toml else str(path))
     for key in ("tvm", "library", "precisions", "shard_mb"):
         if key not in tdata["target"]:
             raise ConfigError(f"{_rel(target_file)}: missing key target.{key}; fix: add it "

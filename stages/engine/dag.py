@@ -12,7 +12,8 @@ import importlib
 from functools import cache
 from pathlib import Path
 
-from stages.engine.config import ROOT, Config, split_variant, variant_features
+from stages.engine.config import (ROOT, Config, default_variant, shape_variant, split_variant,
+                                  variant_features, variant_size)
 from stages.engine.rule import Rule, Spec
 from stages.passes import pipeline
 
@@ -47,9 +48,6 @@ WASM_ONLY = ("toolchain", "bundle")                      # stages of targets run
 PRETRAINED_ONLY = ("checkpoint",)                        # stages of a local model's weights
 LORA_ONLY = ("lora",)                                    # stages of a build with lora=...
 COMPONENT_STAGES = tuple(s for s in STAGES if s not in MODEL_STAGES + FINAL_STAGES)
-# Stages run once per component, whatever the precision: their outputs are float32 (a float16
-# variant is made from the float32 graph by a pass: stages/passes/to_float16.py).
-PRECISION_FREE = ("weights", "capture", "import")
 
 
 @cache
@@ -64,19 +62,26 @@ def spec(cfg: Config, stage: str, component: str = "model") -> Spec:
     if stage not in STAGES:
         raise KeyError(f"unknown stage {stage!r}")
     base, precision = split_variant(component)
-    if stage in PRECISION_FREE and base != component:
-        return spec(cfg, stage, base)
+    # Stages run once per component (weights) or per component and image size (capture,
+    # import), whatever the precision: their outputs are float32 (a float16 variant is made
+    # from the float32 graph by a pass: stages/passes/to_float16.py). Every variant gets the
+    # shared entry.
+    shared = {"weights": base, "capture": shape_variant(component),
+              "import": shape_variant(component)}.get(stage, component)
+    if shared != component:
+        return spec(cfg, stage, shared)
     rule = Rule(cfg, stage, component, base, precision, variant_features(component), ROOT,
                 lambda stage_, component_: spec(cfg, stage_, component_),
-                pipeline.TVM_PASSES.get(stage, ()))
+                pipeline.TVM_PASSES.get(stage, ()), variant_size(component),
+                default_variant(component))
     return module(stage).spec(rule)
 
 
 def all_specs(cfg: Config) -> list[Spec]:
     """Every stage entry of a model + target build, in DAG order."""
     specs = [spec(cfg, s) for s in MODEL_STAGES if needed(cfg, s)]
-    specs += [spec(cfg, s, c) for s in COMPONENT_STAGES for c in cfg.variants
-              if not (s in PRECISION_FREE and split_variant(c)[1] != "float32")]
+    specs += [x for s in COMPONENT_STAGES for c in cfg.variants
+              for x in [spec(cfg, s, c)] if x.component == c]
     specs += [spec(cfg, s) for s in FINAL_STAGES if needed(cfg, s)]
     return specs
 

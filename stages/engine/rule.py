@@ -57,6 +57,9 @@ class Rule:
     root: Path                        # the checkout
     spec_of: Callable[[str, str], Spec]   # (stage, component) -> that stage's Spec
     tvm_passes: tuple[str, ...] = ()      # TVM's passes this stage runs (passes/pipeline.py)
+    size: tuple[int, int] | None = None   # (width, height) of a variant of an extra image size
+    default: str = ""                     # the variant at the model's default size (`unet-fp16`
+    #                                       for `unet-768x512-fp16`): the one that owns the params
 
     @property
     def feat(self) -> dict:

@@ -53,7 +53,8 @@ Schedulers: samplers.SCHEDULERS ("dpm++2m", "pndm", "euler", "ddim", "lms", "dpm
 
 CLI: python -m stages.runtime.generate --model tiny --prompt "a photo of a cat" --output out.png
      [--negative-prompt ""] [--seed 0] [--steps 20] [--guidance 7.5] [--scheduler dpm++2m]
-     [--init-image photo.png] [--strength 0.8] [--compare] [--dist DIR] [--report report.json]
+     [--width 768 --height 512] [--init-image photo.png] [--strength 0.8] [--compare]
+     [--dist DIR] [--report report.json]
 
 torch, tvm and diffusers are imported inside the functions: importing this module is free.
 """
@@ -132,11 +133,12 @@ def check_strength(strength, steps: int) -> float:
     return float(strength)
 
 
-def read_image(path: Path, size: int):
-    """An image file as the model's input: (1, 3, size, size) float32 in [-1, 1], and its
-    (size, size, 3) uint8 pixels. A non-square image is center-cropped to a square first; one
-    of another size is resized (bicubic). The page does the same with a canvas, so only an
-    image already at the model's size gives both exactly the same pixels."""
+def read_image(path: Path, size: tuple[int, int]):
+    """An image file as the model's input at `size` (width, height): (1, 3, height, width)
+    float32 in [-1, 1], and its (height, width, 3) uint8 pixels. An image of another aspect is
+    center-cropped to the size's aspect first; one of another size is resized (bicubic). The
+    page does the same with a canvas, so only an image already at the size gives both exactly
+    the same pixels."""
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
@@ -151,12 +153,13 @@ def read_image(path: Path, size: int):
         raise GenerateError(f"{path}: not an image that can be read ({e}); fix: pass "
                             f"--init-image a PNG or JPEG file") from None
     w, h = img.size
-    if w != h:
-        side = min(w, h)
-        left, top = (w - side) // 2, (h - side) // 2
-        img = img.crop((left, top, left + side, top + side))
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.BICUBIC)
+    width, height = size
+    if w * height != h * width:   # the largest centered crop of the size's aspect
+        cw, ch = min(w, h * width // height), min(h, w * height // width)
+        left, top = (w - cw) // 2, (h - ch) // 2
+        img = img.crop((left, top, left + cw, top + ch))
+    if img.size != (width, height):
+        img = img.resize((width, height), Image.BICUBIC)
     pixels = np.asarray(img, dtype=np.uint8)
     return image_input(pixels), pixels
 
@@ -208,22 +211,48 @@ class Model:
             raise GenerateError(f"{dist_dir}: target {self.index.get('target')!r}; generate runs "
                                 f"the llvm build; fix: pass dist/{self.name}/llvm "
                                 f"(doit build with the llvm target)")
-        for component in COMPONENTS:
-            if component not in self.index["variants"]:
-                raise GenerateError(f"{dist_dir}: no float32 {component} in manifest.json; "
-                                    f"fix: run doit build first")
         # build/<model>/ beside dist/: the torch weights (--compare) live there.
         repo = dist_dir.parents[2]
         self.model_dir = Path(model_dir) if model_dir else repo / "build" / self.name
         self.image_size = int(self.index["image_size"])
         self.latent_size = int(self.index["latent_size"])
-        self.latent_shape = (1, *self.index["inputs"]["vae_decoder"]["latents"][0][1:])
+        # the image sizes the build serves, (width, height), the default first
+        self.sizes = [tuple(s) for s in self.index.get("sizes", [[self.image_size] * 2])]
         # 2: classifier-free guidance ([negative prompt, prompt]); 1: a guidance-free model
         self.guidance_batch = int(self.index["inputs"]["unet"]["sample"][0][0])
         self.defaults = {k: o["default"] for k, o in self.index["contract"]["options"].items()}
         self.defaults["scheduler"] = self.index["contract"]["default_sampler"]
         self.scheduler_config = json.loads((dist_dir / self.index["scheduler"]).read_text())
         self._check_dist_file(self.index["scheduler"])
+
+    def size(self, width: int | None, height: int | None) -> tuple[int, int]:
+        """The (width, height) to generate at: one the build has (None: the default's side)."""
+        default = self.sizes[0]
+        size = (default[0] if width is None else width, default[1] if height is None else height)
+        if size not in self.sizes:
+            have = ", ".join(f"{w}x{h}" for w, h in self.sizes)
+            raise GenerateError(f"{self.name} is built for {have}, not {size[0]}x{size[1]}; fix: "
+                                f"pass --width/--height of one of those, or add "
+                                f"\"{size[0]}x{size[1]}\" to model.sizes in its TOML and rebuild")
+        return size
+
+    def variants(self, size: tuple[int, int]) -> dict[str, str]:
+        """The float32 variant of each component at `size`, by component."""
+        found = {}
+        for name, v in self.index["variants"].items():
+            if v["precision"] == "float32" and not v.get("features") \
+                    and tuple(v.get("size", size)) == tuple(size):
+                found.setdefault(v["component"], name)
+        missing = [c for c in COMPONENTS if c not in found]
+        if missing:
+            raise GenerateError(f"{self.dist_dir}: no float32 {missing[0]} at "
+                                f"{size[0]}x{size[1]} in manifest.json; fix: run doit build first")
+        return found
+
+    def latent_shape(self, size: tuple[int, int]) -> tuple[int, ...]:
+        """(1, C, h, w) of the latents at `size`: what its VAE decoder takes."""
+        decoder = self.index["variants"][self.variants(size)["vae_decoder"]]
+        return tuple(decoder.get("inputs", self.index["inputs"]["vae_decoder"])["latents"][0])
 
     def _check_dist_file(self, rel: str) -> None:
         entry = self.index["files"].get(rel)
@@ -338,27 +367,29 @@ def denoise(unet, ehs, latents, timesteps, scheduler, guidance: float):
 
 
 class Compiled:
-    """The compiled (llvm) components (stages/runtime/component.py), with their checked params."""
+    """The compiled (llvm) components (stages/runtime/component.py) at one image size, with
+    their checked params (an extra size's variant: the default size's, checked against that
+    variant's manifest)."""
 
-    def __init__(self, model: Model):
+    def __init__(self, model: Model, size: tuple[int, int]):
         import tvm
 
         from stages.runtime import params
         from stages.runtime.component import Component
 
         self.components = {}
-        for component in COMPONENTS:
-            v = model.index["variants"][component]
+        for component, name in model.variants(size).items():
+            v = model.index["variants"][name]
             lib = model.dist_dir / v["library"]
-            for rel in (v["library"], v["manifest"]):
+            for rel in (v["library"], v["manifest"], v.get("params_manifest", v["manifest"])):
                 if not (model.dist_dir / rel).is_file():
                     raise GenerateError(f"{model.dist_dir / rel}: missing; "
                                         f"fix: run doit build first")
             model._check_dist_file(v["library"])
             try:
                 self.components[component] = Component(
-                    lib, (model.dist_dir / v["params"]).parent, model.dist_dir / v["manifest"],
-                    tvm.cpu())
+                    lib, (model.dist_dir / v["params"]).parent,
+                    model.dist_dir / v.get("params_manifest", v["manifest"]), tvm.cpu())
             except params.CorruptShard as e:
                 raise GenerateError(str(e)) from None
 
@@ -366,15 +397,16 @@ class Compiled:
         return self.components[component](*inputs)
 
 
-_LOADED: dict[tuple[str, str], Compiled] = {}
+_LOADED: dict[tuple, Compiled] = {}
 
 
-def compiled(model: Model) -> Compiled:
-    """The loaded components of a dist dir, kept for the next call (keyed by its manifest)."""
-    key = (str(model.dist_dir.resolve()), hashlib.sha256(model.index_bytes).hexdigest())
+def compiled(model: Model, size: tuple[int, int]) -> Compiled:
+    """The loaded components of a dist dir at a size, kept for the next call (keyed by its
+    manifest and the size)."""
+    key = (str(model.dist_dir.resolve()), hashlib.sha256(model.index_bytes).hexdigest(), size)
     if key not in _LOADED:
         _LOADED.clear()   # one model at a time: a full-size one is gigabytes
-        _LOADED[key] = Compiled(model)
+        _LOADED[key] = Compiled(model, size)
     return _LOADED[key]
 
 
@@ -389,7 +421,7 @@ def _run_compiled(model: Model, job: dict, timings: dict):
     import numpy as np
 
     t0 = time.perf_counter()
-    c = compiled(model)
+    c = compiled(model, job["size"])
     timings["load_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     ehs = c("text_encoder", job["ids"])
@@ -483,6 +515,7 @@ def _run_torch(model: Model, job: dict, use_pipeline: bool | None = None, loras=
 
             if modules["unet"].config.sample_size is None:   # the image-to-image pipeline asks
                 modules["unet"].register_to_config(sample_size=model.latent_size)
+            width, height = job["size"]
             parts = dict(vae=modules["vae_decoder"], text_encoder=modules["text_encoder"],
                          tokenizer=model.tokenizer(), unet=modules["unet"], scheduler=sched,
                          safety_checker=None, feature_extractor=None,
@@ -492,7 +525,7 @@ def _run_torch(model: Model, job: dict, use_pipeline: bool | None = None, loras=
                           output_type="pt", return_dict=False)
             if init is None:
                 pipe = diffusers.StableDiffusionPipeline(**parts)
-                run = dict(height=model.image_size, width=model.image_size,
+                run = dict(height=height, width=width,
                            latents=torch.from_numpy(job["latents0"]))
                 name = "diffusers.StableDiffusionPipeline"
             else:
@@ -546,7 +579,8 @@ def psnr(a, b, peak: float = 1.0) -> float:
 def pixels(model_dist: Path, prompt: str, negative_prompt: str = "", seed: int | None = None,
            steps: int | None = None, guidance: float | None = None,
            scheduler: str | None = None, model_dir: Path | None = None, backend: str = "tvm",
-           init_image: Path | None = None, strength: float | None = None):
+           init_image: Path | None = None, strength: float | None = None,
+           width: int | None = None, height: int | None = None):
     """The image as raw (H, W, 3) uint8 pixels, for comparing with the page.
 
     backend "tvm": the compiled pipeline; "torch": PyTorch/diffusers on the same weights
@@ -555,16 +589,17 @@ def pixels(model_dist: Path, prompt: str, negative_prompt: str = "", seed: int |
     if backend not in ("tvm", "torch"):
         raise GenerateError("backend must be 'tvm' or 'torch'; fix: pass backend='tvm' or 'torch'")
     model, job = _job(model_dist, model_dir, prompt, negative_prompt, seed, steps, guidance,
-                      scheduler, init_image, strength)
+                      scheduler, init_image, strength, width, height)
     image = (_run_compiled(model, job, {}) if backend == "tvm" else _run_torch(model, job)[0])
     return to_pixels(image)
 
 
 def _job(model_dist, model_dir, prompt, negative_prompt, seed, steps, guidance, scheduler,
-         init_image, strength) -> tuple[Model, dict]:
+         init_image, strength, width=None, height=None) -> tuple[Model, dict]:
     """The model, and the checked arguments with what they make: token ids, initial noise, the
-    init image and the iteration image-to-image starts from. None takes the model's default
-    (manifest.json "contract": a few-step model's own steps, guidance and sampler)."""
+    init image and the iteration image-to-image starts from, the image size. None takes the
+    model's default (manifest.json "contract": a few-step model's own steps, guidance and
+    sampler; its first size)."""
     given = {"seed": seed, "steps": steps, "guidance": guidance, "scheduler": scheduler}
     # the caller's own values are checked before anything is read (the contract's defaults
     # stand in for the others), then again with the model's defaults
@@ -579,6 +614,7 @@ def _job(model_dist, model_dir, prompt, negative_prompt, seed, steps, guidance, 
     guidance = d["guidance"] if guidance is None else guidance
     scheduler = d["scheduler"] if scheduler is None else scheduler
     seed, steps, guidance = check_args(prompt, negative_prompt, seed, steps, guidance, scheduler)
+    size = model.size(width, height)
     if model.guidance_batch == 1 and (guidance > 1 or negative_prompt):
         what = f"--guidance {guidance:g}" if guidance > 1 else "a negative prompt"
         raise GenerateError(f"{model.name} runs without guidance (its UNet is built for one "
@@ -586,12 +622,12 @@ def _job(model_dist, model_dir, prompt, negative_prompt, seed, steps, guidance, 
                             f"--negative-prompt")
     job = {"prompt": prompt, "negative_prompt": negative_prompt, "seed": seed, "steps": steps,
            "guidance": guidance, "scheduler": scheduler, "init": None, "start": 0,
-           "strength": None, "init_pixels": None,
+           "strength": None, "init_pixels": None, "size": size,
            "ids": token_ids(model.tokenizer(), prompt, negative_prompt, model.guidance_batch),
-           "latents0": initial_latents(seed, model.latent_shape)}
+           "latents0": initial_latents(seed, model.latent_shape(size))}
     if init_image is not None:
         strength = check_strength(STRENGTH["default"] if strength is None else strength, steps)
-        job["init"], job["init_pixels"] = read_image(init_image, model.image_size)
+        job["init"], job["init_pixels"] = read_image(init_image, size)
         job["strength"], job["start"] = strength, first_iteration(steps, strength)
     elif strength is not None:
         raise GenerateError("--strength is for image-to-image; fix: also pass --init-image "
@@ -645,15 +681,17 @@ def generate(model_dist: Path, prompt: str, output: Path, negative_prompt: str =
              seed: int | None = None, steps: int | None = None, guidance: float | None = None,
              scheduler: str | None = None, compare: bool = False,
              model_dir: Path | None = None, init_image: Path | None = None,
-             strength: float | None = None, loras: str | None = None) -> dict:
+             strength: float | None = None, loras: str | None = None,
+             width: int | None = None, height: int | None = None) -> dict:
     """Make one image with the compiled pipeline of `model_dist` and write it to `output` (PNG).
 
     model_dist: dist/<model>/llvm (a `doit build` output). prompt / negative_prompt: any text;
     "" works, longer than 77 tokens is truncated. seed: uint32 (0..2**32-1), drawn by
     stages/runtime/rng.py. steps, guidance, strength: ranges in stages/runtime/contract.py;
     None takes the model's default (its manifest's contract). scheduler: a name in
-    stages/runtime/samplers.py SCHEDULERS. init_image: image-to-image from this PNG/JPEG
-    (center-cropped to a square, resized to the model's size), at `strength`. compare: also make
+    stages/runtime/samplers.py SCHEDULERS. width, height: one of the build's sizes (manifest
+    "sizes"; None: the default's). init_image: image-to-image from this PNG/JPEG (center-cropped
+    to the size's aspect, resized to it), at `strength`. compare: also make
     the image with PyTorch/diffusers and report the PSNR. model_dir: build/<model> (default:
     beside dist/), for the torch weights of compare. loras: FILE[:SCALE],... the build merged
     (manifest.json "loras"), for compare's reference.
@@ -665,7 +703,7 @@ def generate(model_dist: Path, prompt: str, output: Path, negative_prompt: str =
     timings: dict = {}
     t0 = time.perf_counter()
     model, job = _job(model_dist, model_dir, prompt, negative_prompt, seed, steps, guidance,
-                      scheduler, init_image, strength)
+                      scheduler, init_image, strength, width, height)
     reference = reference_loras(model, loras) if compare else []
     image = _run_compiled(model, job, timings)
     ours = to_pixels(image)
@@ -731,9 +769,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m stages.runtime.ge
     p.add_argument("--scheduler", default=None,
                    help=f"{', '.join(SCHEDULERS)} (default: the model's, usually "
                         f"{DEFAULT_SAMPLER})")
+    p.add_argument("--width", type=int, default=None,
+                   help="image width: one of the build's sizes (default: its first)")
+    p.add_argument("--height", type=int, default=None,
+                   help="image height: one of the build's sizes (default: its first)")
     p.add_argument("--init-image", type=Path, default=None,
                    help="image-to-image: start from this PNG or JPEG (center-cropped, resized "
-                        "to the model's size)")
+                        "to the image size)")
     p.add_argument("--strength", type=float, default=None,
                    help=f"image-to-image: how much of the schedule runs over the image, "
                         f"{MIN_STRENGTH:g}..{MAX_STRENGTH:g} (default {STRENGTH['default']:g})")
@@ -753,7 +795,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m stages.runtime.ge
                           seed=args.seed, steps=args.steps, guidance=args.guidance,
                           scheduler=args.scheduler, compare=args.compare,
                           init_image=args.init_image, strength=args.strength,
-                          loras=args.lora)
+                          loras=args.lora, width=args.width, height=args.height)
     except GenerateError as e:
         print(f"generate: {e}", file=sys.stderr)
         return 2

@@ -10,7 +10,8 @@
 //   ready: Promise<void>, settled once the startup checks ran (their errors are on the page).
 //   generate(opts) -> Promise<{pixels: number[] (RGBA, row-major), width, height, seconds,
 //       secondsPerStep, precision}>: fills the form with opts ({prompt, negativePrompt,
-//       guidance, steps, seed, scheduler, strength}; missing ones keep the form's values) and
+//       guidance, steps, seed, scheduler, strength, size ("WIDTHxHEIGHT", one of the
+//       build's)}; missing ones keep the form's values) and
 //       presses Generate. Rejects with the message the page shows (refused settings, GPU
 //       errors, Cancel). Image-to-image runs when an image was chosen (the file input
 //       #init-image or a drop on #init-drop; #init-clear removes it).
@@ -24,7 +25,7 @@
 
 import { GpuError, openDevice } from "./gpu.js";
 import { latentPreviewRGBA } from "./image.js";
-import { COMPONENTS, loadModel, shardsOf } from "./loader.js";
+import { COMPONENTS, loadModel, shardsOf, sizesOf } from "./loader.js";
 import { OptionError, checkOptions, defaults } from "./options.js";
 import { cancelled, generate } from "./pipeline.js";
 import { readSettings, withSettings } from "./png_settings.js";
@@ -44,7 +45,8 @@ const state = {
   last: null,          // the last finished image: {rgba, width, height, settings}; Save saves it
   saved: [],           // the file names this visit saved
   history: [],         // this visit's finished images (the strip under the image)
-  initImage: null,     // image-to-image: {name, width, height, rgba (at the model's size)}
+  initImage: null,     // image-to-image: {name, width, height, bitmap, rgba (at the chosen size)}
+  modelSize: null,     // "WIDTHxHEIGHT" the loaded (or loading) model was built for
   download: { total: 0, loaded: 0, networkBytes: 0, t0: 0, readMs: {}, shards: { cache: 0, network: 0 } },
 };
 
@@ -69,6 +71,10 @@ function setBusy(busy) {
   // the settings of a run stay what it runs with until it ends
   const guidanceFree = state.manifest?.contract.guidance_free;
   for (const id of [...Object.values(FIELDS), "random-seed", "init-image", "init-clear"]) {
+    if (id === "size" && $("size").options.length < 2) {
+      $(id).disabled = true;   // nothing to choose
+      continue;
+    }
     $(id).disabled = busy || (guidanceFree && (id === "guidance" || id === "negative-prompt"));
   }
 }
@@ -138,8 +144,13 @@ function showStep({ step, total, seconds }) {
   $("denoise-text").textContent = `step ${step}/${total}, ${seconds.toFixed(2)} s/step`;
 }
 
-function drawRGBA(rgba, width, height) {
+/** An image on the canvas (which takes its size), or a preview (scaled to the canvas). */
+function drawRGBA(rgba, width, height, { preview = false } = {}) {
   const canvas = $("image");
+  if (!preview && (canvas.width !== width || canvas.height !== height)) {
+    canvas.width = width;
+    canvas.height = height;
+  }
   if (canvas.width === width && canvas.height === height) {
     canvas.getContext("2d").putImageData(new ImageData(rgba, width, height), 0, 0);
     return;
@@ -155,7 +166,7 @@ function drawRGBA(rgba, width, height) {
 // --- the form -----------------------------------------------------------------------------
 
 const FIELDS = { prompt: "prompt", negativePrompt: "negative-prompt", guidance: "guidance",
-  steps: "steps", seed: "seed", scheduler: "scheduler", strength: "strength" };
+  steps: "steps", seed: "seed", scheduler: "scheduler", strength: "strength", size: "size" };
 
 /** A refused setting: its field is marked and focused until it is edited. */
 function markInvalid(field) {
@@ -202,10 +213,13 @@ function writeForm(opts) {
 
 // --- the image to start from (image-to-image) ------------------------------------------
 
-/** Read an image file, crop it to a centered square and scale it to the model's size (a
- *  canvas, high-quality smoothing; an image already at that size is copied as it is). */
+/** The chosen image size, [width, height]. */
+function chosenSize() {
+  return ($("size").value || $("size").options[0].value).split("x").map(Number);
+}
+
+/** Read an image file as the image to start from (scaleInitImage). */
 async function setInitImage(file) {
-  const size = state.manifest.image_size;
   let bitmap;
   try {
     bitmap = await createImageBitmap(file, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
@@ -214,31 +228,43 @@ async function setInitImage(file) {
       "or JPEG.", true);
     return;
   }
-  const side = Math.min(bitmap.width, bitmap.height);
-  const canvas = new OffscreenCanvas(size, size);
-  const ctx = canvas.getContext("2d", { willReadFrequently: true });
-  ctx.imageSmoothingQuality = "high";
-  ctx.drawImage(bitmap, (bitmap.width - side) / 2, (bitmap.height - side) / 2, side, side,
-    0, 0, size, size);
-  const rgba = ctx.getImageData(0, 0, size, size).data;
-  state.initImage = { name: file.name, width: bitmap.width, height: bitmap.height, rgba };
-  bitmap.close();
-  const preview = $("init-preview");
-  preview.width = preview.height = size;
-  preview.getContext("2d").putImageData(new ImageData(rgba, size, size), 0, 0);
-  preview.hidden = $("init-clear").hidden = false;
-  $("init-text").textContent = `${file.name}, ${state.initImage.width}x${state.initImage.height}` +
-    (state.initImage.width === size && state.initImage.height === size ? ""
-      : `, used as ${size}x${size}`);
+  state.initImage?.bitmap.close();
+  state.initImage = { name: file.name, width: bitmap.width, height: bitmap.height, bitmap };
+  scaleInitImage();
+  $("init-preview").hidden = $("init-clear").hidden = false;
   showMessage("");
 }
 
+/** The image to start from at the chosen size: its largest centered crop of the size's shape,
+ *  scaled to it (a canvas, high-quality smoothing; an image already at that size is copied as
+ *  it is). Runs again when the size changes. */
+function scaleInitImage() {
+  const init = state.initImage;
+  if (!init) return;
+  const [width, height] = chosenSize();
+  const cw = Math.min(init.width, Math.floor(init.height * width / height));
+  const ch = Math.min(init.height, Math.floor(init.width * height / width));
+  const canvas = new OffscreenCanvas(width, height);
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.imageSmoothingQuality = "high";
+  ctx.drawImage(init.bitmap, Math.floor((init.width - cw) / 2), Math.floor((init.height - ch) / 2),
+    cw, ch, 0, 0, width, height);
+  init.rgba = ctx.getImageData(0, 0, width, height).data;
+  const preview = $("init-preview");
+  preview.width = width;
+  preview.height = height;
+  preview.getContext("2d").putImageData(new ImageData(init.rgba, width, height), 0, 0);
+  $("init-text").textContent = `${init.name}, ${init.width}x${init.height}` +
+    (init.width === width && init.height === height ? "" : `, used as ${width}x${height}`);
+}
+
 function clearInitImage() {
+  state.initImage?.bitmap.close();
   state.initImage = null;
   $("init-image").value = "";
   $("init-preview").hidden = $("init-clear").hidden = true;
-  $("init-text").textContent = "or drop an image here; it is cropped to a square and scaled to " +
-    "the model's size";
+  $("init-text").textContent = "or drop an image here; it is cropped to the image size's shape " +
+    "and scaled to it";
 }
 
 // --- GPU and model ------------------------------------------------------------------------
@@ -246,7 +272,7 @@ function clearInitImage() {
 function dropModel() {
   if (state.model) state.model.dispose();   // closes the device too
   else state.gpu?.close();
-  state.model = state.gpu = state.loading = null;
+  state.model = state.gpu = state.loading = state.modelSize = null;
 }
 
 async function openGpu() {
@@ -275,7 +301,15 @@ async function openGpu() {
   return gpu;
 }
 
-function loadOnce() {
+/** The model at `size` ([width, height]), loaded once; another size drops the one loaded
+ *  (its UNet and VAE are other variants) and loads again, the parameters from the cache. */
+async function loadOnce(size) {
+  const key = size.join("x");
+  if (state.loading && state.modelSize !== key) {
+    await state.loading.catch(() => {});   // a load of another size finishes first
+    if (state.modelSize !== key) dropModel();
+  }
+  state.modelSize = key;
   state.loading ??= (async () => {
     if (!state.gpu) {
       state.gpu = await openGpu();
@@ -291,7 +325,7 @@ function loadOnce() {
     const timer = loadTimer();
     let model;
     try {
-      model = await loadModel({ manifest: state.manifest, files: state.files,
+      model = await loadModel({ manifest: state.manifest, files: state.files, size,
         tables: state.tables, gpu: state.gpu, Tokenizer, onPhase: timer.onPhase,
         onShard: ({ path }) => {
           const entry = state.files.log.findLast((e) => e.path === path);
@@ -346,7 +380,7 @@ async function run() {
   try {
     if (!state.tables) throw new Error(state.gpuError || state.message || "the page is not ready");
     opts = checkOptions(readForm(), state.manifest.contract, schedulerNames(state.tables),
-      Boolean(state.initImage));
+      Boolean(state.initImage), sizesOf(state.manifest).map((s) => s.join("x")));
     if (state.initImage) opts.initImage = state.initImage.rgba;
   } catch (e) {
     showMessage(e.message, true);
@@ -359,12 +393,13 @@ async function run() {
   try {
     const loadedBefore = Boolean(state.model);
     // Cancel while loading ends this run at once; the load goes on for the next Generate
-    const model = await Promise.race([loadOnce(), new Promise((_, reject) => {
+    const model = await Promise.race([loadOnce(opts.size), new Promise((_, reject) => {
       if (controller.signal.aborted) reject(cancelled());
       controller.signal.addEventListener("abort", () => reject(cancelled()), { once: true });
     })]);
     showTokens();
     state.phase = "generating";
+    [$("image").width, $("image").height] = opts.size;   // the previews scale to it
     const sampler = LABELS[opts.scheduler] || opts.scheduler;
     showMessage(opts.initImage
       ? `Generating from the image (${sampler}, strength ${opts.strength}: ` +
@@ -378,11 +413,11 @@ async function run() {
         done = s;
         showStep(s);
         const [, , h, w] = model.latentShape;
-        drawRGBA(latentPreviewRGBA(s.latents, h, w), w, h);
+        drawRGBA(latentPreviewRGBA(s.latents, h, w), w, h, { preview: true });
       },
     });
     drawRGBA(result.rgba, result.width, result.height);
-    const { initImage, ...settings } = opts;
+    const { initImage, size, ...settings } = opts;
     if (!initImage) delete settings.strength;
     state.last = { rgba: result.rgba, width: result.width, height: result.height,
       settings: { ...settings, model: state.manifest.model,
@@ -501,8 +536,10 @@ async function start() {
   if (!res.ok) throw new Error(`manifest.json: HTTP ${res.status}; is this the model's directory?`);
   const manifest = state.manifest = await res.json();
   $("model-name").textContent = manifest.model;
-  $("image-size").textContent = `${manifest.image_size}x${manifest.image_size}`;
-  $("image").width = $("image").height = manifest.image_size;
+  const sizes = sizesOf(manifest).map((s) => s.join("x"));
+  $("image-size").textContent = sizes.join(", ");
+  for (const size of sizes) $("size").add(new Option(size, size));
+  [$("image").width, $("image").height] = chosenSize();
   state.files = new ModelFiles({ baseUrl: new URL(".", location.href).href, files: manifest.files,
     onBytes });
   const tables = await state.files.json(manifest.schedules);
@@ -540,6 +577,10 @@ $("init-image").addEventListener("change", () => {
   if (file) setInitImage(file);
 });
 $("init-clear").addEventListener("click", clearInitImage);
+$("size").addEventListener("change", () => {
+  scaleInitImage();
+  if (!state.last) [$("image").width, $("image").height] = chosenSize();
+});
 for (const type of ["dragenter", "dragover"]) {
   $("init-drop").addEventListener(type, (ev) => {
     ev.preventDefault();
@@ -597,6 +638,7 @@ window.websd = {
     return { phase: state.phase, precision: state.gpu?.precision ?? null,
       flavor: state.gpu?.flavor ?? null,
       adapter: state.gpu?.adapterInfo ?? null, imageSize: state.manifest?.image_size ?? null,
+      modelSize: state.modelSize,
       message: state.message, gpuError: state.gpuError, download,
       loadSeconds: state.model ? Object.fromEntries(COMPONENTS.map(([k]) => [k, state.model[k].loadSeconds])) : null,
       initImage: state.initImage

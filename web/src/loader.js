@@ -8,15 +8,27 @@ import { ClipTokenizer } from "./tokenizer.js";
 export const COMPONENTS = [["textEncoder", "text_encoder"], ["unet", "unet"],
   ["vaeDecoder", "vae_decoder"], ["vaeEncoder", "vae_encoder"]];
 
-/** The manifest's variant name of a component in a flavor ("unet-fp16", "unet-fp16-sm"). */
-export function variantOf(manifest, component, flavor) {
+/** The image sizes the build serves, [width, height] each, the default first. */
+export function sizesOf(manifest) {
+  return manifest.sizes ?? [[manifest.image_size, manifest.image_size]];
+}
+
+/** The manifest's variant name of a component in a flavor at an image size ([width, height],
+ *  default the build's first): "unet-fp16", "unet-fp16-sm", "unet-768x512-fp16". The text
+ *  encoder has no size: the same at every size. */
+export function variantOf(manifest, component, flavor, size = sizesOf(manifest)[0]) {
   const hit = Object.entries(manifest.variants || {})
-    .find(([, v]) => v.component === component && (v.flavor ?? v.precision) === flavor);
-  if (!hit) throw new Error(`manifest.json has no ${flavor} ${component}; rebuild the model`);
+    .find(([, v]) => v.component === component && (v.flavor ?? v.precision) === flavor
+      && (!v.size || (v.size[0] === size[0] && v.size[1] === size[1])));
+  if (!hit) {
+    throw new Error(`manifest.json has no ${flavor} ${component} at ${size[0]}x${size[1]}; ` +
+      "rebuild the model");
+  }
   return hit[0];
 }
 
-/** The parameter shards a flavor downloads: [{path, size}] (what the progress bar counts). */
+/** The parameter shards a flavor downloads: [{path, size}] (what the progress bar counts);
+ *  every image size takes the same ones (an extra size's variants share the default's). */
 export function shardsOf(manifest, flavor) {
   const out = [];
   for (const [, component] of COMPONENTS) {
@@ -34,22 +46,38 @@ export function shardsOf(manifest, flavor) {
  * Tokenizer: the @mlc-ai/web-tokenizers class (web_tokenizers.js in the page; it loads
  * differently in Node). onShard({path, bytes, index, count}) after each shard is on the GPU;
  * onPhase({phase, component, done?, total?}) as each component loads (model.js Component.load).
+ * size: [width, height], one of sizesOf(manifest) (default the first): the UNet and VAE
+ * variants built for it. A size whose kernels bind larger buffers than the device allows is
+ * refused before anything loads.
  * Resolves to the `model` that pipeline.js generate() takes, plus dispose().
  */
-export async function loadModel({ manifest, files, tables, gpu, Tokenizer, onShard, onPhase }) {
+export async function loadModel({ manifest, files, tables, gpu, Tokenizer, onShard, onPhase,
+  size = sizesOf(manifest)[0] }) {
   if (typeof manifest.vae_scaling_factor !== "number") {
     // NOTE: no default: SD v1 uses 0.18215, SD 2 and SDXL others; a wrong one gives a grey image
     throw new Error("manifest.json has no vae_scaling_factor; rebuild the model with the " +
       "current package stage (doit build target=webgpu)");
   }
+  const names = Object.fromEntries(COMPONENTS.map(([key, component]) =>
+    [key, variantOf(manifest, component, gpu.flavor, size)]));
+  const binding = gpu.limits?.maxStorageBufferBindingSize;
+  for (const name of Object.values(names)) {
+    const need = manifest.variants[name].largest_buffer_bytes;
+    if (binding && need > binding) {
+      throw new Error(`${size[0]}x${size[1]} needs GPU buffers of ${(need / 2 ** 20).toFixed(0)} ` +
+        `MiB (${name}); this GPU binds at most ${(binding / 2 ** 20).toFixed(0)} MiB. Pick a ` +
+        "smaller size.");
+    }
+  }
+  const decoder = manifest.variants[names.vaeDecoder];
   const tokenizer = await ClipTokenizer.load(Tokenizer, await files.bytes(manifest.tokenizer),
     await files.json(manifest.tokenizer_config));
   const model = {
     tokenizer, tables, precision: gpu.precision, flavor: gpu.flavor,
-    latentShape: manifest.inputs.vae_decoder.latents[0].slice(),
+    latentShape: (decoder.inputs ?? manifest.inputs.vae_decoder).latents[0].slice(),
     // 2: classifier-free guidance; 1: a guidance-free model (the prompt alone)
     guidanceBatch: manifest.inputs.unet.sample[0][0],
-    imageSize: manifest.image_size,
+    imageSize: size.slice(),   // [width, height]
     scalingFactor: manifest.vae_scaling_factor,
     checkGpu() {
       if (gpu.errors.length) {
@@ -67,7 +95,7 @@ export async function loadModel({ manifest, files, tables, gpu, Tokenizer, onSha
   };
   try {
     for (const [key, component] of COMPONENTS) {
-      const name = variantOf(manifest, component, gpu.flavor);
+      const name = names[key];
       model[key] = await Component.load({ name, variant: manifest.variants[name],
         device: gpu.device, files, onShard,
         onPhase: onPhase && ((p) => onPhase({ ...p, component })) });

@@ -29,10 +29,12 @@ export function defaults(contract) {
     seed: o.seed.default, scheduler: contract.default_sampler, strength: o.strength.default };
 }
 
-/** Normalized {prompt, negativePrompt, guidance, steps, seed, scheduler, strength} or an
+/** Normalized {prompt, negativePrompt, guidance, steps, seed, scheduler, strength, size} or an
  *  OptionError. contract: manifest.json's "contract"; schedulerNames: the samplers the build's
- *  tables have; withImage: image-to-image, where the strength must leave a step. */
-export function checkOptions(opts, contract, schedulerNames, withImage = false) {
+ *  tables have; withImage: image-to-image, where the strength must leave a step; sizes: the
+ *  image sizes the build has, "WIDTHxHEIGHT" (the default first), which opts.size must name
+ *  (absent: the first); size comes back as [width, height]. */
+export function checkOptions(opts, contract, schedulerNames, withImage = false, sizes = null) {
   const o = { ...defaults(contract), ...opts };
   const { steps: STEPS, guidance: GUIDANCE, seed: SEED, strength: STRENGTH } = contract.options;
   for (const field of ["prompt", "negativePrompt"]) {
@@ -70,6 +72,15 @@ export function checkOptions(opts, contract, schedulerNames, withImage = false) 
     throw new OptionError("strength", `Strength ${strength} at ${steps} steps runs no step ` +
       `(steps x strength < 1); raise the strength or the steps.`);
   }
+  let size = null;
+  if (sizes) {
+    const named = o.size === undefined || o.size === "" ? sizes[0] : o.size;
+    if (!sizes.includes(named)) {
+      throw new OptionError("size", `This build has no ${JSON.stringify(named)} size; one of ` +
+        `${sizes.join(", ")}.`);
+    }
+    size = named.split("x").map(Number);
+  }
   return { prompt: o.prompt, negativePrompt: o.negativePrompt, guidance, steps, seed,
-    scheduler: o.scheduler, strength };
+    scheduler: o.scheduler, strength, ...(size ? { size } : {}) };
 }

@@ -68,11 +68,11 @@ export function encoderLatents(moments, seed, scalingFactor) {
 
 /**
  * model: { tokenizer (ClipTokenizer), tables (schedules.json), textEncoder, unet, vaeDecoder,
- *          vaeEncoder (model.js Components), latentShape [1, C, h, w], imageSize,
+ *          vaeEncoder (model.js Components), latentShape [1, C, h, w], imageSize [w, h],
  *          scalingFactor, guidanceBatch (2, or 1 for a guidance-free model),
  *          checkGpu() (throws if WebGPU reported an error) }
  * opts: checked options (options.js); opts.initImage: image-to-image from these RGBA bytes
- * (imageSize x imageSize) at opts.strength. onStep({step, total, seconds, latents}) after
+ * (at imageSize) at opts.strength. onStep({step, total, seconds, latents}) after
  * each UNet call. signal: an AbortSignal (Cancel), honoured between GPU calls.
  * Resolves to { rgba (Uint8ClampedArray), width, height, seconds, secondsPerStep, timings }.
  */
@@ -101,9 +101,9 @@ export async function generate(model, opts, { signal, onStep } = {}) {
   let clean = null;
   if (opts.initImage) {
     t = performance.now();
-    const size = model.imageSize;
+    const [width, height] = model.imageSize;
     const moments = await model.vaeEncoder.run([
-      { data: imageInput(opts.initImage, size, size), shape: [1, 3, size, size] }]);
+      { data: imageInput(opts.initImage, height, width), shape: [1, 3, height, width] }]);
     model.vaeEncoder.releaseActivations();
     model.checkGpu();
     clean = encoderLatents(moments.data, opts.seed, model.scalingFactor);

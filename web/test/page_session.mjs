@@ -39,6 +39,7 @@ const pageText = (page) => page.evaluate(() => ({
   gpuMemory: document.getElementById("gpu-memory").textContent,
   generateDisabled: document.getElementById("generate").disabled,
   schedulers: [...document.getElementById("scheduler").options].map((o) => o.textContent),
+  sizes: [...document.getElementById("size").options].map((o) => o.value),
   tokens: document.getElementById("tokens").textContent,
   settingsLocked: ["prompt", "seed", "scheduler"].every((id) => document.getElementById(id).disabled),
   saveDisabled: document.getElementById("save").disabled,

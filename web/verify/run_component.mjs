@@ -2,8 +2,9 @@
 //
 //   node web/verify/run_component.mjs job.json
 //
-// job.json: {"wasm": path, "params": the params/ dir (tvmjs tensor cache), "manifest": the
-//            component's manifest.json (the three in its directory), "inputs": [{"path",
+// job.json: {"wasm": path, "params": the params/ dir (tvmjs tensor cache), "manifests": the
+//            manifest.json of the wasm's directory and, for a variant of an extra image size,
+//            that of the variant whose params it shares (stages/emit.py), "inputs": [{"path",
 //            "shape", "dtype"}], "output": path, "features": the WebGPU features a feature
 //            variant needs (optional), "largest_buffer_bytes": the largest buffer a kernel binds
 //            (optional)}.
@@ -47,13 +48,22 @@ class DiskFiles {
 const TYPED = { float32: Float32Array, int32: Int32Array };
 
 const job = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
-const dir = path.dirname(job.manifest);
+// the model's directory (dist/<model>/<target>/), which holds every variant's directory
+const dir = path.dirname(path.dirname(job.manifests[0]));
 const relative = (p) => {
   const rel = path.relative(dir, p).split(path.sep).join("/");
-  if (rel.startsWith("..")) fail(`${p} is not in the directory of ${job.manifest}`);
+  if (rel.startsWith("..")) fail(`${p} is not in ${dir}`);
   return rel;
 };
 const variant = { library: relative(job.wasm), params: `${relative(job.params)}/tensor-cache.json` };
+// every file the manifests list, by its path under `dir`
+const listed = {};
+for (const file of job.manifests) {
+  const prefix = relative(path.dirname(file));
+  for (const [rel, entry] of Object.entries(JSON.parse(fs.readFileSync(file, "utf8")).files)) {
+    listed[`${prefix}/${rel}`] = entry;
+  }
+}
 
 Object.assign(globalThis, globals);
 // NOTE: dawn.node 0.6.2 crashes (segfault or a futex abort) when V8 collects the GPU, adapter
@@ -85,11 +95,10 @@ const device = (globalThis.websdDevice = await adapter.requestDevice({
 const gpuErrors = [];
 device.addEventListener("uncapturederror", (e) => gpuErrors.push(e.error.message));
 
-const manifest = JSON.parse(fs.readFileSync(job.manifest, "utf8"));
 let component;
 try {
-  component = await Component.load({ name: path.basename(dir), variant, device,
-    files: new DiskFiles(dir, manifest.files) });
+  component = await Component.load({ name: path.basename(path.dirname(job.wasm)), variant,
+    device, files: new DiskFiles(dir, listed) });
 } catch (e) {
   fail(e.message);
 }
