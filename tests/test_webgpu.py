@@ -91,7 +91,7 @@ def run_harness(component_dir, tmp_path):
 
     name = component_dir.name
     job = {"wasm": str(component_dir / f"{name}.wasm"), "params": str(component_dir / "params"),
-           "manifest": str(component_dir / "manifest.json"),
+           "manifests": [str(component_dir / "manifest.json")],
            "output": str(tmp_path / "out.bin"), "inputs": []}
     specs = {"latents": ((1, 4, 8, 8), "float32")}
     for n, (shape, dtype) in specs.items():
