@@ -143,6 +143,32 @@ def task_tune():
         }
 
 
+def task_train():
+    """Train the default model (configs/models/shapes.toml) into configs/models/shapes/ (--minutes)."""
+    tokenizer = dag.spec(CFG, "tokenizer").outputs["tokenizer.json"].parent
+
+    def action(minutes, device, out):
+        from stages.runtime import train  # numpy and up: only when it runs
+
+        argv = ["--out", out, "--tokenizer", str(tokenizer), "--minutes", str(minutes),
+                *(["--device", device] if device else [])]
+        if train.main(argv) != 0:
+            return False
+
+    return {
+        "actions": [action],
+        "task_dep": ["tokenizer"],   # the CLIP vocabulary, as the build's tokenizer stage writes it
+        "params": [{"name": "minutes", "long": "minutes", "type": float, "default": 8.0,
+                    "help": "training time in all (a GPU machine: minutes)"},
+                   {"name": "device", "long": "device", "type": str, "default": "",
+                    "help": "torch device (default: cuda if there is one, else cpu)"},
+                   {"name": "out", "long": "out", "type": str,
+                    "default": str(config.CONFIGS / "models" / "shapes"),
+                    "help": "the diffusers directory to write"}],
+        "uptodate": [False], "verbosity": 2,
+    }
+
+
 def task_cache():
     """Look after cache/: stats (size, hit rates), gc --max-size SIZE (LRU), verify (re-hash)."""
     yield {"name": "stats", "actions": [(cache_admin.stats, [runner.CACHE])],

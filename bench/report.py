@@ -325,6 +325,34 @@ def section_sizes() -> list[str]:
     return out + ["", *[f"- {n}" for n in data.get("notes", [])], ""]
 
 
+def section_train_shapes() -> list[str]:
+    """The trained model's runs: steps, pictures, seconds and the loss along the way."""
+    out = ["## The trained model (configs/models/shapes/)", ""]
+    path = BENCH.parent / "configs" / "models" / "shapes" / "train.json"
+    if not path.is_file():
+        return out + missing("doit train")
+    runs, run = [], json.loads(path.read_text())
+    while run:
+        runs.insert(0, run)
+        run = run.get("resumed_from")
+    out += ["`doit train` (stages/runtime/train.py) on pictures drawn from a seeded generator "
+            "(stages/runtime/shapes.py); each run's loss is the mean over the steps before each "
+            "point. `train.json` beside the weights holds the whole curves.", "",
+            "| run | device | seed | phase | steps | pictures | seconds | loss: first, middle, last |",
+            "|---|---|---|---|---|---|---|---|"]
+    for i, r in enumerate(runs, 1):
+        for phase in ("vae", "unet"):
+            if phase not in r:
+                continue
+            p, curve = r[phase], r[phase]["curve"]
+            losses = ", ".join(f"{c['loss']:.4f}" for c in (curve[0], curve[len(curve) // 2],
+                                                             curve[-1]))
+            out.append(f"| {i} | {r['device_name']} | {r['seed']} | "
+                       f"{'VAE' if phase == 'vae' else 'UNet + text encoder'} | {p['steps']} | "
+                       f"{p['pictures']} | {curve[-1]['seconds']:.0f} | {losses} |")
+    return out + [""]
+
+
 def section_profile() -> list[str]:
     """Top kernels of the webgpu UNet step on the H200, from timestamp queries, per profiled run."""
     out = ["## Where a webgpu UNet step's GPU time goes (H200, timestamp queries)", ""]
@@ -353,7 +381,7 @@ def main() -> None:
              ""]
     for section in (section_build_cost, section_memory, section_cpu, section_gpu,
                     section_time_to_image, section_img2img_few_step, section_int8, section_lora,
-                    section_sizes, section_profile):
+                    section_sizes, section_train_shapes, section_profile):
         lines += section()
     (BENCH / "REPORT.md").write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {BENCH / 'REPORT.md'}")

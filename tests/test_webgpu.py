@@ -115,7 +115,8 @@ def test_loader_refuses_a_shard_whose_bytes_changed(webgpu_build, tmp_path):
     shard.write_bytes(bytes(data))
     bad = run_harness(vae, tmp_path)
     assert bad.returncode != 0
-    assert "shard params/params_shard_0.bin: sha256" in bad.stderr, bad.stderr[-2000:]
+    assert "shard vae_decoder-fp16/params/params_shard_0.bin: sha256" in bad.stderr, \
+        bad.stderr[-2000:]
     assert "manifest.json" in bad.stderr
 
 

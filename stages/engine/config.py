@@ -425,6 +425,7 @@ def load(model: str | None = None, target: str = "llvm", path: str | None = None
                 raise ConfigError(f"{_rel(model_file)}: model.init = 'pretrained' needs "
                                   f"model.path; fix: set path = \"/dir/of/diffusers/model\" or "
                                   f"pass path=... to doit")
+            path = str(ROOT / path)   # a relative path is the checkout's (configs/models/shapes)
         _validate(toml, MODEL_SCHEMA, _rel(model_file), complete=not path)
     try:
         if path:

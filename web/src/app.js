@@ -38,6 +38,19 @@ const LABELS = { "dpm++2m": "DPM-Solver++ 2M", pndm: "PNDM", euler: "Euler", ddi
   lcm: "LCM" };
 const $ = (id) => document.getElementById(id);
 
+// The main thread's long tasks (over 50 ms, where the browser reports them), with the phase the
+// page was in: what keeps the page from answering while it loads and generates.
+const longTasks = [];
+try {
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      longTasks.push({ start: Math.round(e.startTime), ms: Math.round(e.duration), phase: state.phase });
+    }
+  }).observe({ type: "longtask", buffered: true });
+} catch {
+  // no Long Tasks API (Firefox, Safari): nothing to report
+}
+
 const state = {
   phase: "starting",   // starting | ready | loading | generating | error
   manifest: null, files: null, tables: null, gpu: null, model: null, loading: null,
@@ -646,7 +659,7 @@ window.websd = {
         : null,
       history: state.history.length, load: state.loadInfo, form: readForm(), invalid: Object.keys(FIELDS).filter((k) => $(FIELDS[k]).classList.contains("invalid")),
       focused: document.activeElement?.id ?? null, saved: state.saved.slice(),
-      last: state.last ? state.last.settings : null,
+      last: state.last ? state.last.settings : null, longTasks: longTasks.slice(),
       files: state.files ? state.files.log.slice() : [] };
   },
 };

@@ -139,7 +139,7 @@ try {
     }
   }
   report.firstLoad = { files: (await status(page)).files, binRequests: binRequests(),
-    load: (await status(page)).load };
+    load: (await status(page)).load, longTasks: (await status(page)).longTasks };
 
   // 3-7 run where the job names them (a job of images alone checks a model's pictures)
   if (job.invalid) {
@@ -227,7 +227,8 @@ try {
     await open(page);
     const reloadRun = await generate(page, job.reload);
     report.reload = { ...reloadRun, files: (await status(page)).files, binRequests: binRequests(),
-      page: await pageText(page), load: (await status(page)).load };
+      page: await pageText(page), load: (await status(page)).load,
+      longTasks: (await status(page)).longTasks };
 
     // 6. A cached shard with wrong bytes: deleted, fetched again, and the image is unchanged.
     report.tamper = await page.evaluate(async () => {
