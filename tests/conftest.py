@@ -121,6 +121,15 @@ def built_webgpu(tmp_path_factory):
     return ws, doit(ws, "build", "target=webgpu")
 
 
+def built_model(built, tmp_path_factory, model: str) -> Path:
+    """A copy of the session's built checkout with `doit build model=MODEL` run in it: what
+    that model shares with tiny is restored from the copied cache."""
+    ws = tmp_path_factory.mktemp(model) / "ws"
+    shutil.copytree(built[0], ws, symlinks=True)
+    doit(ws, "build", f"model={model}")
+    return ws
+
+
 @pytest.fixture
 def workspace(built, tmp_path):
     """A private copy of the built checkout (sources, build/, dist/, cache/, doit db)."""

@@ -17,16 +17,13 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import doit, generate_report, report
+from conftest import built_model, doit, generate_report, report
 from stages.runtime import quantize
 
 
 @pytest.fixture(scope="module")
 def int8_ws(built, tmp_path_factory):
-    ws = tmp_path_factory.mktemp("int8") / "ws"
-    shutil.copytree(built[0], ws, symlinks=True)
-    doit(ws, "build", "model=tiny-int8")
-    return ws
+    return built_model(built, tmp_path_factory, "tiny-int8")
 
 
 def _param_bytes(ws, model, component):

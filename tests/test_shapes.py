@@ -10,12 +10,11 @@ it at 20 steps (SAMPLERS); changing only the color word changes the object's col
 
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest
 
-from conftest import doit
+from conftest import built_model
 from stages.runtime import shapes
 
 PROMPTS = {   # prompt -> what the picture must show
@@ -51,10 +50,7 @@ def check(pixels: np.ndarray, want: dict) -> list[str]:
 
 @pytest.fixture(scope="module")
 def shapes_ws(built, tmp_path_factory):
-    ws = tmp_path_factory.mktemp("shapes") / "ws"
-    shutil.copytree(built[0], ws, symlinks=True)
-    doit(ws, "build", "model=shapes")
-    return ws
+    return built_model(built, tmp_path_factory, "shapes")
 
 
 def _pixels(ws, prompt, scheduler, seed, steps=20):

@@ -19,7 +19,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import STAGES_PER_COMPONENT, doit, edit, generate_report, report
+from conftest import STAGES_PER_COMPONENT, built_model, doit, edit, generate_report, report
 from stages.engine import config, dag
 
 EXTRA = ("96x96", "64x96")
@@ -28,10 +28,7 @@ SIZED = ("unet", "vae_decoder", "vae_encoder")
 
 @pytest.fixture(scope="module")
 def sizes_ws(built, tmp_path_factory):
-    ws = tmp_path_factory.mktemp("sizes") / "ws"
-    shutil.copytree(built[0], ws, symlinks=True)
-    doit(ws, "build", "model=tiny-sizes")
-    return ws
+    return built_model(built, tmp_path_factory, "tiny-sizes")
 
 
 def test_variants_share_weights_capture_per_size_and_params_with_the_default():
