@@ -50,6 +50,7 @@ def test_variants_share_weights_capture_per_size_and_params_with_the_default():
         assert dag.spec(cfg, stage, "unet-fp16").config == dag.spec(tiny, stage, "unet-fp16").config
 
 
+@pytest.mark.long      # builds two more sizes (the README's run stays within 20 min)
 def test_adding_sizes_builds_only_their_unet_and_vae(sizes_ws):
     ran = report(sizes_ws, "tiny-sizes")
     extra = {f"{s}:{c}-{size}" for s in STAGES_PER_COMPONENT[1:] for c in SIZED for size in EXTRA}
@@ -65,6 +66,7 @@ def test_adding_sizes_builds_only_their_unet_and_vae(sizes_ws):
             assert not (sizes_ws / f"dist/tiny-sizes/llvm/{c}-{size}/params").exists()
 
 
+@pytest.mark.long      # builds two more sizes (the README's run stays within 20 min)
 @pytest.mark.parametrize("width, height", [(64, 64), (96, 96), (64, 96)])
 def test_generate_makes_each_size_and_matches_diffusers(sizes_ws, tmp_path, width, height):
     out = generate_report(sizes_ws, "model=tiny-sizes", "--prompt", "a red circle", "--steps", "6",
@@ -75,6 +77,7 @@ def test_generate_makes_each_size_and_matches_diffusers(sizes_ws, tmp_path, widt
     assert out["psnr_db"] >= 35
 
 
+@pytest.mark.long      # builds two more sizes (the README's run stays within 20 min)
 def test_a_size_the_build_lacks_is_refused_in_one_line(sizes_ws):
     proc = doit(sizes_ws, "generate", "model=tiny-sizes", "--width", "80", check=False)
     assert proc.returncode != 0
