@@ -5,8 +5,9 @@ bytes in the dtype `main` takes, `shard_mb` per shard): the format the page down
 shard. The build's LoRAs (stages/lora.py) are added to the float32 weights here, before the
 cast, as diffusers' fuse_lora adds them; a weight `main` takes as int8 (stages/passes/
 int8_weights.py) is quantized here, after them (stages/runtime/quantize.py). The runner adds
-manifest.json with the sha256 of every file, which is what loaders check the shards against. Nothing here compiles (stages/compile.py
-does): new weights of the same architecture rebuild this stage and what reads it, no kernel.
+manifest.json with the sha256 of every file, which is what loaders check the shards against.
+Nothing here compiles (stages/compile.py does): new weights of the same architecture rebuild
+this stage and what reads it, no kernel.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ dist/<model>/<target>/ gets the tokenizer, the scheduler config and the schedule
 variants that emit wrote, and manifest.json: the sha256 and size of every file under it
 (taken from the component manifests, which hashed them), and for each variant its library,
 params, precision, features, image size and verify result (a variant of an extra image
-size names the params of the default size's variant, which it shares), and what each flavor (a precision, with the
-features its variants need) needs from a WebGPU adapter (the largest buffer it binds;
+size names the params of the default size's variant, which it shares), and what each flavor
+(a precision, with the features its variants need) needs from a WebGPU adapter (the largest buffer it binds;
 shader-f16 for the float16 variants; subgroups and subgroup matrices for the -sm ones), and
 the LoRAs merged into the weights (file name, sha256, scale). The page and the Python runner
 start from this file and check every byte they load against it.
@@ -135,7 +135,7 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
         }
     # the default size's: a larger size's variants record their own largest buffer and
     # activations, which the page checks when that size is chosen
-    needs = requirements({n: v for n, v in variants.items() if "params_manifest" not in v},
+    needs = requirements({n: v for n, v in variants.items() if variant_size(n) is None},
                          cfg["workgroup_limits"])
     index = {
         "model": cfg["model"], "target": cfg["target"],

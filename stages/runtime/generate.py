@@ -381,15 +381,16 @@ class Compiled:
         for component, name in model.variants(size).items():
             v = model.index["variants"][name]
             lib = model.dist_dir / v["library"]
-            for rel in (v["library"], v["manifest"], v.get("params_manifest", v["manifest"])):
+            params_manifest = v.get("params_manifest", v["manifest"])
+            for rel in (v["library"], v["manifest"], params_manifest):
                 if not (model.dist_dir / rel).is_file():
                     raise GenerateError(f"{model.dist_dir / rel}: missing; "
                                         f"fix: run doit build first")
             model._check_dist_file(v["library"])
             try:
                 self.components[component] = Component(
-                    lib, (model.dist_dir / v["params"]).parent,
-                    model.dist_dir / v.get("params_manifest", v["manifest"]), tvm.cpu())
+                    lib, (model.dist_dir / v["params"]).parent, model.dist_dir / params_manifest,
+                    tvm.cpu())
             except params.CorruptShard as e:
                 raise GenerateError(str(e)) from None
 
