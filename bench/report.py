@@ -353,6 +353,19 @@ def section_train_shapes() -> list[str]:
     return out + [""]
 
 
+def section_lavapipe_jit() -> list[str]:
+    """How long lavapipe compiles an attention kernel, by the keys a step it unrolls."""
+    out = ["## Compiling a shader on lavapipe (CI's WebGPU)", ""]
+    r = load("lavapipe_jit.json")
+    if r is None:
+        return out + missing("python bench/lavapipe_jit.py")
+    out += [r["what"], "", f"Load: {r['load']}." if r.get("load") else "", "",
+            "| keys a step | WGSL bytes | first dispatch, s |", "|---|---|---|"]
+    out += [f"| {row['keys_per_step']} | {row['wgsl_bytes']} | {row['first_dispatch_s']} |"
+            for row in r["rows"]]
+    return out + [""]
+
+
 def section_profile() -> list[str]:
     """Top kernels of the webgpu UNet step on the H200, from timestamp queries, per profiled run."""
     out = ["## Where a webgpu UNet step's GPU time goes (H200, timestamp queries)", ""]
@@ -381,7 +394,7 @@ def main() -> None:
              ""]
     for section in (section_build_cost, section_memory, section_cpu, section_gpu,
                     section_time_to_image, section_img2img_few_step, section_int8, section_lora,
-                    section_sizes, section_train_shapes, section_profile):
+                    section_sizes, section_train_shapes, section_lavapipe_jit, section_profile):
         lines += section()
     (BENCH / "REPORT.md").write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {BENCH / 'REPORT.md'}")
