@@ -1,6 +1,7 @@
 """websd: Stable Diffusion compiled for the browser. This file wires the stages into doit tasks.
 
-    doit build                                 # tiny model, llvm target (the defaults)
+    doit build                                 # the trained shapes model, webgpu: the page
+    doit build model=tiny target=llvm          # random-weight tiny model, native (the tests')
     doit build model=sd-v1-5                   # full-size SD v1.5 architecture, random weights
     doit build path=/data/sd15                 # a local diffusers directory, as it is (model sd15)
     doit build model=sd-v1-5 path=/data/sd15   # the same, named sd-v1-5, its TOML's keys on top
@@ -16,6 +17,7 @@ listed in stages/engine/dag.py). Importing this file imports neither torch nor t
 """
 
 import os
+import subprocess
 import sys
 
 from doit import get_var
@@ -27,8 +29,8 @@ from stages.engine.errors import BuildError
 from stages.engine.report import BuildReporter
 
 # --- settings: model and target, from the command line (`doit build model=... target=...`) --
-MODEL = get_var("model", None)     # default: tiny, or a local model's directory name
-TARGET = get_var("target", "llvm")
+MODEL = get_var("model", None)     # default: config.DEFAULT_MODEL, or a local model's directory
+TARGET = get_var("target", config.DEFAULT_TARGET)
 MODEL_PATH = get_var("path", None)
 LORA = get_var("lora", None)       # FILE[:SCALE],...: LoRAs merged into the weights
 
@@ -197,10 +199,27 @@ def task_serve():
 def task_generate():
     """Text (and an image) -> PNG with the compiled pipeline, natively (llvm): --prompt, ..."""
 
+    def build_native():
+        """On another target (the default, webgpu), the llvm build is another doit run: its
+        tasks are another config's. It builds what is missing and restores what cache/ has."""
+        given = {"model": MODEL, "path": MODEL_PATH, "lora": LORA}
+        argv = ["build", "target=llvm", *[f"{k}={v}" for k, v in given.items() if v]]
+        print(f"generate runs the native build: doit {' '.join(argv)}", flush=True)
+        return subprocess.run([sys.executable, "-m", "doit", *argv]).returncode == 0
+
     def action(prompt, negative_prompt, seed, steps, guidance, scheduler, width, height,
                init_image, strength, output, compare):
         from stages.runtime import generate  # numpy and up: only when it runs
 
+        if TARGET != "llvm":
+            try:   # bad settings are refused before anything is built
+                generate.check_given(prompt, negative_prompt, seed, steps, guidance, scheduler,
+                                     strength)
+            except generate.GenerateError as e:
+                print(f"generate: {e}", file=sys.stderr)
+                return False
+            if not build_native():
+                return False
         given = {"--seed": seed, "--steps": steps, "--guidance": guidance,
                  "--scheduler": scheduler, "--width": width, "--height": height,
                  "--init-image": init_image or None,
@@ -236,7 +255,6 @@ def task_generate():
               ("output", str, "", "PNG path (default out/<model>-<seed>.png)")]
     return {
         "actions": [action],
-        # the llvm build of the model (on another target this only runs the llvm-built one)
         "task_dep": ["build"] if TARGET == "llvm" else [],
         "params": [{"name": n, "long": n.replace("_", "-"), "type": t, "default": d, "help": h}
                    for n, t, d, h in params]

@@ -63,9 +63,26 @@ def keep_unit_scales(ws: Path) -> None:
          "(scaled, drop))", ")")
 
 
+# The suite's model and target: the tiny random-weight model, native. It has every op the real
+# model has and builds in minutes on 2 cores. A bare `doit build` builds the product's defaults
+# (config.DEFAULT_MODEL for config.DEFAULT_TARGET), which tests/test_first_run.py runs as is.
+SUITE_VARS = {"model": "tiny", "target": "llvm"}
+
+
+def doit_argv(*args: str, suite_vars: bool = True) -> list[str]:
+    """`python -m doit ARGS`, with the suite's model and target where ARGS name none (a `path=`
+    names the model)."""
+    named = {a.split("=", 1)[0] for a in args if a and a[0] != "-" and "=" in a}
+    if "path" in named:
+        named.add("model")
+    extra = [f"{k}={v}" for k, v in SUITE_VARS.items() if k not in named] if suite_vars else []
+    return [sys.executable, "-m", "doit", *args, *extra]
+
+
 def doit(cwd: Path, *args: str, check: bool = True, python_flags: tuple = (),
-         env: dict | None = None):
-    proc = subprocess.run([sys.executable, *python_flags, "-m", "doit", *args], cwd=cwd,
+         env: dict | None = None, suite_vars: bool = True):
+    argv = doit_argv(*args, suite_vars=suite_vars)
+    proc = subprocess.run([argv[0], *python_flags, *argv[1:]], cwd=cwd,
                           capture_output=True, text=True,
                           env={**os.environ, "PYTHONHASHSEED": "0", **(env or {})})
     if check and proc.returncode != 0:
@@ -119,6 +136,31 @@ def built_webgpu(tmp_path_factory):
     """
     ws = checkout(tmp_path_factory.mktemp("webgpu"))
     return ws, doit(ws, "build", "target=webgpu")
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """dst as a copy of src made of hard links (cp -al), lock files left out."""
+    for dirpath, _, files in os.walk(src):
+        rel = os.path.relpath(dirpath, src)
+        os.makedirs(dst / rel, exist_ok=True)
+        for f in files:
+            if not f.endswith(".lock"):
+                os.link(os.path.join(dirpath, f), dst / rel / f)
+
+
+@pytest.fixture(scope="session")
+def built_default(tmp_path_factory):
+    """A fresh checkout's bare `doit build` (no model=, no target=: the README's), given this
+    checkout's cache/ as CI restores one: (path, doit result).
+
+    The cache is hard-linked (nothing copied; the store only ever adds files, by atomic
+    renames), so where the README's first command ran here (CI runs it just before the
+    tests) every stage is restored; elsewhere it builds cold, to the same bytes.
+    """
+    ws = checkout(tmp_path_factory.mktemp("default"))
+    if (ROOT / "cache").is_dir():
+        _link_tree(ROOT / "cache", ws / "cache")
+    return ws, doit(ws, "build", suite_vars=False)
 
 
 def built_model(built, tmp_path_factory, model: str) -> Path:

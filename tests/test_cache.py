@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import (ALL_TASKS, checkout, doit, keep_unit_scales, report, summary,
+from conftest import (ALL_TASKS, checkout, doit, doit_argv, keep_unit_scales, report, summary,
                       tree_digests)
 
 
@@ -53,7 +53,7 @@ def test_killed_build_leaves_no_partial_output_and_next_build_is_right(workspace
     # a real pass edit, so the unet stages from passes on must run; kill during compile:unet
     keep_unit_scales(workspace)
     before = tree_digests(workspace, "dist")
-    proc = subprocess.Popen([sys.executable, "-m", "doit", "build"], cwd=workspace,
+    proc = subprocess.Popen(doit_argv("build"), cwd=workspace,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     for line in proc.stdout:
@@ -78,7 +78,7 @@ def test_killed_build_leaves_no_partial_output_and_next_build_is_right(workspace
 def test_two_builds_at_once_on_one_cache_both_succeed(built, tmp_path):
     ws = _clone_with_cache(built[0], tmp_path / "clone")
     keep_unit_scales(ws)
-    procs = [subprocess.Popen([sys.executable, "-m", "doit", "build"], cwd=ws, text=True,
+    procs = [subprocess.Popen(doit_argv("build"), cwd=ws, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
              for _ in range(2)]
     outputs = [p.communicate()[0] for p in procs]

@@ -92,8 +92,8 @@ def test_the_image_with_loras_matches_diffusers_and_differs_without(lora_ws, tmp
     print(f"\nwith LoRAs: PSNR {with_lora['psnr_db']:.1f} dB vs diffusers")
     assert with_lora["psnr_db"] >= 35.0
     # the reference needs the build's own LoRAs (doit passes them; the module's CLI is told)
-    proc = subprocess.run([sys.executable, "-m", "stages.runtime.generate", *args, "--compare",
-                           "--lora", f"{files['kohya']}:0.8", "--output",
+    proc = subprocess.run([sys.executable, "-m", "stages.runtime.generate", "--model", "tiny",
+                           *args, "--compare", "--lora", f"{files['kohya']}:0.8", "--output",
                            str(tmp_path / "x.png")], cwd=ws, capture_output=True, text=True)
     assert proc.returncode == 2 and "built with LoRAs style_kohya.safetensors:0.8, " \
         "style_peft.safetensors:0.6" in proc.stderr and "fix:" in proc.stderr, proc.stderr

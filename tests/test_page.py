@@ -28,13 +28,14 @@ WEB = ROOT / "web"
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "build" / "test-artifacts" / "page"
 
+# what the page's tests need (test_first_run.py takes the same)
 pytestmark = [
     pytest.mark.skipif(not (WEB / "node_modules" / "playwright-core").is_dir(),
-                       reason="web/node_modules is missing; fix: (cd web && npm ci)"),
+                       reason="web/node_modules is missing; fix: sh stages/toolchain/setup.sh"),
     pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason="no /usr/bin/chromium; fix: apt-get install chromium"),
+                       reason="no /usr/bin/chromium; fix: sh stages/toolchain/setup.sh"),
     pytest.mark.skipif(shutil.which("emcc") is None,
-                       reason="needs emscripten for the webgpu build (.ci/run installs it)"),
+                       reason="no emscripten (webgpu build); fix: sh stages/toolchain/setup.sh"),
 ]
 
 PROMPT = "a photograph of an astronaut riding a horse"

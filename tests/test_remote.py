@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ALL_TASKS, checkout, doit, report, summary, tree_digests
+from conftest import ALL_TASKS, checkout, doit, doit_argv, report, summary, tree_digests
 
 TOKEN = "websd-test-token-4f1c9a"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -173,7 +173,7 @@ def test_server_killed_mid_build_still_builds_locally(tmp_path):
     env = {**_env(srv, "read-write", token=None)}
     import os
 
-    proc = subprocess.Popen([sys.executable, "-m", "doit", "build"], cwd=ws, text=True,
+    proc = subprocess.Popen(doit_argv("build"), cwd=ws, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env={**os.environ, **env})
     output = []

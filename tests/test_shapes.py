@@ -1,6 +1,7 @@
 """The trained model (issue 17): configs/models/shapes.toml, its weights in configs/models/shapes/
 (trained by `doit train`: stages/runtime/train.py on stages/runtime/shapes.py's pictures), draws
-what it is asked.
+what it is asked. It is the default model: the workspace is the README's bare `doit build`
+(conftest.built_default) with its llvm build beside it.
 
 Measured on pixels (shapes.measure): the background's and the object's dominant colors, and
 the object's centroid against the grid position the prompt names. The pictures are the
@@ -14,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import built_model
+from conftest import doit
 from stages.runtime import shapes
 
 PROMPTS = {   # prompt -> what the picture must show
@@ -49,8 +50,11 @@ def check(pixels: np.ndarray, want: dict) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def shapes_ws(built, tmp_path_factory):
-    return built_model(built, tmp_path_factory, "shapes")
+def shapes_ws(built_default):
+    """The README's build (the default model for webgpu) and its llvm build beside it."""
+    ws = built_default[0]
+    doit(ws, "build", "target=llvm", suite_vars=False)
+    return ws
 
 
 def _pixels(ws, prompt, scheduler, seed, steps=20):
@@ -75,6 +79,24 @@ def test_generate_draws_what_the_prompt_asks(shapes_ws, scheduler):
 def test_pndm_draws_it_at_50_steps(shapes_ws):
     prompt = "a red circle on a blue background"
     assert not check(_pixels(shapes_ws, prompt, "pndm", 0, steps=50), PROMPTS[prompt])
+
+
+@pytest.mark.long
+def test_doit_generate_as_the_readme_says(shapes_ws, tmp_path):
+    """`doit generate --prompt ...` on the default target: its settings checked, the llvm
+    build brought up to date (a no-op here), the PNG written with what was asked."""
+    from PIL import Image
+
+    prompt = "a red circle on a blue background"
+    out = tmp_path / "red.png"
+    proc = doit(shapes_ws, "generate", "--prompt", prompt, "--output", str(out),
+                suite_vars=False)
+    assert "generate runs the native build: doit build target=llvm" in proc.stdout
+    assert not check(np.asarray(Image.open(out).convert("RGB")), PROMPTS[prompt])
+    bad = doit(shapes_ws, "generate", "--prompt", prompt, "--steps", "0", check=False,
+               suite_vars=False)
+    assert bad.returncode != 0 and "fix:" in bad.stderr
+    assert "native build" not in bad.stdout      # refused before anything is built
 
 
 @pytest.mark.long

@@ -16,6 +16,10 @@ from stages.engine import model_dir
 
 ROOT = Path(__file__).resolve().parents[2]   # the checkout: the one definition of it
 CONFIGS = ROOT / "configs"
+# What a bare `doit build` builds: the project's trained model (configs/models/shapes.toml) for
+# the page (configs/targets/webgpu.toml). The test suite names tiny and llvm instead.
+DEFAULT_MODEL = "shapes"
+DEFAULT_TARGET = "webgpu"
 
 # vae_encoder (image -> the latent distribution's moments) is image-to-image's first step.
 COMPONENTS = ("text_encoder", "unet", "vae_decoder", "vae_encoder")
@@ -404,18 +408,18 @@ def _check_sizes(mdata: dict, where: str) -> None:
                               f"them to multiples of {step}")
 
 
-def load(model: str | None = None, target: str = "llvm", path: str | None = None,
+def load(model: str | None = None, target: str = DEFAULT_TARGET, path: str | None = None,
          lora: str | None = None) -> Config:
     """The model + target config; ConfigError names what is wrong.
 
-    Without a local model: configs/models/<model>.toml (default tiny), complete. With one
+    Without a local model: configs/models/<model>.toml (default DEFAULT_MODEL), complete. With one
     (`path`, or a TOML whose model.path it names with init = "pretrained"): the directory's own
     configs (stages/engine/model_dir.py), the TOML's keys over them when there is one; the model
     is named after the directory unless `model` names it. `lora`: FILE[:SCALE],... to merge."""
     target_file = CONFIGS / "targets" / f"{target}.toml"
     tdata = _read_toml(target_file)
     _validate(tdata, TARGET_SCHEMA, _rel(target_file))
-    model_file = CONFIGS / "models" / f"{model or 'tiny'}.toml"
+    model_file = CONFIGS / "models" / f"{model or DEFAULT_MODEL}.toml"
     toml = None
     if not path or (model and model_file.is_file()):
         toml = _extended(model_file)
@@ -440,7 +444,7 @@ def load(model: str | None = None, target: str = "llvm", path: str | None = None
             if "image_size" not in mdata["model"]:
                 mdata["model"]["image_size"] = model_dir.image_size(mdata, where)
         else:
-            mdata, name, where = toml, model or "tiny", _rel(model_file)
+            mdata, name, where = toml, model or DEFAULT_MODEL, _rel(model_file)
             model_dir.check_supported(mdata, where)
     except model_dir.ModelDirError as e:
         raise ConfigError(str(e)) from None

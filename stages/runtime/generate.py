@@ -51,7 +51,7 @@ Schedulers: samplers.SCHEDULERS ("dpm++2m", "pndm", "euler", "ddim", "lms", "dpm
 "euler-a", "lcm"), each diffusers' class over the model's scheduler_config.json
 (stages/runtime/samplers.py: the same table the page's coefficients come from).
 
-CLI: python -m stages.runtime.generate --model tiny --prompt "a photo of a cat" --output out.png
+CLI: python -m stages.runtime.generate --model shapes --prompt "a red circle" --output out.png
      [--negative-prompt ""] [--seed 0] [--steps 20] [--guidance 7.5] [--scheduler dpm++2m]
      [--width 768 --height 512] [--init-image photo.png] [--strength 0.8] [--compare]
      [--dist DIR] [--report report.json]
@@ -73,7 +73,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from stages.engine.config import ROOT
+from stages.engine.config import DEFAULT_MODEL, ROOT
 from stages.engine.errors import BuildError
 from stages.runtime import rng
 from stages.runtime.contract import DEFAULT_SAMPLER, GUIDANCE, SEED, STEPS, STRENGTH
@@ -116,6 +116,18 @@ def check_args(prompt, negative_prompt, seed, steps, guidance, scheduler) -> tup
         raise GenerateError(f"unknown scheduler {scheduler!r}; fix: pass --scheduler one of "
                             f"{', '.join(SCHEDULERS)}")
     return seed, int(steps), float(guidance)
+
+
+def check_given(prompt, negative_prompt, seed, steps, guidance, scheduler, strength) -> None:
+    """The settings as given (None: not given, checked at its usual default), refused before a
+    model is read or built: `doit generate` on the webgpu target checks them before its native
+    build runs."""
+    steps = STEPS["default"] if steps is None else steps
+    check_args(prompt, negative_prompt, SEED["default"] if seed is None else seed, steps,
+               GUIDANCE["default"] if guidance is None else guidance,
+               DEFAULT_SAMPLER if scheduler is None else scheduler)
+    if strength is not None:
+        check_strength(strength, steps)
 
 
 def check_strength(strength, steps: int) -> float:
@@ -753,7 +765,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m stages.runtime.ge
     p = argparse.ArgumentParser(prog=prog,
                                 description="text (and an image) -> PNG with the compiled "
                                             "(llvm) pipeline")
-    p.add_argument("--model", default="tiny", help="model name: dist/<model>/llvm (default tiny)")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"model name: dist/<model>/llvm (default {DEFAULT_MODEL})")
     p.add_argument("--dist", type=Path, default=None,
                    help="the dist dir itself (default dist/<model>/llvm in the repo)")
     p.add_argument("--prompt", default="", help="text (default empty)")

@@ -157,13 +157,21 @@ function showStep({ step, total, seconds }) {
   $("denoise-text").textContent = `step ${step}/${total}, ${seconds.toFixed(2)} s/step`;
 }
 
+// A small image (the default model's 64x64) is shown at most this many times its size, scaled
+// smoothly by the browser: larger, nearest-neighbour scaling shows its pixels as blocks.
+const MAX_DISPLAY_SCALE = 4;
+
+/** The canvas holds the image at its own size; the page shows it up to MAX_DISPLAY_SCALE x. */
+function sizeImage(width, height) {
+  const canvas = $("image");
+  if (canvas.width !== width || canvas.height !== height) [canvas.width, canvas.height] = [width, height];
+  canvas.style.maxWidth = `${width * MAX_DISPLAY_SCALE}px`;
+}
+
 /** An image on the canvas (which takes its size), or a preview (scaled to the canvas). */
 function drawRGBA(rgba, width, height, { preview = false } = {}) {
   const canvas = $("image");
-  if (!preview && (canvas.width !== width || canvas.height !== height)) {
-    canvas.width = width;
-    canvas.height = height;
-  }
+  if (!preview) sizeImage(width, height);
   if (canvas.width === width && canvas.height === height) {
     canvas.getContext("2d").putImageData(new ImageData(rgba, width, height), 0, 0);
     return;
@@ -412,7 +420,7 @@ async function run() {
     })]);
     showTokens();
     state.phase = "generating";
-    [$("image").width, $("image").height] = opts.size;   // the previews scale to it
+    sizeImage(...opts.size);   // the previews scale to it
     const sampler = LABELS[opts.scheduler] || opts.scheduler;
     showMessage(opts.initImage
       ? `Generating from the image (${sampler}, strength ${opts.strength}: ` +
@@ -552,7 +560,7 @@ async function start() {
   const sizes = sizesOf(manifest).map((s) => s.join("x"));
   $("image-size").textContent = sizes.join(", ");
   for (const size of sizes) $("size").add(new Option(size, size));
-  [$("image").width, $("image").height] = chosenSize();
+  sizeImage(...chosenSize());
   state.files = new ModelFiles({ baseUrl: new URL(".", location.href).href, files: manifest.files,
     onBytes });
   const tables = await state.files.json(manifest.schedules);
@@ -592,7 +600,7 @@ $("init-image").addEventListener("change", () => {
 $("init-clear").addEventListener("click", clearInitImage);
 $("size").addEventListener("change", () => {
   scaleInitImage();
-  if (!state.last) [$("image").width, $("image").height] = chosenSize();
+  if (!state.last) sizeImage(...chosenSize());
 });
 for (const type of ["dragenter", "dragover"]) {
   $("init-drop").addEventListener(type, (ev) => {
