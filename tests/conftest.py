@@ -138,16 +138,6 @@ def built_webgpu(tmp_path_factory):
     return ws, doit(ws, "build", "target=webgpu")
 
 
-def _link_tree(src: Path, dst: Path) -> None:
-    """dst as a copy of src made of hard links (cp -al), lock files left out."""
-    for dirpath, _, files in os.walk(src):
-        rel = os.path.relpath(dirpath, src)
-        os.makedirs(dst / rel, exist_ok=True)
-        for f in files:
-            if not f.endswith(".lock"):
-                os.link(os.path.join(dirpath, f), dst / rel / f)
-
-
 @pytest.fixture(scope="session")
 def built_default(tmp_path_factory):
     """A fresh checkout's bare `doit build` (no model=, no target=: the README's), given this
@@ -159,7 +149,8 @@ def built_default(tmp_path_factory):
     """
     ws = checkout(tmp_path_factory.mktemp("default"))
     if (ROOT / "cache").is_dir():
-        _link_tree(ROOT / "cache", ws / "cache")
+        shutil.copytree(ROOT / "cache", ws / "cache", copy_function=os.link,
+                        ignore=shutil.ignore_patterns("*.lock"))
     return ws, doit(ws, "build", suite_vars=False)
 
 

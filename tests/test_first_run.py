@@ -22,7 +22,7 @@ import pytest
 
 from conftest import ROOT, summary
 from stages.engine import config
-from test_page import ROUTE, _node, pytestmark  # noqa: F401 (the page's skip conditions)
+from test_page import ROUTE, _node, pytestmark, serving  # noqa: F401 (pytestmark: skips)
 from test_shapes import PROMPTS, SAMPLERS, check
 
 ARTIFACTS = ROOT / "build" / "test-artifacts" / "first-run"
@@ -49,22 +49,7 @@ def test_bare_build_is_the_default_models_page(built_default):
 
 @pytest.fixture(scope="module")
 def origin(built_default):
-    import functools
-    import threading
-
-    from stages.runtime import serve
-
-    class Quiet(serve.Handler):
-        def log_message(self, *args):
-            pass
-
-    root = built_default[0] / "dist" / MODEL / TARGET
-    httpd = serve.server(root, 0)
-    httpd.RequestHandlerClass = functools.partial(Quiet, directory=str(root))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    yield from serving(built_default[0] / "dist" / MODEL / TARGET)
 
 
 def _opts(prompt, scheduler, seed, steps=20):

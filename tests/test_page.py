@@ -107,23 +107,27 @@ def dist(built, built_webgpu) -> dict[str, Path]:
     return {"llvm": built[0] / "dist" / "tiny" / "llvm", "webgpu": webgpu}
 
 
-@pytest.fixture(scope="module")
-def origin(dist):
-    """The served model directory on http://127.0.0.1:<free port>, by stages/runtime/serve.py."""
+def serving(root: Path):
+    """root served on http://127.0.0.1:<free port> by stages/runtime/serve.py, quietly: a
+    generator for a module fixture to yield from (the page's tests share it)."""
     from stages.runtime import serve
 
     class Quiet(serve.Handler):   # keep pytest's output readable
         def log_message(self, *args):
             pass
 
-    root = dist["webgpu"]
     httpd = serve.server(root, 0)
     httpd.RequestHandlerClass = functools.partial(Quiet, directory=str(root))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def origin(dist):
+    """The served model directory (dist/tiny/webgpu)."""
+    yield from serving(dist["webgpu"])
 
 
 @pytest.fixture(scope="module")

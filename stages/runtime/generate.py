@@ -120,8 +120,7 @@ def check_args(prompt, negative_prompt, seed, steps, guidance, scheduler) -> tup
 
 def check_given(prompt, negative_prompt, seed, steps, guidance, scheduler, strength) -> None:
     """The settings as given (None: not given, checked at its usual default), refused before a
-    model is read or built: `doit generate` on the webgpu target checks them before its native
-    build runs."""
+    model is read or built (`doit generate` on the webgpu target: before its native build)."""
     steps = STEPS["default"] if steps is None else steps
     check_args(prompt, negative_prompt, SEED["default"] if seed is None else seed, steps,
                GUIDANCE["default"] if guidance is None else guidance,
@@ -613,13 +612,9 @@ def _job(model_dist, model_dir, prompt, negative_prompt, seed, steps, guidance, 
     init image and the iteration image-to-image starts from, the image size. None takes the
     model's default (manifest.json "contract": a few-step model's own steps, guidance and
     sampler; its first size)."""
-    given = {"seed": seed, "steps": steps, "guidance": guidance, "scheduler": scheduler}
     # the caller's own values are checked before anything is read (the contract's defaults
     # stand in for the others), then again with the model's defaults
-    check_args(prompt, negative_prompt, *(
-        v if v is not None else (DEFAULT_SAMPLER if k == "scheduler" else
-                                 {"seed": SEED, "steps": STEPS, "guidance": GUIDANCE}[k]["default"])
-        for k, v in given.items()))
+    check_given(prompt, negative_prompt, seed, steps, guidance, scheduler, strength=None)
     model = Model(Path(model_dist), model_dir)
     d = model.defaults
     seed = d["seed"] if seed is None else seed
