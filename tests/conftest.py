@@ -2,7 +2,10 @@
 
 Every test that builds works in its own copy under pytest's tmp dir, so tests can edit passes,
 configs and the cache without touching the repo or each other. One cold build of the tiny model
-is shared by the session; tests that change things start from a copy of it.
+per target is shared by the session; tests that change things start from a copy of it. Those
+cold builds are kept under build/test-builds/, keyed by the sources and the installed packages,
+so the next pytest process on the same tree (CI runs the README's tests, then the long ones)
+starts from them instead of building again: `rm -rf build/test-builds` forces them cold.
 """
 
 from __future__ import annotations
@@ -121,21 +124,64 @@ def tree_digests(ws: Path, *dirs: str) -> dict[str, str]:
     return out
 
 
+STORED_BUILDS = ROOT / "build" / "test-builds"
+
+
+def _tree_key() -> str:
+    """What a cold build of this checkout depends on: every source file but the tests', the
+    Python and its installed packages (TVM, torch, diffusers...)."""
+    import hashlib
+    from importlib import metadata
+
+    h = hashlib.sha256(sys.version.encode())
+    for dist in sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()):
+        h.update(dist.encode() + b"\n")
+    for rel in sorted(source_files()):
+        if not rel.startswith("tests/"):
+            h.update(rel.encode() + b"\0" + (ROOT / rel).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def stored_cold_build(name: str, *args: str) -> tuple[Path, subprocess.CompletedProcess]:
+    """A fresh checkout with a cold `doit build ARGS` in it: (path, doit result).
+
+    Kept in build/test-builds/NAME-KEY (with its doit result) once it passed; a later pytest
+    process on the same key reuses it as it is, and a new key replaces the older ones. Tests
+    read it in place and copy it before they change anything.
+    """
+    key = _tree_key()
+    home = STORED_BUILDS / f"{name}-{key}"
+    if (home / "result.json").is_file():
+        kept = json.loads((home / "result.json").read_text())
+        return home / "ws", subprocess.CompletedProcess(kept["args"], 0, kept["stdout"],
+                                                        kept["stderr"])
+    STORED_BUILDS.mkdir(parents=True, exist_ok=True)
+    for old in [*STORED_BUILDS.glob(f"{name}-*"), *STORED_BUILDS.glob(f".{name}-*")]:
+        shutil.rmtree(old)
+    scratch = STORED_BUILDS / f".{name}-{key}"
+    try:
+        proc = doit(checkout(scratch / "ws"), "build", *args)
+        (scratch / "result.json").write_text(json.dumps(
+            {"args": proc.args, "stdout": proc.stdout, "stderr": proc.stderr}))
+        scratch.rename(home)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return home / "ws", proc
+
+
 @pytest.fixture(scope="session")
-def built(tmp_path_factory):
+def built():
     """A checkout with a cold `doit build` of the tiny model for llvm: (path, doit result)."""
-    ws = checkout(tmp_path_factory.mktemp("built"))
-    return ws, doit(ws, "build")
+    return stored_cold_build("llvm")
 
 
 @pytest.fixture(scope="session")
-def built_webgpu(tmp_path_factory):
+def built_webgpu():
     """A checkout with a cold `doit build target=webgpu` of the tiny model: (path, result).
 
     Shared by the webgpu target's tests and the page's; tests that change files copy it first.
     """
-    ws = checkout(tmp_path_factory.mktemp("webgpu"))
-    return ws, doit(ws, "build", "target=webgpu")
+    return stored_cold_build("webgpu", "target=webgpu")
 
 
 @pytest.fixture(scope="session")
