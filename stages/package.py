@@ -28,6 +28,9 @@ from stages.runtime import contract
 
 
 COPIED = ("tokenizer.json", "tokenizer_config.json", "scheduler_config.json", "schedules.json")
+# what every visit of the page reads besides its flavor's variants (scheduler_config.json is the
+# Python runner's: the page steps with schedules.json)
+PAGE_READS = ("index.html", "app.js", "tokenizer.json", "tokenizer_config.json", "schedules.json")
 
 
 def spec(r: Rule) -> Spec:
@@ -66,15 +69,17 @@ def spec(r: Rule) -> Spec:
                        r.cfg.model["model"]["guidance_batch"] == 1)})
 
 
-def requirements(variants: dict, workgroup_limits: dict) -> dict:
+def requirements(variants: dict, workgroup_limits: dict, page_bytes: int = 0) -> dict:
     """What each flavor (a precision and its features: config.flavor) needs from a WebGPU
     adapter, from its variants' records.
 
     variants: {name: {"precision", "features" (optional), "largest_buffer_bytes",
-    "param_bytes", "activation_bytes"}};
+    "param_bytes", "fetched_bytes", "activation_bytes"}};
     workgroup_limits: what the kernels were scheduled for (the target config; None on CPU
-    targets). gpu_bytes is the GPU memory of one image as the page holds it: every variant's
-    params plus the largest planned activations (each component gives its own back after use).
+    targets). download_bytes is what a first visit of that flavor fetches: page_bytes (the
+    page, the tokenizer, the scheduler tables) and each variant's library and parameters.
+    gpu_bytes is the GPU memory of one image as the page holds it: every variant's params plus
+    the largest planned activations (each component gives its own back after use).
     """
     needs = {}
     of = {n: flavor(v["precision"], tuple(v.get("features", ()))) for n, v in variants.items()}
@@ -87,7 +92,7 @@ def requirements(variants: dict, workgroup_limits: dict) -> dict:
             **({"subgroupSize": SUBGROUP_SIZE[features[0]]} if features else {}),
             "maxStorageBufferBindingSize": max(v["largest_buffer_bytes"] for v in mine),
             "maxBufferSize": max(v["largest_buffer_bytes"] for v in mine),
-            "download_bytes": sum(v["param_bytes"] for v in mine),
+            "download_bytes": page_bytes + sum(v["fetched_bytes"] for v in mine),
             "gpu_bytes": sum(v["param_bytes"] for v in mine)
             + max(v["activation_bytes"] for v in mine),
             **{k: n for k, n in workgroup_limits.items() if n is not None},
@@ -128,6 +133,9 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
             "manifest": f"{v}/manifest.json",
             **({"params_manifest": f"{owner}/manifest.json"} if owner != v else {}),
             "param_bytes": param_bytes,
+            # what the page fetches for it: the library, tensor-cache.json and the shards
+            "fetched_bytes": sum(e["size"] for rel, e in emitted["files"].items()
+                                 if rel == library or rel.startswith("params/")),
             "activation_bytes": plan["planned"]["bytes"],
             "largest_buffer_bytes": plan["largest_buffer_bytes"],
             "verify": {"rel_l2": verified["rel_l2"], "max_rel_l2": verified["max_rel_l2"],
@@ -135,8 +143,9 @@ def run(inputs: dict[str, Path], outputs: dict[str, Path], cfg: dict) -> None:
         }
     # the default size's: a larger size's variants record their own largest buffer and
     # activations, which the page checks when that size is chosen
+    page_bytes = sum(files[n]["size"] for n in PAGE_READS if n in files)
     needs = requirements({n: v for n, v in variants.items() if variant_size(n) is None},
-                         cfg["workgroup_limits"])
+                         cfg["workgroup_limits"], page_bytes)
     index = {
         "model": cfg["model"], "target": cfg["target"],
         "image_size": cfg["image_size"], "latent_size": cfg["latent_size"],

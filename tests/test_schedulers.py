@@ -192,6 +192,31 @@ def test_js_matches_diffusers_every_step(schedules_path, scheduler_config, tmp_p
           f"{worst_in:.3g}; single step max |x diff| {worst_step:.3g}")
 
 
+@pytest.mark.parametrize("name", ["euler", "ddim", "lms", "euler-a"])
+def test_the_preview_sees_the_clean_latents_diffusers_predicts(schedules_path, scheduler_config,
+                                                               tmp_path, name):
+    """schedulers.js denoised (the page's decoded preview) against diffusers' own
+    pred_original_sample, for a sampler that scales its input (sigmas) and ones that do not."""
+    import torch
+
+    steps = 10
+    noise = np.random.default_rng(7).standard_normal(SHAPE).astype(np.float32)
+    sched, xs, _, eps = diffusers_loop(scheduler_config, name, steps, noise)
+    again = diffusers_scheduler(scheduler_config, name, steps)
+    predicted = []
+    with torch.no_grad():
+        for i, t in enumerate(again.timesteps):
+            again.scale_model_input(torch.from_numpy(xs[i]), t)   # LMS and Euler expect it first
+            out = again.step(torch.from_numpy(eps[i]), t, torch.from_numpy(xs[i]))
+            predicted.append(out.pred_original_sample.numpy().reshape(-1))
+    proc = run_loop(schedules_path, name, steps, tmp_path, noise, eps, forced=xs[:steps])
+    assert proc.returncode == 0, proc.stderr
+    mine = np.fromfile(tmp_path / "denoised.f32", dtype="<f4").reshape(steps, -1)
+    for i in range(steps):
+        scale = float(np.abs(predicted[i]).max())
+        assert float(np.abs(mine[i] - predicted[i]).max()) <= 1e-5 * max(scale, 1.0), (name, i)
+
+
 # Image-to-image restarts: (steps, the iteration it starts from); 0 is strength 1.
 RESTARTS = ((4, 0), (10, 3), (10, 9), (20, 1), (50, 20))
 

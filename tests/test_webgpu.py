@@ -50,8 +50,19 @@ def test_cold_webgpu_build_verifies_every_component_under_webgpu(webgpu_build):
     # float16 shards are half the float32 ones
     index = json.loads((dist / "manifest.json").read_text())
     needs = index["requirements"]
-    assert needs["float16"]["download_bytes"] * 2 == pytest.approx(
-        needs["float32"]["download_bytes"], rel=0.01)
+    params = {f: sum(v["param_bytes"] for v in index["variants"].values() if v["flavor"] == f)
+              for f in needs}
+    assert params["float16"] * 2 == pytest.approx(params["float32"], rel=0.01)
+    # the download a flavor's first visit fetches: the page, the tokenizer, the tables, and its
+    # variants' libraries and parameter files
+    for flavor, need in needs.items():
+        fetched = {"index.html", "app.js", "tokenizer.json", "tokenizer_config.json",
+                   "schedules.json"}
+        for name, v in index["variants"].items():
+            if v["flavor"] == flavor and v["params"].startswith(f"{name}/"):  # default size
+                fetched |= {v["library"]} | {rel for rel in index["files"]
+                                             if rel.startswith(f"{name}/params/")}
+        assert need["download_bytes"] == sum(index["files"][rel]["size"] for rel in fetched)
     assert needs["float16"]["features"] == ["shader-f16"]
     assert needs["float16+subgroup-matrix"]["features"] == [
         "shader-f16", "subgroups", "chromium-experimental-subgroup-matrix"]

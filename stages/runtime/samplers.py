@@ -23,6 +23,9 @@ each step count n in 1..max_steps we record
   generator's step noise of iteration i (stages/runtime/rng.py step_noise, web/src/rng.js
   stepNoise), so Python and the page add the same; `seeded_noise` gives diffusers it too.
 
+- `alphas_cumprod` and `prediction_type` (once, not per scheduler): what a preview needs to
+  turn a model output into the clean latents it predicts (web/src/schedulers.js denoised).
+
 - `restart`: image-to-image runs the end of the schedule, from iteration `start`
   (first_iteration(steps, strength), 0..n-1). restart[start] holds `noise`, add_noise at that
   iteration as [a, b] (x[start] = a * clean latents + b * noise), and `update`, by iteration,
@@ -282,5 +285,10 @@ def tables(scheduler_config: dict, max_steps: int = MAX_STEPS) -> dict:
                 "class": cls_name, "options": options,
                 "steps": {str(n): _with_restarts(scheduler_config, name, n)
                           for n in range(1, max_steps + 1)}}
+    # what a preview needs to see the clean latents a model output points at
+    # (web/src/schedulers.js denoised): the noise schedule and what the model predicts
+    alphas = diffusers.DDPMScheduler.from_config(scheduler_config).alphas_cumprod
     return {"format": FORMAT, "max_steps": max_steps,
-            "model_scheduler": model_scheduler(scheduler_config), "schedulers": schedulers}
+            "model_scheduler": model_scheduler(scheduler_config), "schedulers": schedulers,
+            "alphas_cumprod": [float(a) for a in alphas.double()],
+            "prediction_type": scheduler_config.get("prediction_type", "epsilon")}

@@ -9,7 +9,7 @@
 // Test hook (also handy from the console), window.websd:
 //   ready: Promise<void>, settled once the startup checks ran (their errors are on the page).
 //   generate(opts) -> Promise<{pixels: number[] (RGBA, row-major), width, height, seconds,
-//       secondsPerStep, precision}>: fills the form with opts ({prompt, negativePrompt,
+//       secondsPerStep, precision, previews (seconds of each decoded preview)}>: fills the form with opts ({prompt, negativePrompt,
 //       guidance, steps, seed, scheduler, strength, size ("WIDTHxHEIGHT", one of the
 //       build's)}; missing ones keep the form's values) and
 //       presses Generate. Rejects with the message the page shows (refused settings, GPU
@@ -152,9 +152,11 @@ function loadTimer() {
   };
 }
 
-function showStep({ step, total, seconds }) {
+/** The denoising progress; `decoded`: the step whose decoded preview is on the canvas. */
+function showStep({ step, total, seconds }, decoded = null) {
   $("denoise-progress").value = step / total;
-  $("denoise-text").textContent = `step ${step}/${total}, ${seconds.toFixed(2)} s/step`;
+  $("denoise-text").textContent = `step ${step}/${total}, ${seconds.toFixed(2)} s/step` +
+    (decoded ? `; preview decoded at step ${decoded}` : "");
 }
 
 // A small image (the default model's 64x64) is shown at most this many times its size, scaled
@@ -315,8 +317,7 @@ async function openGpu() {
   $("adapter").textContent = ([info.vendor, info.architecture, info.description].filter(Boolean)
     .join(" ") || "unnamed adapter") + (info.featureLevel === "compatibility" ? " (compatibility mode)" : "")
     + (info.software ? ", a software renderer: slow; a GPU's driver would run it many times faster" : "");
-  $("download-size").textContent = mb(shardsOf(state.manifest, gpu.flavor)
-    .reduce((a, s) => a + s.size, 0));
+  $("download-size").textContent = mb(state.manifest.requirements[gpu.flavor].download_bytes);
   const expected = state.manifest.requirements?.[gpu.flavor]?.gpu_bytes;
   $("gpu-memory").textContent = expected ? mb(expected) : "?";
   return gpu;
@@ -428,13 +429,19 @@ async function run() {
       : `Generating (${sampler}, ${opts.steps} steps)...`);
     $("denoise-progress").value = 0;
     $("denoise-text").textContent = "encoding the prompt";
+    let decoded = null;   // the last decoded preview's step: it stays up over the latents'
     const result = await generate(model, opts, {
       signal: controller.signal,
       onStep: (s) => {
         done = s;
-        showStep(s);
+        showStep(s, decoded);
         const [, , h, w] = model.latentShape;
-        drawRGBA(latentPreviewRGBA(s.latents, h, w), w, h, { preview: true });
+        if (!decoded) drawRGBA(latentPreviewRGBA(s.latents, h, w), w, h, { preview: true });
+      },
+      onPreview: (p) => {
+        decoded = p.step;
+        showStep(done, decoded);
+        drawRGBA(p.rgba, p.width, p.height, { preview: true });
       },
     });
     drawRGBA(result.rgba, result.width, result.height);
@@ -587,6 +594,17 @@ $("form").addEventListener("submit", (ev) => {
   run().catch(() => {});   // run() shows every error on the page
 });
 $("cancel").addEventListener("click", () => state.controller?.abort());
+// the keyboard: Ctrl+Enter (Cmd+Enter) generates from any field, the prompts included (where
+// Enter is a new line); Escape cancels a run
+document.addEventListener("keydown", (ev) => {
+  if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey) && !$("generate").disabled) {
+    ev.preventDefault();
+    $("form").requestSubmit();
+  } else if (ev.key === "Escape" && !$("cancel").disabled) {
+    ev.preventDefault();
+    $("cancel").click();
+  }
+});
 for (const id of ["prompt", "negative-prompt"]) $(id).addEventListener("input", showTokens);
 $("save").addEventListener("click", savePng);
 $("random-seed").addEventListener("click", () => {
@@ -646,7 +664,7 @@ window.websd = {
     writeForm(opts);
     const r = await run();
     return { pixels: Array.from(r.rgba), width: r.width, height: r.height, seconds: r.seconds,
-      secondsPerStep: r.secondsPerStep, precision: r.precision };
+      secondsPerStep: r.secondsPerStep, precision: r.precision, previews: r.timings.previews };
   },
   cancel() {
     state.controller?.abort();

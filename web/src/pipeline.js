@@ -23,12 +23,21 @@
 // releaseActivations), so the GPU memory of an image is the parameters plus the largest
 // component's activations, not the sum of the three.
 //
+// Previews: onStep gets the latents after every step (the page draws their linear RGB
+// projection); onPreview gets the VAE decoder's image of the clean latents the step's model
+// output points at (schedulers.js denoised), decoded while the time previews take stays within
+// PREVIEW_SHARE of the loop's: every few steps where the decoder is cheap next to a step, rarely
+// where it is not (SD v1.5 on the H200: a decode costs about four UNet steps). The UNet gives
+// its activations back before such a decode, so an image's GPU memory stays what it was.
+//
 // Guidance runs on the CPU because it is a handful of multiply-adds on the small latents, and
 // it keeps the guidance scale (and the negative prompt) a run-time input of an unchanged UNet.
 
 import { imageToRGBA } from "./image.js";
 import { encoderNoise, gaussian, stepNoise } from "./rng.js";
 import { createScheduler, firstIteration } from "./schedulers.js";
+
+export const PREVIEW_SHARE = 0.25;
 
 export function cancelled() {
   return new DOMException("Generation cancelled", "AbortError");
@@ -73,13 +82,15 @@ export function encoderLatents(moments, seed, scalingFactor) {
  *          checkGpu() (throws if WebGPU reported an error) }
  * opts: checked options (options.js); opts.initImage: image-to-image from these RGBA bytes
  * (at imageSize) at opts.strength. onStep({step, total, seconds, latents}) after
- * each UNet call. signal: an AbortSignal (Cancel), honoured between GPU calls.
- * Resolves to { rgba (Uint8ClampedArray), width, height, seconds, secondsPerStep, timings }.
+ * each UNet call; onPreview({step, total, seconds, rgba, width, height}) after the steps whose
+ * clean latents were decoded (see above). signal: an AbortSignal (Cancel), honoured between GPU
+ * calls. Resolves to { rgba (Uint8ClampedArray), width, height, seconds, secondsPerStep,
+ * timings (timings.previews: the seconds of each decoded preview) }.
  */
-export async function generate(model, opts, { signal, onStep } = {}) {
+export async function generate(model, opts, { signal, onStep, onPreview } = {}) {
   const stop = () => { if (signal?.aborted) throw cancelled(); };
   const t0 = performance.now();
-  const { tokenizer, textEncoder, unet, vaeDecoder } = model;
+  const { tokenizer, textEncoder, unet } = model;
   const batch = model.guidanceBatch;
   const start = opts.initImage ? firstIteration(opts.steps, opts.strength) : null;
   const scheduler = createScheduler(model.tables, opts.scheduler, opts.steps, start);
@@ -114,6 +125,7 @@ export async function generate(model, opts, { signal, onStep } = {}) {
   const ehs = unet.upload(text.data, text.shape);
   let x;
   const stepSeconds = [];
+  const previews = timings.previews = [];
   try {
     const noise = gaussian(opts.seed, n);
     if (clean) {
@@ -142,9 +154,19 @@ export async function generate(model, opts, { signal, onStep } = {}) {
         guided = new Float32Array(n);
         for (let j = 0; j < n; j++) guided[j] = e[j] + Math.fround(g * Math.fround(e[n + j] - e[j]));
       }
+      const clean = onPreview && i < total - 1 && previewDue(stepSeconds, previews, i)
+        ? scheduler.denoised(guided, i, x) : null;
       x = scheduler.step(guided, i, x, () => stepNoise(opts.seed, i, n));
       stepSeconds.push((performance.now() - t) / 1000);
       onStep?.({ step: i + 1, total, seconds: stepSeconds[i], latents: x });
+      if (clean) {
+        stop();
+        t = performance.now();
+        unet.releaseActivations();
+        const image = await decode(model, clean);
+        previews.push((performance.now() - t) / 1000);
+        onPreview({ step: i + 1, total, seconds: previews.at(-1), ...image });
+      }
     }
   } finally {
     ehs.dispose();
@@ -153,16 +175,30 @@ export async function generate(model, opts, { signal, onStep } = {}) {
   stop();
 
   t = performance.now();
-  const k = Math.fround(model.scalingFactor);
-  const scaled = new Float32Array(n);
-  for (let j = 0; j < n; j++) scaled[j] = x[j] / k;
-  const image = await vaeDecoder.run([{ data: scaled, shape: model.latentShape }]);
-  vaeDecoder.releaseActivations();
-  model.checkGpu();
+  const { rgba, width, height } = await decode(model, x);
   timings.vaeDecoder = (performance.now() - t) / 1000;
-  const [, , height, width] = image.shape;
   const secondsPerStep = stepSeconds.reduce((a, b) => a + b, 0) / stepSeconds.length;
   timings.steps = stepSeconds;
-  return { rgba: imageToRGBA(image.data, height, width), width, height,
-    seconds: (performance.now() - t0) / 1000, secondsPerStep, timings };
+  return { rgba, width, height, seconds: (performance.now() - t0) / 1000, secondsPerStep, timings };
+}
+
+/** Whether a decoded preview after iteration i keeps the previews' time (the last one's as
+ *  the estimate; before any, two mean steps) within PREVIEW_SHARE of the loop's so far. */
+function previewDue(stepSeconds, previews, i) {
+  const sum = (a) => a.reduce((s, v) => s + v, 0);
+  if (i === 0) return false;   // no step time measured yet
+  const estimate = previews.length ? previews.at(-1) : 2 * sum(stepSeconds) / stepSeconds.length;
+  return sum(previews) + estimate <= PREVIEW_SHARE * (sum(stepSeconds) + sum(previews));
+}
+
+/** Latents (as the sampler holds them) -> the VAE decoder's image as RGBA bytes. */
+async function decode(model, latents) {
+  const k = Math.fround(model.scalingFactor);
+  const scaled = new Float32Array(latents.length);
+  for (let j = 0; j < latents.length; j++) scaled[j] = latents[j] / k;
+  const image = await model.vaeDecoder.run([{ data: scaled, shape: model.latentShape }]);
+  model.vaeDecoder.releaseActivations();
+  model.checkGpu();
+  const [, , height, width] = image.shape;
+  return { rgba: imageToRGBA(image.data, height, width), width, height };
 }

@@ -94,6 +94,8 @@ export function createScheduler(tables, name, steps, start = null) {
     for (const [b] of u.x) lastX[i - b] = i;
     for (const [b] of u.e) lastE[i - b] = i;
   });
+  const alphasCumprod = tables.alphas_cumprod ?? null;
+  const vPrediction = tables.prediction_type === "v_prediction";
   const xs = new Array(n).fill(null), es = new Array(n).fill(null);
   let next = 0;   // the iteration step() expects
   let size = -1;  // elements per latent, fixed by the first call
@@ -128,6 +130,27 @@ export function createScheduler(tables, name, steps, start = null) {
       const [a, b] = restart.noise;
       const out = new Float32Array(clean.length);
       for (let j = 0; j < clean.length; j++) out[j] = a * clean[j] + b * noise[j];
+      return out;
+    },
+
+    /**
+     * The clean latents the model output of iteration i points at (diffusers'
+     * pred_original_sample), for a preview: the model input s = inputScale * x is
+     * sqrt(abar) * x0 + sqrt(1 - abar) * noise, with sqrt(abar) the input scale where the
+     * sampler scales its input (1 / sqrt(sigma^2 + 1)) and the schedule's alphas_cumprod at the
+     * timestep where it does not. Null when schedules.json predates these fields.
+     */
+    denoised(modelOutput, i, sample) {
+      checkIndex(i, "denoised");
+      if (!alphasCumprod) return null;
+      const k = inputScale[i];
+      const root = k !== 1 ? k : Math.sqrt(alphasCumprod[Math.round(timesteps[i])]);
+      const rest = Math.sqrt(1 - root * root);
+      const out = new Float32Array(sample.length);
+      for (let j = 0; j < sample.length; j++) {
+        const s = sample[j] * k;
+        out[j] = vPrediction ? root * s - rest * modelOutput[j] : (s - rest * modelOutput[j]) / root;
+      }
       return out;
     },
 

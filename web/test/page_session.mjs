@@ -37,6 +37,7 @@ const pageText = (page) => page.evaluate(() => ({
   adapter: document.getElementById("adapter").textContent,
   imageSize: document.getElementById("image-size").textContent,
   gpuMemory: document.getElementById("gpu-memory").textContent,
+  downloadSize: document.getElementById("download-size").textContent,
   generateDisabled: document.getElementById("generate").disabled,
   schedulers: [...document.getElementById("scheduler").options].map((o) => o.textContent),
   sizes: [...document.getElementById("size").options].map((o) => o.value),
@@ -207,6 +208,42 @@ try {
     });
     await page.screenshot({ path: path.join(job.artifacts, "narrow.png"), fullPage: true });
     await page.setViewportSize({ width: 1100, height: 900 });
+  }
+
+  if (job.keyboard) {
+    // 4d. The keyboard: Tab walks the form in order; Ctrl+Enter generates from the prompt;
+    // Escape cancels; every control has a name a screen reader says.
+    report.keyboard = { unnamed: await page.evaluate(() => [...document.querySelectorAll(
+      "input, select, textarea, button, progress, canvas")].filter((el) => !(
+      el.getAttribute("aria-label")?.trim()
+      || (el.id && document.querySelector(`label[for="${el.id}"]`)?.textContent.trim())
+      || (el.tagName === "BUTTON" && el.textContent.trim()))).map((el) => el.id || el.tagName)) };
+    await page.focus("#prompt");
+    report.keyboard.tabOrder = ["prompt"];
+    for (let k = 0; k < 12; k++) {
+      await page.keyboard.press("Tab");
+      report.keyboard.tabOrder.push(await page.evaluate(() => document.activeElement?.id ?? ""));
+    }
+    const o = job.keyboard;
+    for (const [id, value] of [["prompt", o.prompt], ["negative-prompt", o.negativePrompt],
+      ["seed", String(o.seed)], ["steps", String(o.steps)], ["guidance", String(o.guidance)]]) {
+      await page.fill(`#${id}`, value);
+    }
+    await page.selectOption("#scheduler", o.scheduler);
+    await page.focus("#prompt");
+    await page.keyboard.press("Control+Enter");
+    await page.waitForFunction(() => /^(Done|Failed)/.test(document.getElementById("message").textContent),
+      null, { timeout: 120000 });
+    report.keyboard.generated = { page: await pageText(page), pixels: await canvasPixels(page) };
+    await page.fill("#steps", "50");
+    await page.keyboard.press("Control+Enter");
+    await page.waitForFunction(() => /step [2-9]/.test(document.getElementById("denoise-text").textContent),
+      null, { timeout: 60000, polling: 50 });
+    const t = Date.now();
+    await page.keyboard.press("Escape");
+    await page.waitForFunction(() => /^Cancelled/.test(document.getElementById("message").textContent),
+      null, { timeout: 10000, polling: 20 });
+    report.keyboard.cancelled = { cancelMs: Date.now() - t, page: await pageText(page) };
   }
 
   if (job.cancelLoad) {

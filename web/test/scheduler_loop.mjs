@@ -12,6 +12,7 @@
 // then for each iteration i the UNet input scaleModelInput(x[i], i) and x[i+1] = step(...).
 // A stochastic sampler's step noise is the page's: stepNoise(SEED, i) (web/src/rng.js; SEED 0 by
 // default). A refused name or step count exits 2 with schedulers.js's own message on stderr.
+// DIR/denoised.f32: denoised(eps, i, x[i]) of each iteration, the clean latents a preview shows.
 // Image-to-image: with DIR/start.json (the iteration to start from) and DIR/clean.f32 (the
 // encoder's latents), x[0] = addNoise(clean, noise) and the run is the schedule's end.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
@@ -47,6 +48,7 @@ for (const [what, a] of [["eps", eps], ["forced", forced]]) {
   }
 }
 const out = new Float32Array(size * (1 + 2 * n));
+const denoised = new Float32Array(size * n);
 // a Float32Array: rounded once, like torch
 let x = start === null ? noise.map((v) => v * s.initNoiseSigma)
   : s.addNoise(f32(join(dir, "clean.f32")), noise);
@@ -54,9 +56,11 @@ out.set(x, 0);
 for (let i = 0; i < n; i++) {
   if (forced !== null) x = forced.slice(i * size, (i + 1) * size);
   out.set(s.scaleModelInput(x, i), size * (1 + 2 * i));
+  denoised.set(s.denoised(eps.subarray(i * size, (i + 1) * size), i, x), size * i);
   x = s.step(eps.subarray(i * size, (i + 1) * size), i, x, () => stepNoise(seed, i, size));
   out.set(x, size * (2 + 2 * i));
 }
 const meta = { timesteps: s.timesteps, initNoiseSigma: s.initNoiseSigma };
 writeFileSync(join(dir, "js.json"), JSON.stringify(meta));
 writeFileSync(join(dir, "js.f32"), new Uint8Array(out.buffer));
+writeFileSync(join(dir, "denoised.f32"), new Uint8Array(denoised.buffer));
