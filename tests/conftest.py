@@ -127,9 +127,15 @@ def tree_digests(ws: Path, *dirs: str) -> dict[str, str]:
 STORED_BUILDS = ROOT / "build" / "test-builds"
 
 
+# what a build reads of the checkout (not the tests, the page's included, docs, benchmarks or
+# README)
+BUILD_SOURCES = ("dodo.py", "pyproject.toml", "configs/", "stages/", "web/")
+NOT_BUILD_SOURCES = ("web/test/",)
+
+
 def _tree_key() -> str:
-    """What a cold build of this checkout depends on: every source file but the tests', the
-    Python and its installed packages (TVM, torch, diffusers...)."""
+    """What a cold build of this checkout depends on: the files it reads, the Python and its
+    installed packages (TVM, torch, diffusers...)."""
     import hashlib
     from importlib import metadata
 
@@ -137,7 +143,7 @@ def _tree_key() -> str:
     for dist in sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()):
         h.update(dist.encode() + b"\n")
     for rel in sorted(source_files()):
-        if not rel.startswith("tests/"):
+        if rel.startswith(BUILD_SOURCES) and not rel.startswith(NOT_BUILD_SOURCES):
             h.update(rel.encode() + b"\0" + (ROOT / rel).read_bytes())
     return h.hexdigest()[:16]
 

@@ -31,7 +31,7 @@ import { cancelled, generate } from "./pipeline.js";
 import { readSettings, withSettings } from "./png_settings.js";
 import { firstIteration, schedulerNames } from "./schedulers.js";
 import { CACHE_NAME, ModelFiles, clearCache } from "./shards.js";
-import { Tokenizer } from "./web_tokenizers.js";
+import { TokenizerThread } from "./tokenizer_thread.js";
 
 const LABELS = { "dpm++2m": "DPM-Solver++ 2M", pndm: "PNDM", euler: "Euler", ddim: "DDIM",
   lms: "LMS", "dpm++2m-karras": "DPM-Solver++ 2M Karras", "euler-a": "Euler ancestral",
@@ -348,7 +348,8 @@ async function loadOnce(size) {
     let model;
     try {
       model = await loadModel({ manifest: state.manifest, files: state.files, size,
-        tables: state.tables, gpu: state.gpu, Tokenizer, onPhase: timer.onPhase,
+        tables: state.tables, gpu: state.gpu, loadTokenizer: TokenizerThread.start,
+        onPhase: timer.onPhase,
         onShard: ({ path }) => {
           const entry = state.files.log.findLast((e) => e.path === path);
           if (entry) state.download.shards[entry.source] += 1;
@@ -380,13 +381,22 @@ function onBytes({ path, bytes, source, ms }) {
   showDownload();
 }
 
-/** "prompt: 12 / 75 tokens", or how many are cut, for both prompts (once the tokenizer is in). */
-function showTokens() {
+/** "prompt: 12 / 75 tokens", or how many are cut, for both prompts (once the tokenizer is in).
+ *  The counts come from the tokenizer's worker; an answer overtaken by a later edit is dropped. */
+let tokensAsked = 0;
+async function showTokens() {
   const tokenizer = state.model?.tokenizer;
   if (!tokenizer) return;
+  const asked = ++tokensAsked;
   const max = tokenizer.special.maxLength - 2;
-  const counts = [["prompt", "prompt"], ["negative-prompt", "negative prompt"]]
-    .map(([id, label]) => [label, tokenizer.count($(id).value)]);
+  let counts;
+  try {
+    counts = await Promise.all([["prompt", "prompt"], ["negative-prompt", "negative prompt"]]
+      .map(async ([id, label]) => [label, await tokenizer.count($(id).value)]));
+  } catch (e) {
+    return;   // the model (and its tokenizer) went away meanwhile
+  }
+  if (asked !== tokensAsked) return;
   $("tokens").textContent = counts.map(([label, n]) => (n > max
     ? `${label}: ${n} tokens, only the first ${max} are used`
     : `${label}: ${n} / ${max} tokens`)).join("; ");
@@ -419,7 +429,7 @@ async function run() {
       if (controller.signal.aborted) reject(cancelled());
       controller.signal.addEventListener("abort", () => reject(cancelled()), { once: true });
     })]);
-    showTokens();
+    await showTokens();
     state.phase = "generating";
     sizeImage(...opts.size);   // the previews scale to it
     const sampler = LABELS[opts.scheduler] || opts.scheduler;

@@ -3,7 +3,6 @@
 // bundle serves every model and image size the build produces.
 
 import { Component } from "./model.js";
-import { ClipTokenizer } from "./tokenizer.js";
 
 export const COMPONENTS = [["textEncoder", "text_encoder"], ["unet", "unet"],
   ["vaeDecoder", "vae_decoder"], ["vaeEncoder", "vae_encoder"]];
@@ -43,15 +42,16 @@ export function shardsOf(manifest, flavor) {
 
 /**
  * Load the model for `gpu` (gpu.js openDevice result) through `files` (shards.js ModelFiles).
- * Tokenizer: the @mlc-ai/web-tokenizers class (web_tokenizers.js in the page; it loads
- * differently in Node). onShard({path, bytes, index, count}) after each shard is on the GPU;
+ * loadTokenizer(tokenizerJsonBytes, tokenizerConfig) -> a tokenizer with ClipTokenizer's
+ * interface, encode and count maybe asynchronous (the page's runs in a worker:
+ * tokenizer_thread.js; Node's is a ClipTokenizer). onShard({path, bytes, index, count}) after each shard is on the GPU;
  * onPhase({phase, component, done?, total?}) as each component loads (model.js Component.load).
  * size: [width, height], one of sizesOf(manifest) (default the first): the UNet and VAE
  * variants built for it. A size whose kernels bind larger buffers than the device allows is
  * refused before anything loads.
  * Resolves to the `model` that pipeline.js generate() takes, plus dispose().
  */
-export async function loadModel({ manifest, files, tables, gpu, Tokenizer, onShard, onPhase,
+export async function loadModel({ manifest, files, tables, gpu, loadTokenizer, onShard, onPhase,
   size = sizesOf(manifest)[0] }) {
   if (typeof manifest.vae_scaling_factor !== "number") {
     // NOTE: no default: SD v1 uses 0.18215, SD 2 and SDXL others; a wrong one gives a grey image
@@ -70,7 +70,7 @@ export async function loadModel({ manifest, files, tables, gpu, Tokenizer, onSha
     }
   }
   const decoder = manifest.variants[names.vaeDecoder];
-  const tokenizer = await ClipTokenizer.load(Tokenizer, await files.bytes(manifest.tokenizer),
+  const tokenizer = await loadTokenizer(await files.bytes(manifest.tokenizer),
     await files.json(manifest.tokenizer_config));
   const model = {
     tokenizer, tables, precision: gpu.precision, flavor: gpu.flavor,

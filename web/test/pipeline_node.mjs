@@ -16,6 +16,7 @@ import { checkOptions } from "../src/options.js";
 import { generate } from "../src/pipeline.js";
 import { schedulerNames } from "../src/schedulers.js";
 import { ModelFiles } from "../src/shards.js";
+import { ClipTokenizer } from "../src/tokenizer.js";
 import { loadWebTokenizers } from "./web_tokenizers_node.mjs";
 
 const [origin, jobPath] = process.argv.slice(2);
@@ -31,7 +32,9 @@ const tables = await files.json(manifest.schedules);
 const navigatorGpu = create([]);
 const gpu = await openDevice(manifest, { gpu: navigatorGpu });
 const report = { precision: gpu.precision, adapter: gpu.adapterInfo, images: [] };
-const model = await loadModel({ manifest, files, tables, gpu, Tokenizer: loadWebTokenizers() });
+const Tokenizer = loadWebTokenizers();
+const model = await loadModel({ manifest, files, tables, gpu,
+  loadTokenizer: (json, config) => ClipTokenizer.load(Tokenizer, json, config) });
 try {
   for (const { name, opts } of job.images) {
     const r = await generate(model, checkOptions(opts, manifest.contract, schedulerNames(tables)));
