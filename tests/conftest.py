@@ -137,10 +137,12 @@ def _tree_key() -> str:
     """What a cold build of this checkout depends on: the files it reads, the Python and its
     installed packages (TVM, torch, diffusers...)."""
     import hashlib
+    import sysconfig
     from importlib import metadata
 
     h = hashlib.sha256(sys.version.encode())
-    for dist in sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()):
+    installed = metadata.distributions(path=[sysconfig.get_paths()["purelib"]])
+    for dist in sorted(f"{d.metadata['Name']}=={d.version}" for d in installed):
         h.update(dist.encode() + b"\n")
     for rel in sorted(source_files()):
         if rel.startswith(BUILD_SOURCES) and not rel.startswith(NOT_BUILD_SOURCES):
@@ -155,23 +157,28 @@ def stored_cold_build(name: str, *args: str) -> tuple[Path, subprocess.Completed
     process on the same key reuses it as it is, and a new key replaces the older ones. Tests
     read it in place and copy it before they change anything.
     """
+    import fcntl
+
     key = _tree_key()
     home = STORED_BUILDS / f"{name}-{key}"
-    if (home / "result.json").is_file():
-        kept = json.loads((home / "result.json").read_text())
-        return home / "ws", subprocess.CompletedProcess(kept["args"], 0, kept["stdout"],
-                                                        kept["stderr"])
     STORED_BUILDS.mkdir(parents=True, exist_ok=True)
-    for old in [*STORED_BUILDS.glob(f"{name}-*"), *STORED_BUILDS.glob(f".{name}-*")]:
-        shutil.rmtree(old)
-    scratch = STORED_BUILDS / f".{name}-{key}"
-    try:
-        proc = doit(checkout(scratch / "ws"), "build", *args)
-        (scratch / "result.json").write_text(json.dumps(
-            {"args": proc.args, "stdout": proc.stdout, "stderr": proc.stderr}))
-        scratch.rename(home)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    # one build for all: pytest's workers (pytest-xdist) wait for the one that builds
+    with open(STORED_BUILDS / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (home / "result.json").is_file():
+            kept = json.loads((home / "result.json").read_text())
+            return home / "ws", subprocess.CompletedProcess(kept["args"], 0, kept["stdout"],
+                                                            kept["stderr"])
+        for old in [*STORED_BUILDS.glob(f"{name}-*"), *STORED_BUILDS.glob(f".{name}-*")]:
+            shutil.rmtree(old)
+        scratch = STORED_BUILDS / f".{name}-{key}"
+        try:
+            proc = doit(checkout(scratch / "ws"), "build", *args)
+            (scratch / "result.json").write_text(json.dumps(
+                {"args": proc.args, "stdout": proc.stdout, "stderr": proc.stderr}))
+            scratch.rename(home)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     return home / "ws", proc
 
 

@@ -4,7 +4,8 @@ The database lives in configs/tuning/<model>/<target>/<component>/ (MetaSchedule
 database_workload.json + database_tuning_record.json), committed with the repo so that CI and
 every clone reuse it; the `schedule` stage takes those files as inputs. Tuning is resumable:
 kernels that already have a record are skipped, and records are appended as they are measured,
-so Ctrl-C keeps them. Never run by `doit build`.
+so Ctrl-C keeps them, and ends every worker process it started (stages/engine/children.py).
+Never run by `doit build`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 from stages.engine import config, dag
+from stages.engine.children import ending_children
 from stages.engine.config import Config
 from stages.schedule import tuning_dir
 
@@ -127,4 +129,6 @@ def doit_action(model: str, target: str, path: str | None, component: str, trial
     module = dag.spec(cfg, "passes", component).outputs["module"]
     trials = cfg.target["tune"]["trials"] if trials < 0 else trials
     top = cfg.target["tune"]["top"] if top < 0 else top
-    tune(cfg, component, module, trials, top)
+    # the builder's and runner's worker processes end with it, however it ends
+    with ending_children(f"tune:{component}", "the records measured so far are kept"):
+        tune(cfg, component, module, trials, top)

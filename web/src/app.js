@@ -502,6 +502,7 @@ function addToHistory(image) {
   button.title = `${s.prompt || "(empty prompt)"}: seed ${s.seed}, ${s.steps} steps, ${s.scheduler}`;
   button.setAttribute("aria-label", `show image ${state.history.length}: ${button.title}`);
   const thumb = document.createElement("canvas");
+  thumb.setAttribute("aria-hidden", "true");   // the button's label says what it shows
   thumb.width = image.width;
   thumb.height = image.height;
   thumb.getContext("2d").putImageData(new ImageData(image.rgba, image.width, image.height), 0, 0);

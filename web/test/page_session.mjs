@@ -215,9 +215,16 @@ try {
     // Escape cancels; every control has a name a screen reader says.
     report.keyboard = { unnamed: await page.evaluate(() => [...document.querySelectorAll(
       "input, select, textarea, button, progress, canvas")].filter((el) => !(
-      el.getAttribute("aria-label")?.trim()
+      el.closest("[aria-hidden=true]")
+      || el.getAttribute("aria-label")?.trim()
       || (el.id && document.querySelector(`label[for="${el.id}"]`)?.textContent.trim())
       || (el.tagName === "BUTTON" && el.textContent.trim()))).map((el) => el.id || el.tagName)) };
+    // the controls a user can reach, in document order, from the prompt on
+    report.keyboard.focusable = await page.evaluate(() => {
+      const all = [...document.querySelectorAll("textarea, input, select, button")]
+        .filter((el) => !el.disabled && el.offsetParent !== null).map((el) => el.id);
+      return all.slice(all.indexOf("prompt"));
+    });
     await page.focus("#prompt");
     report.keyboard.tabOrder = ["prompt"];
     for (let k = 0; k < 12; k++) {
