@@ -232,6 +232,8 @@ try {
       report.keyboard.tabOrder.push(await page.evaluate(() => document.activeElement?.id ?? ""));
     }
     const o = job.keyboard;
+    // text-to-image: the visit's images left an image to start from chosen
+    if ((await status(page)).initImage) await chooseImage(page, null);
     for (const [id, value] of [["prompt", o.prompt], ["negative-prompt", o.negativePrompt],
       ["seed", String(o.seed)], ["steps", String(o.steps)], ["guidance", String(o.guidance)]]) {
       await page.fill(`#${id}`, value);
