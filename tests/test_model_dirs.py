@@ -91,9 +91,12 @@ def _write(webgpu_ws, style):
 
 
 @pytest.mark.long
-@pytest.mark.parametrize("style", ["SD1", "SD2", "SD2_768"])
+@pytest.mark.parametrize("style", ["SD1", "SD2"])
 def test_directories_build_and_verify_for_webgpu(webgpu_ws, style):
-    """Each style for the page's target: every variant that runs on lavapipe verified there."""
+    """Each style for the page's target: every variant that runs on lavapipe verified there.
+    The 768-pixel SD 2.x style is verified on llvm (below), not here: its webgpu build and
+    lavapipe verify cost CI minutes it does not have (tests/test_sizes.py covers larger
+    sizes on webgpu)."""
     ws, model_dir, name = _write(webgpu_ws, style)
     doit(ws, "build", f"path={model_dir}", "target=webgpu")
     manifest = json.loads((ws / f"dist/{name}/webgpu/manifest.json").read_text())
