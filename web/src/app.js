@@ -9,9 +9,9 @@
 // Test hook (also handy from the console), window.websd:
 //   ready: Promise<void>, settled once the startup checks ran (their errors are on the page).
 //   generate(opts) -> Promise<{pixels: number[] (RGBA, row-major), width, height, seconds,
-//       secondsPerStep, precision, previews (seconds of each decoded preview)}>: fills the form with opts ({prompt, negativePrompt,
-//       guidance, steps, seed, scheduler, strength, size ("WIDTHxHEIGHT", one of the
-//       build's)}; missing ones keep the form's values) and
+//       secondsPerStep, precision, previews (seconds of each decoded preview)}>: fills the
+//       form with opts ({prompt, negativePrompt, guidance, steps, seed, scheduler, strength,
+//       size ("WIDTHxHEIGHT", one of the build's)}; missing ones keep the form's values) and
 //       presses Generate. Rejects with the message the page shows (refused settings, GPU
 //       errors, Cancel). Image-to-image runs when an image was chosen (the file input
 //       #init-image or a drop on #init-drop; #init-clear removes it).

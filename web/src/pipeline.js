@@ -76,8 +76,8 @@ export function encoderLatents(moments, seed, scalingFactor) {
 }
 
 /**
- * model: { tokenizer (ClipTokenizer or tokenizer_thread.js's: encode may be async), tables (schedules.json), textEncoder, unet, vaeDecoder,
- *          vaeEncoder (model.js Components), latentShape [1, C, h, w], imageSize [w, h],
+ * model: { tokenizer (ClipTokenizer, or tokenizer_thread.js's with an async encode),
+ *          tables (schedules.json), textEncoder, unet, vaeDecoder, vaeEncoder (model.js Components), latentShape [1, C, h, w], imageSize [w, h],
  *          scalingFactor, guidanceBatch (2, or 1 for a guidance-free model),
  *          checkGpu() (throws if WebGPU reported an error) }
  * opts: checked options (options.js); opts.initImage: image-to-image from these RGBA bytes
