@@ -55,7 +55,7 @@ const state = {
   phase: "starting",   // starting | ready | loading | generating | error
   manifest: null, files: null, tables: null, gpu: null, model: null, loading: null,
   controller: null, message: "", gpuError: "", loadInfo: null,
-  last: null,          // the last finished image: {rgba, width, height, settings}; Save saves it
+  last: null,          // the last finished image: {rgba, width, height, made, settings}; Save saves it
   saved: [],           // the file names this visit saved
   history: [],         // this visit's finished images (the strip under the image)
   initImage: null,     // image-to-image: {name, width, height, bitmap, rgba (at the chosen size)}
@@ -457,7 +457,7 @@ async function run() {
     drawRGBA(result.rgba, result.width, result.height);
     const { initImage, size, ...settings } = opts;
     if (!initImage) delete settings.strength;
-    state.last = { rgba: result.rgba, width: result.width, height: result.height,
+    state.last = { rgba: result.rgba, width: result.width, height: result.height, made: new Date(),
       settings: { ...settings, model: state.manifest.model,
         size: `${result.width}x${result.height}` } };
     addToHistory(state.last);
@@ -522,9 +522,10 @@ function markShown(button) {
   for (const b of $("history").children) b.setAttribute("aria-pressed", String(b === button));
 }
 
-/** A file name no other save of this visit has: websd-<model>-<seed>-<date>-<time>[-n].png */
-function saveName(settings) {
-  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
+/** A file name no other save of this visit has: websd-<model>-<seed>-<date>-<time>[-n].png, the
+ *  time the image was made (saving one image twice gives -2, not a name a second later). */
+function saveName({ settings, made }) {
+  const stamp = made.toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
   const base = `websd-${settings.model}-${settings.seed}-${stamp}`;
   let name = `${base}.png`;
   for (let n = 2; state.saved.includes(name); n++) name = `${base}-${n}.png`;
@@ -540,7 +541,7 @@ async function savePng() {
   const png = new Uint8Array(await (await canvas.convertToBlob({ type: "image/png" })).arrayBuffer());
   const a = document.createElement("a");
   a.href = URL.createObjectURL(new Blob([withSettings(png, settings)], { type: "image/png" }));
-  a.download = saveName(settings);
+  a.download = saveName(state.last);
   a.click();
   setTimeout(() => URL.revokeObjectURL(a.href), 10000);
 }
