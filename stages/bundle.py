@@ -1,11 +1,12 @@
 """bundle: the page (web/) as the files a browser loads, beside the model in dist/.
 
-esbuild (pinned in web/package-lock.json) bundles web/src/app.js and everything it imports
-(the tvmjs runtime, our modules) into one ES module, app.js, and the tokenizer's worker
-(web/src/tokenizer_worker.js with the tokenizer's wasm build, 4.7 MB of the 4.9 that app.js
-was) into a classic worker script, tokenizer_worker.js: the page shows and checks the GPU after
-160 KB, and the tokenizer compiles off its main thread. index.html is copied. Nothing is fetched from a CDN: the page loads only what `doit serve`
-serves from dist/<model>/<target>/. The page itself reads manifest.json at run time, so the
+esbuild (pinned in web/package-lock.json) bundles web/src/app.js and what it imports (the form,
+the drawing, the worker's messages) into one ES module, app.js, and the model's worker
+(web/src/model_worker.js with the tvmjs runtime and the tokenizer's wasm build, 4.9 MB) into a
+classic worker script, model_worker.js: the page shows after 26 KB of script, and everything
+that runs long (wasm compiles, shard hashes, the GPU calls) runs off its main thread. index.html
+is copied. Nothing is fetched from a CDN: the page loads only what `doit serve` serves from
+dist/<model>/<target>/. The page itself reads manifest.json at run time, so the
 bundle does not depend on the model and one build of it serves every model.
 """
 
@@ -25,8 +26,7 @@ ESBUILD_FLAGS = ("--bundle", "--platform=browser", "--target=es2022",
                  "--minify", "--legal-comments=none", *(f"--external:{m}" for m in NODE_ONLY))
 # output -> (entry point, module format): the page's module, and its worker as a classic
 # script (module workers cannot run the tokenizer package's Emscripten loader everywhere)
-ENTRIES = {"app.js": ("src/app.js", "esm"), "tokenizer_worker.js": ("src/tokenizer_worker.js",
-                                                                    "iife")}
+ENTRIES = {"app.js": ("src/app.js", "esm"), "model_worker.js": ("src/model_worker.js", "iife")}
 
 
 def esbuild(web: Path) -> Path:

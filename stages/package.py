@@ -30,7 +30,7 @@ from stages.runtime import contract
 COPIED = ("tokenizer.json", "tokenizer_config.json", "scheduler_config.json", "schedules.json")
 # what every visit of the page reads besides its flavor's variants (scheduler_config.json is the
 # Python runner's: the page steps with schedules.json)
-PAGE_READS = ("index.html", "app.js", "tokenizer_worker.js", "tokenizer.json",
+PAGE_READS = ("index.html", "app.js", "model_worker.js", "tokenizer.json",
               "tokenizer_config.json", "schedules.json")
 
 

@@ -56,7 +56,7 @@ def test_cold_webgpu_build_verifies_every_component_under_webgpu(webgpu_build):
     # the download a flavor's first visit fetches: the page, the tokenizer, the tables, and its
     # variants' libraries and parameter files
     for flavor, need in needs.items():
-        fetched = {"index.html", "app.js", "tokenizer_worker.js", "tokenizer.json",
+        fetched = {"index.html", "app.js", "model_worker.js", "tokenizer.json",
                    "tokenizer_config.json", "schedules.json"}
         for name, v in index["variants"].items():
             if v["flavor"] == flavor and v["params"].startswith(f"{name}/"):  # default size
@@ -78,7 +78,7 @@ def test_cold_webgpu_build_verifies_every_component_under_webgpu(webgpu_build):
     for rel, entry in index["files"].items():
         assert hashlib.sha256((dist / rel).read_bytes()).hexdigest() == entry["sha256"], rel
     assert {"tokenizer.json", "tokenizer_config.json", "scheduler_config.json", "schedules.json",
-            "index.html", "app.js", "tokenizer_worker.js"} <= on_disk
+            "index.html", "app.js", "model_worker.js"} <= on_disk
 
 
 @needs_toolchain

@@ -1,10 +1,11 @@
 // app.js: the page: the form, the progress bars, the canvas, and the test hook.
 //
-// On load it reads manifest.json and schedules.json and checks WebGPU (gpu.js), so a GPU that
-// cannot run the model is named at once, before any download. The first Generate loads the
-// tokenizer and the four components (shards through the Cache API, shards.js); later ones
-// reuse them. A lost device drops the model; the next Generate opens a new device and reloads
-// from the cache.
+// The model runs in a Web Worker (model_worker.js, through model_thread.js): this thread draws
+// what it reports and never waits on the GPU. On load the page reads manifest.json and
+// schedules.json and has the worker open WebGPU (gpu.js), so a GPU that cannot run the model is
+// named at once, before any download. The first Generate has it load the tokenizer and the
+// four components (shards through the Cache API, shards.js); later ones reuse them. A lost
+// device drops the model; the next Generate opens a new device and reloads from the cache.
 //
 // Test hook (also handy from the console), window.websd:
 //   ready: Promise<void>, settled once the startup checks ran (their errors are on the page).
@@ -21,17 +22,18 @@
 //       download = {total, loaded, shards: {cache, network}}; files = every model file read
 //       since the page loaded: [{path, source: "cache" | "network", bytes, ms, replaced?}].
 //   cacheName: the Cache API cache that holds the model files, keyed by their absolute URLs.
-//   device(): the GPUDevice in use, or null (tests destroy it to check the lost-device path).
+//   loseDevice(): destroys the worker's GPUDevice, as a driver reset would (tests check the
+//       lost-device path).
 
-import { GpuError, openDevice } from "./gpu.js";
+import { GpuError } from "./gpu.js";
 import { latentPreviewRGBA } from "./image.js";
-import { COMPONENTS, loadModel, shardsOf, sizesOf } from "./loader.js";
+import { ModelThread } from "./model_thread.js";
 import { OptionError, checkOptions, defaults } from "./options.js";
-import { cancelled, generate } from "./pipeline.js";
+import { cancelled } from "./pipeline.js";
 import { readSettings, withSettings } from "./png_settings.js";
 import { firstIteration, schedulerNames } from "./schedulers.js";
 import { CACHE_NAME, ModelFiles, clearCache } from "./shards.js";
-import { TokenizerThread } from "./tokenizer_thread.js";
+import { shardsOf, sizesOf } from "./variants.js";
 
 const LABELS = { "dpm++2m": "DPM-Solver++ 2M", pndm: "PNDM", euler: "Euler", ddim: "DDIM",
   lms: "LMS", "dpm++2m-karras": "DPM-Solver++ 2M Karras", "euler-a": "Euler ancestral",
@@ -53,7 +55,10 @@ try {
 
 const state = {
   phase: "starting",   // starting | ready | loading | generating | error
-  manifest: null, files: null, tables: null, gpu: null, model: null, loading: null,
+  manifest: null, files: null, tables: null, loading: null,
+  thread: null,        // the model's worker (model_thread.js)
+  gpu: null,           // the worker's open GPU: {flavor, precision, adapterInfo}
+  model: null,         // the worker's loaded model: {precision, latentShape, maxLength, loadSeconds}
   controller: null, message: "", gpuError: "", loadInfo: null,
   last: null,          // the last finished image: {rgba, width, height, made, settings}; Save saves it
   saved: [],           // the file names this visit saved
@@ -292,23 +297,28 @@ function clearInitImage() {
 
 // --- GPU and model ------------------------------------------------------------------------
 
-function dropModel() {
-  if (state.model) state.model.dispose();   // closes the device too
-  else state.gpu?.close();
+/** Forget the model (and its device); the worker has closed them, or is told to. */
+function forgetModel({ tell = true } = {}) {
+  if (tell && state.gpu) state.thread.ask("drop").catch(() => {});
   state.model = state.gpu = state.loading = state.modelSize = null;
 }
 
+/** The worker's events that are not a request's: file reads and GPU trouble. */
+const WORKER_EVENTS = {
+  bytes: (data) => onBytes(data),
+  read: (entry) => state.files?.log.push(entry),
+  lost: ({ message }) => {
+    showGpuError(message);
+    forgetModel({ tell: false });
+    if (state.phase !== "generating") state.phase = "error";
+  },
+  "gpu-error": ({ message }) => console.error(`websd: WebGPU error: ${message}`),
+};
+
 async function openGpu() {
-  const gpu = await openDevice(state.manifest, {
-    featureLevel: new URLSearchParams(location.search).get("featureLevel") ?? undefined,
-    onLost: (err) => {
-      if (state.gpu !== gpu) return;
-      showGpuError(err.message);
-      dropModel();
-      if (state.phase !== "generating") state.phase = "error";
-    },
-    onError: (message) => console.error(`websd: WebGPU error: ${message}`),
-  });
+  const gpu = await state.thread.ask("open", { manifest: state.manifest,
+    baseUrl: new URL(".", location.href).href,
+    featureLevel: new URLSearchParams(location.search).get("featureLevel") ?? undefined });
   const info = gpu.adapterInfo;
   $("precision").textContent = (gpu.precision === "float16"
     ? "float16 (this GPU has shader-f16)"
@@ -329,7 +339,7 @@ async function loadOnce(size) {
   const key = size.join("x");
   if (state.loading && state.modelSize !== key) {
     await state.loading.catch(() => {});   // a load of another size finishes first
-    if (state.modelSize !== key) dropModel();
+    if (state.modelSize !== key) state.loading = state.model = null;   // the worker replaces it
   }
   state.modelSize = key;
   state.loading ??= (async () => {
@@ -347,14 +357,12 @@ async function loadOnce(size) {
     const timer = loadTimer();
     let model;
     try {
-      model = await loadModel({ manifest: state.manifest, files: state.files, size,
-        tables: state.tables, gpu: state.gpu, loadTokenizer: TokenizerThread.start,
-        onPhase: timer.onPhase,
-        onShard: ({ path }) => {
-          const entry = state.files.log.findLast((e) => e.path === path);
-          if (entry) state.download.shards[entry.source] += 1;
+      model = await state.thread.ask("load", { size }, { on: {
+        phase: timer.onPhase,
+        shard: ({ source }) => {
+          if (source) state.download.shards[source] += 1;
           showDownload();
-        } });
+        } } });
     } catch (e) {
       timer.finish(true);
       throw e;
@@ -364,7 +372,7 @@ async function loadOnce(size) {
     state.model = model;
     return model;
   })().catch((e) => {
-    dropModel();
+    forgetModel();
     throw e;
   });
   return state.loading;
@@ -385,14 +393,13 @@ function onBytes({ path, bytes, source, ms }) {
  *  The counts come from the tokenizer's worker; an answer overtaken by a later edit is dropped. */
 let tokensAsked = 0;
 async function showTokens() {
-  const tokenizer = state.model?.tokenizer;
-  if (!tokenizer) return;
+  if (!state.model) return;
   const asked = ++tokensAsked;
-  const max = tokenizer.special.maxLength - 2;
+  const max = state.model.maxLength - 2;
   let counts;
   try {
     counts = await Promise.all([["prompt", "prompt"], ["negative-prompt", "negative prompt"]]
-      .map(async ([id, label]) => [label, await tokenizer.count($(id).value)]));
+      .map(async ([id, label]) => [label, await state.thread.ask("count", { text: $(id).value })]));
   } catch (e) {
     return;   // the model (and its tokenizer) went away meanwhile
   }
@@ -440,20 +447,22 @@ async function run() {
     $("denoise-progress").value = 0;
     $("denoise-text").textContent = "encoding the prompt";
     let decoded = null;   // the last decoded preview's step: it stays up over the latents'
-    const result = await generate(model, opts, {
-      signal: controller.signal,
-      onStep: (s) => {
+    if (controller.signal.aborted) throw cancelled();
+    const request = state.thread.ask("generate", { opts }, { on: {
+      step: (s) => {
         done = s;
         showStep(s, decoded);
         const [, , h, w] = model.latentShape;
         if (!decoded) drawRGBA(latentPreviewRGBA(s.latents, h, w), w, h, { preview: true });
       },
-      onPreview: (p) => {
+      preview: (p) => {
         decoded = p.step;
         showStep(done, decoded);
         drawRGBA(p.rgba, p.width, p.height, { preview: true });
       },
-    });
+    } });
+    controller.signal.addEventListener("abort", () => state.thread.cancel(request.id), { once: true });
+    const result = await request;
     drawRGBA(result.rgba, result.width, result.height);
     const { initImage, size, ...settings } = opts;
     if (!initImage) delete settings.strength;
@@ -482,8 +491,9 @@ async function run() {
       state.phase = "error";
     } else {
       showMessage(e instanceof OptionError ? e.message : `Failed: ${e.message}`, true);
-      // after a WebGPU error the device's state is unknown: start the next run afresh
-      if (state.gpu?.errors.length) dropModel();
+      // after a WebGPU error the device's state is unknown: the worker closed the model, and
+      // the next run starts afresh
+      if (e.dropped) forgetModel({ tell: false });
     }
     throw e;
   } finally {
@@ -582,6 +592,7 @@ async function start() {
   sizeImage(...chosenSize());
   state.files = new ModelFiles({ baseUrl: new URL(".", location.href).href, files: manifest.files,
     onBytes });
+  state.thread = new ModelThread(WORKER_EVENTS);
   const tables = await state.files.json(manifest.schedules);
   // the model's own scheduler (schedules.json model_scheduler) is marked as such
   for (const name of schedulerNames(tables)) {
@@ -681,8 +692,8 @@ window.websd = {
   cancel() {
     state.controller?.abort();
   },
-  device() {
-    return state.gpu?.device ?? null;
+  loseDevice() {
+    return state.thread?.ask("loseDevice");
   },
   status() {
     const { paths, readMs, ...download } = state.download;
@@ -691,7 +702,7 @@ window.websd = {
       adapter: state.gpu?.adapterInfo ?? null, imageSize: state.manifest?.image_size ?? null,
       modelSize: state.modelSize,
       message: state.message, gpuError: state.gpuError, download,
-      loadSeconds: state.model ? Object.fromEntries(COMPONENTS.map(([k]) => [k, state.model[k].loadSeconds])) : null,
+      loadSeconds: state.model?.loadSeconds ?? null,
       initImage: state.initImage
         ? { name: state.initImage.name, width: state.initImage.width, height: state.initImage.height }
         : null,

@@ -76,7 +76,7 @@ export function encoderLatents(moments, seed, scalingFactor) {
 }
 
 /**
- * model: { tokenizer (ClipTokenizer, or tokenizer_thread.js's with an async encode),
+ * model: { tokenizer (ClipTokenizer),
  *          tables (schedules.json), textEncoder, unet, vaeDecoder, vaeEncoder (model.js Components), latentShape [1, C, h, w], imageSize [w, h],
  *          scalingFactor, guidanceBatch (2, or 1 for a guidance-free model),
  *          checkGpu() (throws if WebGPU reported an error) }
@@ -98,8 +98,8 @@ export async function generate(model, opts, { signal, onStep, onPreview } = {}) 
 
   const len = tokenizer.special.maxLength;
   const ids = new Int32Array(batch * len);
-  if (batch === 2) ids.set(await tokenizer.encode(opts.negativePrompt), 0);
-  ids.set(await tokenizer.encode(opts.prompt), (batch - 1) * len);
+  if (batch === 2) ids.set(tokenizer.encode(opts.negativePrompt), 0);
+  ids.set(tokenizer.encode(opts.prompt), (batch - 1) * len);
   let t = performance.now();
   const text = await textEncoder.run([{ data: ids, shape: [batch, len], dtype: "int32" }]);
   textEncoder.releaseActivations();

@@ -49,13 +49,15 @@ async function readBody(response, size, onBytes) {
 export class ModelFiles {
   /**
    * baseUrl: the model directory's URL (where manifest.json is); files: manifest.json "files";
-   * onBytes({path, bytes, source, ms}): bytes just read of a file, ms since its read began.
+   * onBytes({path, bytes, source, ms}): bytes just read of a file, ms since its read began;
+   * onRead(entry): a file was read, entry as this.log's (the model's worker sends them on).
    */
-  constructor({ baseUrl, files, cacheName = CACHE_NAME, onBytes }) {
+  constructor({ baseUrl, files, cacheName = CACHE_NAME, onBytes, onRead }) {
     this.baseUrl = baseUrl;
     this.files = files;
     this.cacheName = cacheName;
     this.onBytes = onBytes;
+    this.onRead = onRead;
     this.log = [];
     this.cachePromise = null;
   }
@@ -93,7 +95,7 @@ export class ModelFiles {
         const bytes = new Uint8Array(await hit.arrayBuffer());
         if (await matches(bytes, expect)) {
           this.onBytes?.({ path, bytes: bytes.byteLength, source: "cache", ms: performance.now() - t0 });
-          this.log.push({ path, source: "cache", bytes: bytes.byteLength, ms: performance.now() - t0 });
+          this.record({ path, source: "cache", bytes: bytes.byteLength, ms: performance.now() - t0 });
           return bytes;
         }
         replaced = `cached copy did not match manifest.json (${bytes.byteLength} bytes)`;
@@ -128,9 +130,14 @@ export class ModelFiles {
         console.warn(`websd: could not cache ${path} (${e.name}: ${e.message})`);
       }
     }
-    this.log.push({ path, source: "network", bytes: bytes.byteLength, ms: performance.now() - t0,
+    this.record({ path, source: "network", bytes: bytes.byteLength, ms: performance.now() - t0,
       ...(replaced ? { replaced } : {}) });
     return bytes;
+  }
+
+  record(entry) {
+    this.log.push(entry);
+    this.onRead?.(entry);
   }
 
   async json(path) {

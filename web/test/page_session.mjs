@@ -292,7 +292,7 @@ try {
       binRequests: binRequests(), page: await pageText(page) });
 
     // 7. A lost device: the page says so, and the next Generate starts again.
-    await page.evaluate(() => window.websd.device().destroy());
+    await page.evaluate(() => window.websd.loseDevice());
     await page.waitForFunction(() => !document.getElementById("gpu-error").hidden, null, { timeout: 20000 });
     report.lost = { page: await pageText(page) };
     const afterLost = await generate(page, job.reload);
