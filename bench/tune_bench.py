@@ -88,7 +88,7 @@ def main() -> None:
             aside = Path(tmp) / "records"
             if args.tuned_already:
                 shutil.move(records, aside)
-            doit(ws, "emit", f"model={args.model}")
+            doit(ws, "emit", f"model={args.model}", "target=llvm")
             for c in COMPONENTS:   # only the libraries: the params do not change with tuning
                 (untuned / c).mkdir(parents=True)
                 shutil.copy2(dist / c / f"{c}.so", untuned / c / f"{c}.so")
@@ -96,12 +96,12 @@ def main() -> None:
                 shutil.move(aside, records)
             else:
                 for c in COMPONENTS:
-                    doit(ws, f"tune:{c}", f"model={args.model}", "--trials", str(args.trials),
-                         "--top", str(args.top))
-            doit(ws, "emit", f"model={args.model}")
+                    doit(ws, f"tune:{c}", f"model={args.model}", "target=llvm", "--trials",
+                         str(args.trials), "--top", str(args.top))
+            doit(ws, "emit", f"model={args.model}", "target=llvm")
         else:   # untuned only, from what the workspace has emitted (no build: verify is slow)
             for c in COMPONENTS:
-                doit(ws, f"emit:{c}", f"model={args.model}")
+                doit(ws, f"emit:{c}", f"model={args.model}", "target=llvm")
             untuned = dist
 
         device = tvm.cpu()

@@ -67,8 +67,10 @@ PASSES = (
 )
 
 SCHEDULE = (
-    # phase 5 (after the tuning records): thread bindings for every kernel without a record
+    # phase 5 (after the tuning records): thread bindings for every kernel without a record,
+    # and on CPUs threads and vector lanes
     Step("gpu_default_schedule", targets=GPU),
+    Step("cpu_default_schedule", targets=("llvm",)),
     # phase 6: every kernel within the target's threads and workgroup memory, or a build error
     Step("gpu_limits", targets=GPU),
 )

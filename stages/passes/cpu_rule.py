@@ -1,0 +1,228 @@
+"""dlight rules for CPU (llvm) kernels without a tuning record: threads and vector lanes.
+
+Untuned TVM llvm code was plain loops on one thread, 50-115x slower than PyTorch eager at full
+size (issue 20). Two rules:
+
+- `Tiled`: a kernel with one reduction block (a convolution, a matmul), its spatial axes first,
+  plus injective blocks around it (padding before; bias, residual, cast after). Each output
+  tile of `rows` x `lanes` elements is accumulated in a local buffer (registers, once LLVM has
+  unrolled it) over the whole reduction and written once, with the epilogue inlined into that
+  write; tiles run in parallel. `lanes` runs along the output's last axis (vectorized); `rows`
+  along the spatial axis that the reads indexed by the lanes' axis do not use (a convolution's
+  output channels, a matmul's rows), so each loaded vector serves `rows` outputs and each
+  broadcast scalar `lanes`. A read that is strided along the lanes' axis (a matmul whose
+  weight is [out, in]: `NT_matmul`) makes the lanes run along the reduction instead, through
+  rfactor: partial sums per lane, added up once per output.
+- `Spatial`: every other kernel: each top-level loop nest's spatial loops fused and run in
+  parallel, and the innermost loop of an injective nest vectorized when its extent allows.
+
+The reduction order of each output is unchanged (the lanes are other outputs), except under
+rfactor, where it is `lanes` interleaved partial sums. What runs in parallel is TVM's thread
+pool (TVM_NUM_THREADS, else every core).
+"""
+
+from __future__ import annotations
+
+ROWS = 4          # outputs per tile along the reuse axis
+LANES = 16        # float32 lanes per tile (two AVX2 / one AVX-512 register)
+MIN_PARALLEL = 2  # a parallel loop shorter than this is left serial
+MIN_RFACTOR_STEPS = 8  # vector steps per output a reduction needs to run along its lanes
+
+
+def _extents(infos) -> list[int] | None:
+    from tvm import tirx
+
+    out = []
+    for it in infos:
+        if not isinstance(it.dom, (int, tirx.IntImm)):
+            return None
+        out.append(int(it.dom))
+    return out
+
+
+def _largest_divisor(n: int, candidates) -> int:
+    return next((c for c in candidates if n % c == 0), 1)
+
+
+def make_rules():
+    """The rules as dlight CPUScheduleRule instances (tvm is imported here, not at load)."""
+    from tvm import s_tir, tirx
+    from tvm.s_tir.dlight.analysis import normalize_prim_func
+    from tvm.s_tir.dlight.cpu.base import CPUScheduleRule
+
+    def used_vars(expr) -> set:
+        return {v.name for v in tirx.analysis.undefined_vars(expr, [])}
+
+    def region_vars(region) -> list[set]:
+        """The block iter vars each index of a buffer region uses."""
+        return [used_vars(r.min) for r in region.region]
+
+    def parallel_outer(sch, loops) -> None:
+        """Fuse the leading loops and run them in parallel."""
+        if not loops:
+            return
+        fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
+        extent = sch.get(fused).extent
+        if not isinstance(extent, tirx.IntImm) or int(extent) >= MIN_PARALLEL:
+            sch.parallel(fused)
+
+    class Tiled(CPUScheduleRule):
+        def apply(self, func, target, tunable):
+            try:
+                return self.schedule(func, target)
+            except Exception:  # noqa: BLE001 (a kernel this rule cannot tile: the next rule's)
+                return None
+
+        def schedule(self, func, target):
+            if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+                return None
+            sch = s_tir.Schedule(func)
+            infos = normalize_prim_func(sch)
+            if not infos:
+                return None
+            reductions = [b for b in infos if not b.is_injective()]
+            if len(reductions) != 1:
+                return None
+            main = reductions[0]
+            kind = main.dom_kind()
+            spatial = len(kind) - len(kind.lstrip("S"))
+            if spatial == 0 or set(kind[spatial:]) != {"R"}:
+                return None
+            ext = _extents(main.iters)
+            if ext is None:
+                return None
+            block = sch.get(main.block_rv)
+            # producers of the reduction (padding) keep their own nests; every other injective
+            # block is inlined into what reads it where it can (a broadcast bias into the
+            # epilogue), and the rest, the epilogue, into the tile's write-back
+            read_by_main = {r.source.name for r in block.reads}
+            producers, consumers = [], []
+            for b in infos:
+                if b is main:
+                    continue
+                if {w.source.name for w in sch.get(b.block_rv).writes} & read_by_main:
+                    producers.append(b)
+                    continue
+                try:
+                    sch.compute_inline(b.block_rv)
+                except Exception:  # noqa: BLE001 (it writes the output, or cannot be inlined)
+                    consumers.append(b)
+            names = [it.var.name for it in main.iters]
+            lane_var = names[spatial - 1]
+            reads = [region_vars(r) for r in block.reads]
+            # a read whose innermost index uses the lanes' axis together with something else
+            # is contiguous along it; one that uses it in an outer index only is strided
+            strided = any(any(lane_var in idx for idx in r[:-1]) and lane_var not in r[-1]
+                          for r in reads if r)
+            if strided:
+                return self.rfactor(sch, main, consumers, ext, spatial)
+            lanes = _largest_divisor(ext[spatial - 1], (LANES, 8, 4))
+            # the reuse axis: a spatial axis absent from the reads that use the lanes' axis
+            lane_reads = [set().union(*r) for r in reads if r and lane_var in set().union(*r)]
+            row_axis = next((i for i in range(spatial - 2, -1, -1)
+                             if ext[i] > 1 and all(names[i] not in r for r in lane_reads)), None)
+            rows = _largest_divisor(ext[row_axis], (ROWS, 2)) if row_axis is not None else 1
+
+            loops = sch.get_loops(main.block_rv)
+            s_loops, r_loops = loops[:spatial], loops[spatial:]
+            outer, inner = list(s_loops), []
+            if rows > 1:
+                ro, ri = sch.split(s_loops[row_axis], [None, rows])
+                outer[row_axis] = ro
+                inner.append(ri)
+            lo, li = sch.split(s_loops[spatial - 1], [None, lanes])
+            outer[spatial - 1] = lo
+            inner.append(li)
+            sch.reorder(*outer, *r_loops, *inner)
+            # the tile's outputs accumulate locally and are written once, with the epilogue
+            acc = sch.cache_write(main.block_rv, 0, "local")
+            for c in consumers:
+                try:
+                    sch.reverse_compute_inline(c.block_rv)
+                except Exception:  # noqa: BLE001 (an epilogue that cannot be inlined)
+                    return None
+            sch.reverse_compute_at(acc, outer[-1], preserve_unit_loops=True)
+            parallel_outer(sch, outer)
+            # NOTE: vectorized before the reduction is split into init and update: the
+            # update block alone is no reduction block, and vectorize refuses it
+            for b in (main.block_rv, acc):
+                loops = sch.get_loops(b)
+                if lanes > 1:
+                    sch.vectorize(loops[-1])
+                if rows > 1 and b is main.block_rv:
+                    sch.unroll(loops[-2])
+            sch.decompose_reduction(main.block_rv, r_loops[0])
+            self.producers(sch, producers)
+            return sch
+
+        def rfactor(self, sch, main, consumers, ext, spatial):
+            """Lanes along the reduction: per-lane partial sums (rfactor), summed per output."""
+            r_ext = ext[spatial:]
+            if len(r_ext) != 1:
+                return None
+            lanes = _largest_divisor(r_ext[0], (LANES, 8, 4))
+            # each output ends with a sum across its lanes: worth it over 8+ vector steps only
+            # (measured: K = 32 or 64 ran slower than the plain loop, K = 128 and 256 faster)
+            if lanes == 1 or r_ext[0] < MIN_RFACTOR_STEPS * lanes:
+                return None
+            loops = sch.get_loops(main.block_rv)
+            s_loops, (r_loop,) = loops[:spatial], loops[spatial:]
+            _, ri = sch.split(r_loop, [None, lanes])
+            # rf: (spatial..., reduction outer, lanes) with the lanes innermost; the original
+            # block then adds the lanes' partial sums up: (spatial..., lanes)
+            rf = sch.rfactor(ri, factor_axis=spatial)
+            final = sch.get_loops(main.block_rv)
+            sch.compute_at(rf, final[spatial - 1], preserve_unit_loops=True)
+            for c in consumers:
+                sch.reverse_compute_at(c.block_rv, final[spatial - 1], preserve_unit_loops=True)
+            sch.set_scope(rf, 0, "local")
+            # compute_at made the rf block's loops in its iters' order (lanes, then the
+            # reduction): the lanes go innermost
+            lane, red = sch.get_loops(rf)[-2:]
+            sch.reorder(red, lane)
+            sch.vectorize(lane)
+            parallel_outer(sch, final[:spatial])
+            sch.decompose_reduction(rf, red)
+            return sch
+
+        @staticmethod
+        def producers(sch, infos) -> None:
+            """Padding and other producers: their own parallel, vectorized nests."""
+            for b in infos:
+                loops = sch.get_loops(b.block_rv)
+                ext = _extents(b.iters)
+                if ext is None or not loops:
+                    continue
+                if len(loops) > 1:
+                    parallel_outer(sch, loops[:-1])
+                lanes = _largest_divisor(ext[-1], (LANES, 8, 4))
+                if lanes > 1:
+                    _, li = sch.split(loops[-1], [None, lanes])
+                    sch.vectorize(li)
+
+    class Spatial(CPUScheduleRule):
+        def apply(self, func, target, _tunable):
+            if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+                return None
+            sch = s_tir.Schedule(func)
+            infos = normalize_prim_func(sch)
+            if not infos:
+                return None
+            for b in infos:
+                loops = sch.get_loops(b.block_rv)
+                kind = b.dom_kind()
+                lead = len(kind) - len(kind.lstrip("S"))
+                ext = _extents(b.iters)
+                if b.is_injective() and ext is not None and len(loops) == len(kind):
+                    lanes = _largest_divisor(ext[-1], (LANES, 8, 4))
+                    if len(loops) > 1:
+                        parallel_outer(sch, loops[:-1])
+                    if lanes > 1:
+                        _, li = sch.split(loops[-1], [None, lanes])
+                        sch.vectorize(li)
+                elif lead:
+                    parallel_outer(sch, loops[:lead])
+            return sch
+
+    return [Tiled(), Spatial()]
+

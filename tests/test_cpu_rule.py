@@ -1,0 +1,80 @@
+"""llvm kernels without a tuning record get threads and vector lanes (stages/passes/cpu_rule.py):
+convolutions accumulate output tiles in registers and give the same bits as the plain loops;
+long matmul reductions run along their lanes. That whole components stay right is verify's
+job (the build below passed it); speed is bench/tune_bench.py's."""
+
+import numpy as np
+import pytest
+import tvm
+
+COMPONENTS = ("unet", "vae_decoder", "vae_encoder")
+
+
+def _module(ws, component, stage):
+    return tvm.ir.load_json((ws / "build" / "tiny" / "llvm" / component / stage
+                             / "module.json").read_text())
+
+
+def _kernels(mod, word):
+    return {gv.name_hint: mod[gv] for gv in mod.get_global_vars()
+            if word in gv.name_hint and isinstance(mod[gv], tvm.tirx.PrimFunc)}
+
+
+def test_every_convolution_is_tiled_in_parallel(built):
+    ws, _ = built
+    for component in COMPONENTS:
+        convs = _kernels(_module(ws, component, "schedule"), "conv2d")
+        assert len(convs) >= 3, component
+        for name, func in convs.items():
+            script = func.script()
+            assert "T.parallel(" in script and "T.vectorized(" in script, (component, name)
+            assert "_local = T.sblock_alloc_buffer(" in script, (component, name)
+
+
+def test_long_matmul_reductions_run_along_their_lanes(built):
+    ws, _ = built
+    scheduled = _kernels(_module(ws, "unet", "schedule"), "NT_matmul")
+    along = [n for n, f in scheduled.items() if "_rf_local" in f.script()]
+    assert along, sorted(scheduled)
+
+
+def _run(func, inputs):
+    target = tvm.target.Target({"kind": "llvm"})
+    with target:
+        lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
+                          target=target)
+    dev = tvm.cpu()
+    args = [tvm.runtime.tensor(x, dev) for x in inputs]
+    lib.mod["main"](*args)
+    return args[-1].numpy()
+
+
+def _inputs(func, seed=0):
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+    rng = np.random.default_rng(seed)
+    return [rng.uniform(-1, 1, [int(s) for s in a.shape]).astype(str(a.dtype))
+            for a in ArgInfo.from_prim_func(func)]
+
+
+@pytest.mark.parametrize("word,exact", [("conv2d", True), ("NT_matmul", False)])
+def test_scheduled_kernels_compute_what_the_plain_loops_do(built, word, exact):
+    from stages.passes import cpu_default_schedule
+
+    ws, _ = built
+    plain = _kernels(_module(ws, "unet", "passes"), word)
+    target = tvm.target.Target({"kind": "llvm"})
+    checked = 0
+    for name, func in sorted(plain.items())[:6]:
+        with target:
+            scheduled = cpu_default_schedule.make(target)(tvm.IRModule({name: func}))[name]
+        if not scheduled.attrs or not scheduled.attrs.get("tirx.is_scheduled"):
+            continue
+        inputs = _inputs(func)
+        want, got = _run(func, inputs), _run(scheduled, inputs)
+        if exact:   # the lanes are other outputs: each output's sum runs in the same order
+            assert np.array_equal(want, got), name
+        else:       # partial sums per lane: another order
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=name)
+        checked += 1
+    assert checked >= 2, (word, sorted(plain))
