@@ -167,7 +167,28 @@ def section_cpu() -> list[str]:
                        f"{t['speedup_tuned_vs_torch']:.2f}x |")
         out.append("")
         out += [f"- {note}" for note in data.get("notes", [])] + ([""] if data.get("notes") else [])
+    out += cpu_default_schedule()
     return out
+
+
+def cpu_default_schedule() -> list[str]:
+    """Kernels without a tuning record, before and after the default CPU schedule (docs/cpu.md)."""
+    before, after = (load(f"tune_bench_tiny_{n}.json") for n in ("before_cpu_schedule",
+                                                                "cpu_schedule"))
+    if not before or not after:
+        return missing("python bench/tune_bench.py --trials 0, without and with "
+                       "stages/passes/cpu_default_schedule.py")
+    out = [f"The default CPU schedule (docs/cpu.md), tiny, {after['threads']} threads, the "
+           "committed records applied in both, median of "
+           f"{after['repeat']} (`bench/tune_bench.py --trials 0`):", "",
+           "| component | torch eager ms | before ms | after ms | after/before | torch/after |",
+           "|---|---|---|---|---|---|"]
+    for c, t in after["components"].items():
+        was = before["components"][c]["untuned_ms"]
+        out.append(f"| {c} | {t['torch_eager_ms']:.2f} | {was:.2f} | {t['untuned_ms']:.2f} | "
+                   f"{was / t['untuned_ms']:.1f}x faster | "
+                   f"{t['torch_eager_ms'] / t['untuned_ms']:.2f}x |")
+    return out + [""]
 
 
 def section_gpu() -> list[str]:
