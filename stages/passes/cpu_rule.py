@@ -66,20 +66,41 @@ def make_rules():
         if not isinstance(extent, tirx.IntImm) or int(extent) >= MIN_PARALLEL:
             sch.parallel(fused)
 
+    def normalized(rule, func, target):
+        """A schedule of func and its blocks in normal form, or None where the rule does not
+        apply (another target, a kernel in no normal form: attention's own loops)."""
+        if not isinstance(func, tirx.PrimFunc) or not rule.is_target_available(target):
+            return None
+        sch = s_tir.Schedule(func)
+        infos = normalize_prim_func(sch)
+        return (sch, infos) if infos else None
+
+    def spread(sch, info) -> None:
+        """An injective block: its outer loops fused and in parallel, its last loop in lanes
+        where the extent allows."""
+        loops = sch.get_loops(info.block_rv)
+        ext = _extents(info.iters)
+        if ext is None or not loops:
+            return
+        if len(loops) > 1:
+            parallel_outer(sch, loops[:-1])
+        lanes = _largest_divisor(ext[-1], (LANES, 8, 4))
+        if lanes > 1:
+            _, li = sch.split(loops[-1], [None, lanes])
+            sch.vectorize(li)
+
     class Tiled(CPUScheduleRule):
-        def apply(self, func, target, tunable):
+        def apply(self, func, target, _tunable):
             try:
                 return self.schedule(func, target)
             except Exception:  # noqa: BLE001 (a kernel this rule cannot tile: the next rule's)
                 return None
 
         def schedule(self, func, target):
-            if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+            found = normalized(self, func, target)
+            if found is None:
                 return None
-            sch = s_tir.Schedule(func)
-            infos = normalize_prim_func(sch)
-            if not infos:
-                return None
+            sch, infos = found
             reductions = [b for b in infos if not b.is_injective()]
             if len(reductions) != 1:
                 return None
@@ -152,7 +173,8 @@ def make_rules():
                 if rows > 1 and b is main.block_rv:
                     sch.unroll(loops[-2])
             sch.decompose_reduction(main.block_rv, r_loops[0])
-            self.producers(sch, producers)
+            for p in producers:   # padding: its own parallel, vectorized nest
+                spread(sch, p)
             return sch
 
         def rfactor(self, sch, main, consumers, ext, spatial):
@@ -185,43 +207,19 @@ def make_rules():
             sch.decompose_reduction(rf, red)
             return sch
 
-        @staticmethod
-        def producers(sch, infos) -> None:
-            """Padding and other producers: their own parallel, vectorized nests."""
-            for b in infos:
-                loops = sch.get_loops(b.block_rv)
-                ext = _extents(b.iters)
-                if ext is None or not loops:
-                    continue
-                if len(loops) > 1:
-                    parallel_outer(sch, loops[:-1])
-                lanes = _largest_divisor(ext[-1], (LANES, 8, 4))
-                if lanes > 1:
-                    _, li = sch.split(loops[-1], [None, lanes])
-                    sch.vectorize(li)
-
     class Spatial(CPUScheduleRule):
         def apply(self, func, target, _tunable):
-            if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+            found = normalized(self, func, target)
+            if found is None:
                 return None
-            sch = s_tir.Schedule(func)
-            infos = normalize_prim_func(sch)
-            if not infos:
-                return None
+            sch, infos = found
             for b in infos:
-                loops = sch.get_loops(b.block_rv)
                 kind = b.dom_kind()
-                lead = len(kind) - len(kind.lstrip("S"))
-                ext = _extents(b.iters)
-                if b.is_injective() and ext is not None and len(loops) == len(kind):
-                    lanes = _largest_divisor(ext[-1], (LANES, 8, 4))
-                    if len(loops) > 1:
-                        parallel_outer(sch, loops[:-1])
-                    if lanes > 1:
-                        _, li = sch.split(loops[-1], [None, lanes])
-                        sch.vectorize(li)
-                elif lead:
-                    parallel_outer(sch, loops[:lead])
+                if b.is_injective() and len(sch.get_loops(b.block_rv)) == len(kind):
+                    spread(sch, b)
+                elif kind.startswith("S"):   # a reduction's leading spatial loops
+                    lead = len(kind) - len(kind.lstrip("S"))
+                    parallel_outer(sch, sch.get_loops(b.block_rv)[:lead])
             return sch
 
     return [Tiled(), Spatial()]
