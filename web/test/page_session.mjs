@@ -140,7 +140,8 @@ try {
     }
   }
   report.firstLoad = { files: (await status(page)).files, binRequests: binRequests(),
-    load: (await status(page)).load, longTasks: (await status(page)).longTasks };
+    load: (await status(page)).load, longTasks: (await status(page)).longTasks,
+    readyAt: (await status(page)).readyAt };
 
   // 3-7 run where the job names them (a job of images alone checks a model's pictures)
   if (job.invalid) {
@@ -274,7 +275,7 @@ try {
     const reloadRun = await generate(page, job.reload);
     report.reload = { ...reloadRun, files: (await status(page)).files, binRequests: binRequests(),
       page: await pageText(page), load: (await status(page)).load,
-      longTasks: (await status(page)).longTasks };
+      longTasks: (await status(page)).longTasks, readyAt: (await status(page)).readyAt };
 
     // 6. A cached shard with wrong bytes: deleted, fetched again, and the image is unchanged.
     report.tamper = await page.evaluate(async () => {
