@@ -26,7 +26,7 @@
 //   loseDevice(): destroys the worker's GPUDevice, as a driver reset would (tests check the
 //       lost-device path).
 
-import { GpuError } from "./gpu.js";
+import { GpuError, requireWebGPU } from "./gpu.js";
 import { latentPreviewRGBA } from "./image.js";
 import { ModelThread } from "./model_thread.js";
 import { OptionError, checkOptions, defaults } from "./options.js";
@@ -603,6 +603,7 @@ async function start() {
   }
   setupForm(manifest.contract);
   try {
+    requireWebGPU();
     state.gpu = await openGpu();
   } catch (e) {
     state.phase = "error";

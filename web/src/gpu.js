@@ -82,6 +82,17 @@ async function requestAdapter(gpu, featureLevel) {
   return core ? [core, false] : other;
 }
 
+/** Throws the GpuError a browser without WebGPU gets (the page asks before it starts the
+ *  model's worker: a worker may see WebGPU where the page does not, and the page is what the
+ *  user runs). */
+export function requireWebGPU(gpu = globalThis.navigator?.gpu) {
+  if (!gpu) {
+    throw new GpuError("no-webgpu", "WebGPU is not available in this browser (navigator.gpu is " +
+      "missing). Use a recent Chrome, Edge, Safari or Firefox with WebGPU, on an https:// or " +
+      "http://localhost page; on Linux, Chromium needs --enable-unsafe-webgpu.");
+  }
+}
+
 /**
  * Open the device for the model described by `manifest`.
  *   featureLevel: "compatibility" asks for a compatibility-mode adapter only (the page's
@@ -95,11 +106,7 @@ async function requestAdapter(gpu, featureLevel) {
  */
 export async function openDevice(manifest, { gpu = globalThis.navigator?.gpu, featureLevel, onLost,
   onError } = {}) {
-  if (!gpu) {
-    throw new GpuError("no-webgpu", "WebGPU is not available in this browser (navigator.gpu is " +
-      "missing). Use a recent Chrome, Edge, Safari or Firefox with WebGPU, on an https:// or " +
-      "http://localhost page; on Linux, Chromium needs --enable-unsafe-webgpu.");
-  }
+  requireWebGPU(gpu);
   const [adapter, compatibility] = await requestAdapter(gpu, featureLevel);
   if (!adapter) {
     throw new GpuError("no-adapter", "WebGPU is present but no GPU adapter was found: the GPU or " +
