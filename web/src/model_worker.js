@@ -27,6 +27,7 @@ import { loadModel } from "./loader.js";
 import { generate } from "./pipeline.js";
 import { ModelFiles } from "./shards.js";
 import { ClipTokenizer } from "./tokenizer.js";
+import { COMPONENTS } from "./variants.js";
 import { Tokenizer } from "./web_tokenizers.js";
 
 const state = { manifest: null, featureLevel: undefined, files: null, gpu: null, model: null,
@@ -89,8 +90,7 @@ const ops = {
     const m = state.model;
     return { precision: m.precision, latentShape: m.latentShape,
       maxLength: m.tokenizer.special.maxLength,
-      loadSeconds: Object.fromEntries(["textEncoder", "unet", "vaeDecoder", "vaeEncoder"]
-        .map((k) => [k, m[k].loadSeconds])) };
+      loadSeconds: Object.fromEntries(COMPONENTS.map(([k]) => [k, m[k].loadSeconds])) };
   },
 
   async generate({ opts }, { id }) {
