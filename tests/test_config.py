@@ -90,3 +90,25 @@ def test_image_sizes_off_the_models_grid(clean, sizes, words):
                  f"sizes = {sizes}"):
         line = _fails_in_one_line(clean, "build", "model=tiny-sizes")
     assert "configs/models/tiny-sizes.toml" in line and words in line and "fix:" in line
+
+
+def test_the_llvm_target_names_this_machines_instruction_set(tmp_path):
+    """Without an mcpu LLVM emits SSE2 only: the config adds the host's x86-64 level, which then
+    is in every key (the webgpu target's wasm host is not touched)."""
+    from stages.engine import config, host_cpu
+
+    base = {"cx16", "popcnt", "sse4_1", "sse4_2", "ssse3"}
+    v3 = base | {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"}
+    assert host_cpu.x86_64_level({"sse2"}) is None
+    assert host_cpu.x86_64_level(base) == "x86-64-v2"
+    assert host_cpu.x86_64_level(v3 | {"avx512f"}) == "x86-64-v3"
+    assert host_cpu.x86_64_level(v3 - {"fma"} | {"avx512f", "avx512bw", "avx512cd",
+                                                 "avx512dq", "avx512vl"}) == "x86-64-v2"
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: " + " ".join(sorted(v3)) + "\n\n")
+    assert host_cpu.x86_64_level(host_cpu.cpu_flags(cpuinfo)) == "x86-64-v3"
+    assert host_cpu.cpu_flags(tmp_path / "absent") == set()
+
+    assert config.load("tiny", "llvm").target["target"]["tvm"].get("mcpu") == host_cpu.mcpu()
+    assert "mcpu" not in config.load("tiny", "webgpu").target["target"]["tvm"]
+

@@ -468,6 +468,12 @@ def load(model: str | None = None, target: str = DEFAULT_TARGET, path: str | Non
         raise ConfigError(f"{_rel(target_file)}: target.features needs \"float16\" in "
                           f"target.precisions (feature variants are float16); fix: add it or "
                           f"drop target.features")
+    tvm_target = tdata["target"]["tvm"]
+    if tvm_target.get("kind") == "llvm" and not {"mcpu", "mtriple"} & tvm_target.keys():
+        from stages.engine import host_cpu   # this machine's instruction set, in every key
+
+        if level := host_cpu.mcpu():
+            tvm_target["mcpu"] = level
     tune = tdata.get("tune", {})
     if "rpc_tracker" in tune:
         host, _, port = tune["rpc_tracker"].rpartition(":")
