@@ -1,7 +1,8 @@
 """Attention without the score matrix: the kernel against numpy, and the builds that use it.
 
-The kernel's numbers are checked here on CPU (the llvm form, one row per loop iteration) with
-every input it supports: an additive bias broadcast over batch or heads, a causal mask, key
+The kernels' numbers are checked here on CPU (the GPU kernel's body run one row per loop
+iteration, and the CPU kernel, stages/passes/cpu_attention_kernel.py) with every input they
+support: an additive bias broadcast over batch or heads, a causal mask, key
 counts that are not a multiple of the keys folded in per step, float16 inputs. The GPU form runs
 in every webgpu verify (G = 1 at the tiny size) and at full size on the H200 (G = 2 and 4 for
 SD's head sizes 80 and 160: bench/results/h200/); here its structure is checked: the partial
@@ -16,7 +17,7 @@ import pytest
 import tvm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.passes import attention_kernel  # noqa: E402
+from stages.passes import attention_kernel, cpu_attention_kernel  # noqa: E402
 from stages.passes.gpu_limits import kernel_usage  # noqa: E402
 
 WEBGPU = {"kind": "webgpu", "max_num_threads": 256, "max_shared_memory_per_block": 16384,
@@ -32,22 +33,32 @@ def _reference(q, k, v, bias, causal):
     return np.einsum("bhqk,bkhd->bqhd", p / p.sum(-1, keepdims=True), v)
 
 
-@pytest.mark.parametrize("dtype,bias_shape,causal,max_rel", [
-    ("float32", (1, 1, 1, 1), False, 1e-6),     # the UNet's and the VAE's: no mask
-    ("float32", (2, 1, 37, 77), True, 1e-6),    # CLIP's: an additive mask and causal
-    ("float16", (1, 3, 37, 77), False, 2e-3),   # a bias broadcast over the batch
+@pytest.mark.parametrize("kernel", ["gpu-body", "cpu"])
+@pytest.mark.parametrize("dtype,bias_shape,causal,head_dim,max_rel", [
+    ("float32", (1, 1, 1, 1), False, 40, 1e-6),     # the UNet's and the VAE's: no mask
+    ("float32", (2, 1, 37, 77), True, 16, 1e-6),    # CLIP's: an additive mask and causal
+    ("float16", (1, 3, 37, 77), False, 12, 2e-3),   # a bias broadcast over the batch
 ])
-def test_cpu_kernel_matches_numpy(dtype, bias_shape, causal, max_rel):
+def test_kernel_matches_numpy(kernel, dtype, bias_shape, causal, head_dim, max_rel):
+    """77 keys (not a multiple of the keys per step or block), 37 queries (not a multiple of the
+    CPU kernel's rows), head dims in vectors of 8 (SD's 40), 16 and 4."""
+    from stages.engine import config
+
     rng = np.random.default_rng(0)
-    q = rng.standard_normal((2, 37, 3, 16)).astype(dtype)
-    k = rng.standard_normal((2, 77, 3, 16)).astype(dtype)   # 77 keys: not a multiple of 4
-    v = rng.standard_normal((2, 77, 3, 16)).astype(dtype)
+    q = rng.standard_normal((2, 37, 3, head_dim)).astype(dtype)
+    k = rng.standard_normal((2, 77, 3, head_dim)).astype(dtype)
+    v = rng.standard_normal((2, 77, 3, head_dim)).astype(dtype)
     bias = (rng.standard_normal(bias_shape) if bias_shape != (1, 1, 1, 1)
             else np.zeros(bias_shape)).astype(dtype)
-    func = attention_kernel.build(q.shape, k.shape, v.shape, bias.shape, dtype, None, causal,
-                                  gpu=False)
+    if kernel == "cpu":
+        func = cpu_attention_kernel.build(q.shape, k.shape, v.shape, bias.shape, dtype, None,
+                                          causal)
+    else:   # the GPU kernel's body, one row per loop iteration
+        func = attention_kernel.build(q.shape, k.shape, v.shape, bias.shape, dtype, None,
+                                      causal, gpu=False)
     lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
-                      target=tvm.target.Target("llvm"))
+                      target=tvm.target.Target(config.load("tiny", "llvm")
+                                               .target["target"]["tvm"]))
     dev = tvm.cpu()
     args = [tvm.runtime.tensor(x, dev) for x in (q, k, v, bias, np.zeros(q.shape, dtype))]
     lib(*args)

@@ -1,4 +1,5 @@
-"""Every R.nn.attention becomes one call of our attention kernel (stages/passes/attention_kernel.py).
+"""Every R.nn.attention becomes one call of our attention kernel: stages/passes/attention_kernel.py
+on GPUs, stages/passes/cpu_attention_kernel.py (key blocks in vector lanes) on CPUs.
 
 Runs after to_float16, so the kernel is built for the dtype the attention really sees, and
 before legalize, which would otherwise lower the op to matmul -> softmax -> matmul with the
@@ -14,7 +15,7 @@ def make(target):
     import tvm
     from tvm import relax
 
-    from stages.passes import attention_kernel
+    from stages.passes import attention_kernel, cpu_attention_kernel
     from stages.passes.pipeline import GPU
     from stages.passes.rewrite import call_pass
 
@@ -41,8 +42,12 @@ def make(target):
             bias_dtype = str(bias.ty.dtype)
             key = (*shapes, dtype, bias_dtype, scale, causal)
             if key not in kernels:
-                func = attention_kernel.build(*shapes, dtype, scale, causal is not None,
-                                              gpu, max_threads, bias_dtype=bias_dtype)
+                if gpu:
+                    func = attention_kernel.build(*shapes, dtype, scale, causal is not None,
+                                                  gpu, max_threads, bias_dtype=bias_dtype)
+                else:
+                    func = cpu_attention_kernel.build(*shapes, dtype, scale, causal is not None,
+                                                      bias_dtype=bias_dtype)
                 kernels[key] = mutator.builder_.add_func(func, f"attention{len(kernels)}")
             return relax.call_tir(kernels[key], [q, k, v, bias], call.ty)
 
