@@ -53,7 +53,10 @@ PASSES = (
     # NOTE: after subgroup_matrix: it takes the GEMMs the matrix units cannot
     Step("simt", targets=("webgpu",)),
     Step("cancel_transposes"),
-    Step("transpose_matmul"),
+    # NOTE: GPUs only: on a CPU the weight's transpose is a cheap nest inside the matmul's
+    # kernel, which then reads it in the tiled rule's layout (cpu_rule.py); read in place, every
+    # output is one long dot product over a weight that misses the caches (docs/cpu.md)
+    Step("transpose_matmul", targets=GPU),
     Step("wgsl_literals", targets=("webgpu",)),
     # NOTE: before legalize, which would lower GroupNorm to float32 sums of a million values
     Step("group_norm_float64", targets=("llvm",)),
