@@ -23,10 +23,14 @@ import sys
 from doit import get_var
 from doit.tools import config_changed
 
-from stages.engine import cache_admin, config, dag, remote, runner
+from stages.engine import cache_admin, config, dag, host_cpu, remote, runner
 from stages.passes import tune
 from stages.engine.errors import BuildError
 from stages.engine.report import BuildReporter
+
+# TVM's runtime runs its kernels on every core, as torch does (its own default is half the logical
+# CPUs: on a 2-core machine, one); set before any stage starts TVM's thread pool
+os.environ.setdefault("TVM_NUM_THREADS", str(host_cpu.physical_cores()))
 
 # --- settings: model and target, from the command line (`doit build model=... target=...`) --
 MODEL = get_var("model", None)     # default: config.DEFAULT_MODEL, or a local model's directory

@@ -141,29 +141,30 @@ def section_cpu() -> list[str]:
     out = ["## Speed on CPU (compiled vs torch eager, same threads, median)", ""]
     for model in ("tiny", "sd-v1-5"):
         data = load(f"tune_bench_{model}.json")
-        if not data:
+        if not data or "default_ms" not in next(iter(data["components"].values())):
             out += missing(f"python bench/tune_bench.py --model {model}")
             continue
         tuned = {c: t.get("tuned_kernels") for c, t in data["components"].items()}
-        if not data["trials"]:
-            budget = "untuned only (no tuning at this size yet)"
-        elif data.get("tuned_already"):
-            budget = ("tuning records made earlier by `doit tune`: "
-                      + ", ".join(f"{c} {n} kernels" for c, n in tuned.items()))
+        if data["trials"]:
+            budget = f"tuned with {data['trials']} trials (top {data['top']} kernels)"
         else:
-            budget = f"tuning budget {data['trials']} trials (top {data['top']} kernels)"
+            budget = ("the committed tuning records: "
+                      + ", ".join(f"{c} {n} kernels" for c, n in tuned.items() if n))
         runs = f"median of {data['repeat']} runs" if data["repeat"] > 1 else "one run each"
-        out += [f"{model}: {data['threads']} threads, {budget}, {runs} "
+        target = data.get("target", {})
+        out += [f"{model}: {data['threads']} threads, llvm {target.get('mcpu', '(no mcpu)')}, "
+                f"default schedules for every kernel vs {budget}, {runs} "
                 f"(`bench/tune_bench.py`):", "",
-                "| component | torch eager ms | untuned ms | tuned ms | tuned/untuned | "
+                "| component | torch eager ms | default ms | tuned ms | default/tuned | "
                 "torch/tuned |", "|---|---|---|---|---|---|"]
         for c, t in data["components"].items():
             if t.get("tuned_ms") is None:
-                out.append(f"| {c} | {t['torch_eager_ms']:.2f} | {t['untuned_ms']:.2f} | "
-                           f"not tuned | - | untuned: {t['torch_eager_ms'] / t['untuned_ms']:.3f}x |")
+                out.append(f"| {c} | {t['torch_eager_ms']:.2f} | {t['default_ms']:.2f} | "
+                           f"no records | - | default: "
+                           f"{t['torch_eager_ms'] / t['default_ms']:.2f}x |")
                 continue
-            out.append(f"| {c} | {t['torch_eager_ms']:.2f} | {t['untuned_ms']:.2f} | "
-                       f"{t['tuned_ms']:.2f} | {t['speedup_tuned_vs_untuned']:.2f}x | "
+            out.append(f"| {c} | {t['torch_eager_ms']:.2f} | {t['default_ms']:.2f} | "
+                       f"{t['tuned_ms']:.2f} | {t['speedup_tuned_vs_default']:.2f}x | "
                        f"{t['speedup_tuned_vs_torch']:.2f}x |")
         out.append("")
         out += [f"- {note}" for note in data.get("notes", [])] + ([""] if data.get("notes") else [])
@@ -172,22 +173,23 @@ def section_cpu() -> list[str]:
 
 
 def cpu_default_schedule() -> list[str]:
-    """Kernels without a tuning record, before and after the default CPU schedule (docs/cpu.md)."""
-    before, after = (load(f"tune_bench_tiny_{n}.json") for n in ("before_cpu_schedule",
-                                                                "cpu_schedule"))
-    if not before or not after:
+    """The tiny model's kernels without a tuning record, step by step (docs/cpu.md): the plain
+    loops, the default schedule for the plain llvm target (SSE2), and today's (the host's
+    instruction set, the CPU attention kernel)."""
+    steps = [load(f"tune_bench_tiny_{n}.json") for n in ("before_cpu_schedule", "cpu_schedule")]
+    now = load("tune_bench_tiny.json")
+    if not all(steps) or not now or "default_ms" not in now["components"]["unet"]:
         return missing("python bench/tune_bench.py --trials 0, without and with "
                        "stages/passes/cpu_default_schedule.py")
-    out = [f"The default CPU schedule (docs/cpu.md), tiny, {after['threads']} threads, the "
-           "committed records applied in both, median of "
-           f"{after['repeat']} (`bench/tune_bench.py --trials 0`):", "",
-           "| component | torch eager ms | before ms | after ms | after/before | torch/after |",
-           "|---|---|---|---|---|---|"]
-    for c, t in after["components"].items():
-        was = before["components"][c]["untuned_ms"]
-        out.append(f"| {c} | {t['torch_eager_ms']:.2f} | {was:.2f} | {t['untuned_ms']:.2f} | "
-                   f"{was / t['untuned_ms']:.1f}x faster | "
-                   f"{t['torch_eager_ms'] / t['untuned_ms']:.2f}x |")
+    out = [f"The default CPU schedule, step by step (docs/cpu.md), tiny, {now['threads']} "
+           f"threads, no tuning records, median of {now['repeat']}:", "",
+           "| component | torch eager ms | plain loops ms | default schedule, SSE2 ms | "
+           f"default schedule, {now.get('target', {}).get('mcpu', 'llvm')} + CPU attention ms "
+           "| torch/default |", "|---|---|---|---|---|---|"]
+    for c, t in now["components"].items():
+        was = [s["components"][c]["untuned_ms"] for s in steps]
+        out.append(f"| {c} | {t['torch_eager_ms']:.2f} | {was[0]:.2f} | {was[1]:.2f} | "
+                   f"{t['default_ms']:.2f} | {t['torch_eager_ms'] / t['default_ms']:.2f}x |")
     return out + [""]
 
 

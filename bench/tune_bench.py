@@ -1,19 +1,19 @@
-"""CPU speed per component: compiled-untuned vs compiled-tuned (MetaSchedule) vs torch eager.
+"""CPU speed per component: compiled with default schedules vs with tuning records vs torch eager.
 
-In a fresh checkout under a temp dir: `doit emit` (the untuned libraries are kept aside), then
-`doit tune:<component>` with the given budget for every component, then `doit emit` again (the
-params are the same bytes tuned or not). --tuned-already: the workspace's tuning records are
-there already (a long tuning run done by `doit tune`); they are moved aside for the untuned
-emit and put back.
-All three variants of each component then run in this one process, on the same inputs, with
-the same number of threads (torch.set_num_threads and TVM_NUM_THREADS), after a warm-up; the
-figure is the median of --repeat runs. torch runs first for every component: TVM's thread pool
-keeps spinning after a call and would steal the cores from torch. Prints a table and writes
+In a checkout (a fresh one under a temp dir, or --workspace): `doit emit` with the workspace's
+tuning records moved aside, so that every kernel runs the default CPU schedule
+(stages/passes/cpu_default_schedule.py); the records put back, `doit tune:<component>` with the
+given budget for each component (--trials 0: none, the committed records only), and `doit emit`
+again (the params are the same bytes whatever the schedule). The variants of each component then
+run in this one process, on the same inputs, with the same number of threads
+(torch.set_num_threads and TVM_NUM_THREADS), after a warm-up; the figure is the median of
+--repeat runs. torch runs first for every component: TVM's thread pool keeps spinning after a
+call and would steal the cores from torch. Prints a table and writes
 bench/results/tune_bench_<model>.json.
 
     .venv/bin/python bench/tune_bench.py [--model tiny] [--trials 64] [--top 4] [--repeat 20]
-    .venv/bin/python bench/tune_bench.py --model sd-v1-5 --trials 128 --top 12 --repeat 1 \
-        --workspace /tmp/sd15 --tuned-already   # after `doit tune:<c> model=sd-v1-5` there
+    .venv/bin/python bench/tune_bench.py --model sd-v1-5 --trials 0 --repeat 3 \
+        --workspace /tmp/sd15   # after `doit build model=sd-v1-5 target=llvm` there
 """
 
 from __future__ import annotations
@@ -58,14 +58,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="tiny")
     ap.add_argument("--trials", type=int, default=64,
-                    help="MetaSchedule measurements per component; 0 = time untuned only")
+                    help="MetaSchedule measurements per component; 0 = the records there are only")
     ap.add_argument("--top", type=int, default=4)
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--workspace", type=Path, default=None,
                     help="a checkout to build and tune in (default: a fresh one in a temp dir)")
-    ap.add_argument("--tuned-already", action="store_true",
-                    help="the workspace holds the tuning records: time them, tune nothing")
     args = ap.parse_args()
     os.environ["TVM_NUM_THREADS"] = str(args.threads)  # before the TVM runtime starts
 
@@ -82,27 +80,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ws = args.workspace or checkout(Path(tmp) / "ws")
         dist = ws / "dist" / args.model / "llvm"
-        untuned = Path(tmp) / "untuned"
-        if args.trials:
-            records = ws / "configs" / "tuning" / args.model / "llvm"
-            aside = Path(tmp) / "records"
-            if args.tuned_already:
-                shutil.move(records, aside)
+        records = ws / "configs" / "tuning" / args.model / "llvm"
+        default, aside = Path(tmp) / "default", Path(tmp) / "records"
+        if records.is_dir():   # every kernel on its default schedule
+            shutil.move(records, aside)
+        try:
             doit(ws, "emit", f"model={args.model}", "target=llvm")
-            for c in COMPONENTS:   # only the libraries: the params do not change with tuning
-                (untuned / c).mkdir(parents=True)
-                shutil.copy2(dist / c / f"{c}.so", untuned / c / f"{c}.so")
-            if args.tuned_already:
+        finally:   # NOTE: the temp dir goes, the workspace's records must not go with it
+            if aside.is_dir():
                 shutil.move(aside, records)
-            else:
-                for c in COMPONENTS:
-                    doit(ws, f"tune:{c}", f"model={args.model}", "target=llvm", "--trials",
-                         str(args.trials), "--top", str(args.top))
-            doit(ws, "emit", f"model={args.model}", "target=llvm")
-        else:   # untuned only, from what the workspace has emitted (no build: verify is slow)
+        for c in COMPONENTS:   # only the libraries: the params do not change with the schedule
+            (default / c).mkdir(parents=True)
+            shutil.copy2(dist / c / f"{c}.so", default / c / f"{c}.so")
+        if args.trials:
             for c in COMPONENTS:
-                doit(ws, f"emit:{c}", f"model={args.model}", "target=llvm")
-            untuned = dist
+                doit(ws, f"tune:{c}", f"model={args.model}", "target=llvm", "--trials",
+                     str(args.trials), "--top", str(args.top))
+        tuned = records.is_dir()
+        if tuned:
+            doit(ws, "emit", f"model={args.model}", "target=llvm")
 
         device = tvm.cpu()
         examples = {c: components.example_inputs(cfg.input_specs(c), 0,
@@ -121,8 +117,8 @@ def main() -> None:
             print(f"{c}: torch eager {rows[c]['torch_eager_ms']:.1f} ms", flush=True)
         for c in COMPONENTS:
             timings = rows[c]
-            for name, lib_dir in (("untuned_ms", untuned / c), ("tuned_ms", dist / c))[
-                    :2 if args.trials else 1]:
+            for name, lib_dir in (("default_ms", default / c), ("tuned_ms", dist / c))[
+                    :2 if tuned else 1]:
                 compiled = Component(lib_dir / f"{c}.so", dist / c / "params",
                                      dist / c / "manifest.json", device)
                 tvm_args = compiled.tensors(examples[c][n] for n in cfg.input_specs(c))
@@ -136,22 +132,22 @@ def main() -> None:
             rows[c]["tuned_kernels"] = len({json.loads(line)[0] for line in lines
                                             if max(json.loads(line)[1][1] or [1e10]) < 1e9})
 
-    print(f"{'component':<14} {'torch ms':>9} {'untuned ms':>11} {'tuned ms':>9} "
-          f"{'tuned/untuned':>14} {'torch/tuned':>12}")
+    print(f"{'component':<14} {'torch ms':>9} {'default ms':>11} {'tuned ms':>9} "
+          f"{'default/tuned':>14} {'torch/tuned':>12}")
     for c, t in rows.items():
         t.setdefault("tuned_ms", None)
-        t["speedup_untuned_vs_torch"] = t["torch_eager_ms"] / t["untuned_ms"]
+        t["speedup_default_vs_torch"] = t["torch_eager_ms"] / t["default_ms"]
         if t["tuned_ms"] is None:
-            print(f"{c:<14} {t['torch_eager_ms']:9.2f} {t['untuned_ms']:11.2f}  (not tuned)")
+            print(f"{c:<14} {t['torch_eager_ms']:9.2f} {t['default_ms']:11.2f}  (no records)")
             continue
-        t["speedup_tuned_vs_untuned"] = t["untuned_ms"] / t["tuned_ms"]
+        t["speedup_tuned_vs_default"] = t["default_ms"] / t["tuned_ms"]
         t["speedup_tuned_vs_torch"] = t["torch_eager_ms"] / t["tuned_ms"]
-        print(f"{c:<14} {t['torch_eager_ms']:9.2f} {t['untuned_ms']:11.2f} {t['tuned_ms']:9.2f} "
-              f"{t['speedup_tuned_vs_untuned']:13.2f}x {t['speedup_tuned_vs_torch']:11.2f}x")
+        print(f"{c:<14} {t['torch_eager_ms']:9.2f} {t['default_ms']:11.2f} {t['tuned_ms']:9.2f} "
+              f"{t['speedup_tuned_vs_default']:13.2f}x {t['speedup_tuned_vs_torch']:11.2f}x")
     out = ROOT / "bench" / "results" / f"tune_bench_{args.model}.json"
     out.write_text(json.dumps({
         "model": args.model, "threads": args.threads, "trials": args.trials, "top": args.top,
-        "repeat": args.repeat, "machine": platform.machine(), "tuned_already": args.tuned_already,
+        "repeat": args.repeat, "machine": platform.machine(), "target": cfg.target["target"]["tvm"],
         "components": rows,
     }, indent=1) + "\n")
 

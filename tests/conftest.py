@@ -21,6 +21,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# the suite's builds run beside each other (pytest-xdist): TVM's kernels on one thread each, as
+# its own default had it on 2 cores before dodo.py asked for every core (speed is bench/'s)
+os.environ.setdefault("TVM_NUM_THREADS", "1")
 SUMMARY = re.compile(r"^stages: (\d+) built, (\d+) restored, (\d+) up-to-date$", re.M)
 COMPONENTS = ("text_encoder", "unet", "vae_decoder", "vae_encoder")
 STAGES_PER_COMPONENT = ("weights", "capture", "import", "passes", "schedule", "plan", "compile",

@@ -56,3 +56,25 @@ def mcpu() -> str | None:
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return None   # aarch64's default has NEON: every float32 kernel gets its lanes
     return x86_64_level(cpu_flags())
+
+
+def physical_cores(cpuinfo: Path = Path("/proc/cpuinfo")) -> int:
+    """Cores (not hardware threads) this process may run on: the thread count torch uses by
+    default, and the one TVM's runtime should. TVM's own default halves the logical CPUs on
+    x86 (it assumes SMT), which on a 2-core VM without SMT leaves one core idle."""
+    import os
+
+    logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return logical
+    cores, phys = set(), "0"
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "physical id":
+            phys = value.strip()
+        elif key.strip() == "core id":
+            cores.add((phys, value.strip()))
+    return max(1, min(logical, len(cores) or logical))
