@@ -40,6 +40,15 @@ def shared_bytes(head_dim: int, threads: int = THREADS) -> int:
     return 0 if threads_per_row(head_dim) == 1 else 2 * KEYS_PER_STEP * threads * 4
 
 
+def sizes(q_shape, k_shape, v_shape, bias_shape, scale: float | None):
+    """An attention signature's sizes, (batch, queries, heads, head dim, keys, value dim), the
+    bias's 4 dims, and the scale (1 / sqrt(head dim) where the op gives none)."""
+    b, sq, h, d = (int(x) for x in q_shape)
+    sk, dv = int(k_shape[1]), int(v_shape[3])
+    return ((b, sq, h, d, sk, dv), tuple(int(x) for x in bias_shape),
+            1.0 / math.sqrt(d) if scale is None else scale)
+
+
 def build(q_shape, k_shape, v_shape, bias_shape, dtype: str, scale: float | None,
           causal: bool, gpu: bool, max_threads: int = THREADS, bias_dtype: str | None = None):
     """The PrimFunc for one attention signature: (q, k, v, bias, out), all BSHD but bias.
@@ -50,12 +59,9 @@ def build(q_shape, k_shape, v_shape, bias_shape, dtype: str, scale: float | None
     """
     from tvm.script import tirx as T
 
-    b, sq, h, d = (int(x) for x in q_shape)
-    sk, dv = int(k_shape[1]), int(v_shape[3])
-    bb, bh, bq, bk = (int(x) for x in bias_shape)
+    (b, sq, h, d, sk, dv), (bb, bh, bq, bk), scale = sizes(q_shape, k_shape, v_shape,
+                                                           bias_shape, scale)
     bdtype = bias_dtype or dtype
-    if scale is None:
-        scale = 1.0 / math.sqrt(d)
     g = threads_per_row(d) if gpu else 1
     if dv % g:
         g = 1

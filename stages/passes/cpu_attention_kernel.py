@@ -51,12 +51,11 @@ def build(q_shape, k_shape, v_shape, bias_shape, dtype: str, scale: float | None
     is 4-D and broadcastable to (batch, heads, queries, keys). `causal` masks key > query."""
     from tvm.script import tirx as T
 
-    b, sq, h, d = (int(x) for x in q_shape)
-    sk, dv = int(k_shape[1]), int(v_shape[3])
-    bb, bh, bq, bk = (int(x) for x in bias_shape)
+    from stages.passes.attention_kernel import sizes
+
+    (b, sq, h, d, sk, dv), (bb, bh, bq, bk), scale = sizes(q_shape, k_shape, v_shape,
+                                                           bias_shape, scale)
     bdtype = bias_dtype or dtype
-    if scale is None:
-        scale = 1.0 / math.sqrt(d)
     q_tiles = (sq + ROWS - 1) // ROWS
     tasks = b * h * q_tiles
     # the output rows in vectors of 16, 8 or 4: LLVM splits one of dv lanes (SD's 40) into odd
