@@ -147,9 +147,11 @@ def section_cpu() -> list[str]:
         tuned = {c: t.get("tuned_kernels") for c, t in data["components"].items()}
         if data["trials"]:
             budget = f"tuned with {data['trials']} trials (top {data['top']} kernels)"
-        else:
+        elif any(tuned.values()):
             budget = ("the committed tuning records: "
                       + ", ".join(f"{c} {n} kernels" for c, n in tuned.items() if n))
+        else:
+            budget = "no tuning records"
         runs = f"median of {data['repeat']} runs" if data["repeat"] > 1 else "one run each"
         target = data.get("target", {})
         out += [f"{model}: {data['threads']} threads, llvm {target.get('mcpu', '(no mcpu)')}, "
@@ -184,7 +186,7 @@ def cpu_default_schedule() -> list[str]:
     out = [f"The default CPU schedule, step by step (docs/cpu.md), tiny, {now['threads']} "
            f"threads, no tuning records, median of {now['repeat']}:", "",
            "| component | torch eager ms | plain loops ms | default schedule, SSE2 ms | "
-           f"default schedule, {now.get('target', {}).get('mcpu', 'llvm')} + CPU attention ms "
+           f"default schedule now ({now.get('target', {}).get('mcpu', 'llvm')}) ms "
            "| torch/default |", "|---|---|---|---|---|---|"]
     for c, t in now["components"].items():
         was = [s["components"][c]["untuned_ms"] for s in steps]
