@@ -37,6 +37,16 @@ FP16_TASKS = {f"{s}:{c}{v}" for s in STAGES_PER_COMPONENT[3:] for c in COMPONENT
 WEBGPU_TASKS = ALL_TASKS | {"toolchain", "bundle"} | FP16_TASKS
 
 
+def llvm_target():
+    """The suite's llvm target as its builds have it (with this machine's mcpu: host_cpu.py),
+    for tests that compile kernels themselves."""
+    import tvm
+
+    from stages.engine import config
+
+    return tvm.target.Target(config.load(**SUITE_VARS).target["target"]["tvm"])
+
+
 def source_files() -> list[str]:
     out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
                          cwd=ROOT, check=True, capture_output=True, text=True).stdout

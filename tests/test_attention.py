@@ -17,6 +17,7 @@ import pytest
 import tvm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from conftest import llvm_target  # noqa: E402
 from stages.passes import attention_kernel, cpu_attention_kernel  # noqa: E402
 from stages.passes.gpu_limits import kernel_usage  # noqa: E402
 
@@ -42,8 +43,6 @@ def _reference(q, k, v, bias, causal):
 def test_kernel_matches_numpy(kernel, dtype, bias_shape, causal, head_dim, max_rel):
     """77 keys (not a multiple of the keys per step or block), 37 queries (not a multiple of the
     CPU kernel's rows), head dims in vectors of 8 (SD's 40), 16 and 4."""
-    from stages.engine import config
-
     rng = np.random.default_rng(0)
     q = rng.standard_normal((2, 37, 3, head_dim)).astype(dtype)
     k = rng.standard_normal((2, 77, 3, head_dim)).astype(dtype)
@@ -57,8 +56,7 @@ def test_kernel_matches_numpy(kernel, dtype, bias_shape, causal, head_dim, max_r
         func = attention_kernel.build(q.shape, k.shape, v.shape, bias.shape, dtype, None,
                                       causal, gpu=False)
     lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
-                      target=tvm.target.Target(config.load("tiny", "llvm")
-                                               .target["target"]["tvm"]))
+                      target=llvm_target())
     dev = tvm.cpu()
     args = [tvm.runtime.tensor(x, dev) for x in (q, k, v, bias, np.zeros(q.shape, dtype))]
     lib(*args)

@@ -111,4 +111,3 @@ def test_the_llvm_target_names_this_machines_instruction_set(tmp_path):
 
     assert config.load("tiny", "llvm").target["target"]["tvm"].get("mcpu") == host_cpu.mcpu()
     assert "mcpu" not in config.load("tiny", "webgpu").target["target"]["tvm"]
-

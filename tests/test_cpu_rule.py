@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import tvm
 
+from conftest import llvm_target
+
 COMPONENTS = ("unet", "vae_decoder", "vae_encoder")
 
 
@@ -41,15 +43,8 @@ def test_linear_layers_are_tiled_matmuls(built):
     assert len(tiled) >= 4, sorted(scheduled)
 
 
-def _target():
-    """The suite's llvm target as the build has it (this machine's x86-64 level: host_cpu)."""
-    from stages.engine import config
-
-    return tvm.target.Target(config.load("tiny", "llvm").target["target"]["tvm"])
-
-
 def _run(func, inputs):
-    target = _target()
+    target = llvm_target()
     with target:
         lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
                           target=target)
@@ -73,7 +68,7 @@ def test_scheduled_kernels_compute_what_the_plain_loops_do(built, word):
 
     ws, _ = built
     plain = _kernels(_module(ws, "unet", "passes"), word)
-    target = _target()
+    target = llvm_target()
     checked = 0
     for name, func in sorted(plain.items())[:6]:
         with target:

@@ -15,8 +15,11 @@ is never handed a library that needs it. Nothing here imports tvm.
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
+
+CPUINFO = Path("/proc/cpuinfo")
 
 # The CPU flags (as /proc/cpuinfo spells them) each level adds to the one before.
 LEVELS = (
@@ -37,17 +40,20 @@ def x86_64_level(flags: set[str]) -> str | None:
     return level
 
 
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
-    """The first processor's flags; empty where the file is absent (not Linux)."""
+def _fields(cpuinfo: Path) -> list[tuple[str, str]]:
+    """/proc/cpuinfo's `key : value` lines in order, stripped; none where the file is absent
+    (not Linux)."""
     try:
         text = cpuinfo.read_text()
     except OSError:
-        return set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return set(value.split())
-    return set()
+        return []
+    return [(key.strip(), value.strip()) for key, _, value in
+            (line.partition(":") for line in text.splitlines())]
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> set[str]:
+    """The first processor's flags; empty where the file is absent."""
+    return next((set(value.split()) for key, value in _fields(cpuinfo) if key == "flags"), set())
 
 
 def mcpu() -> str | None:
@@ -58,23 +64,16 @@ def mcpu() -> str | None:
     return x86_64_level(cpu_flags())
 
 
-def physical_cores(cpuinfo: Path = Path("/proc/cpuinfo")) -> int:
+def physical_cores(cpuinfo: Path = CPUINFO) -> int:
     """Cores (not hardware threads) this process may run on: the thread count torch uses by
     default, and the one TVM's runtime should. TVM's own default halves the logical CPUs on
     x86 (it assumes SMT), which on a 2-core VM without SMT leaves one core idle."""
-    import os
-
     logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return logical
     cores, phys = set(), "0"
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "physical id":
-            phys = value.strip()
-        elif key.strip() == "core id":
-            cores.add((phys, value.strip()))
+    for key, value in _fields(cpuinfo):
+        if key == "physical id":
+            phys = value
+        elif key == "core id":
+            cores.add((phys, value))
     return max(1, min(logical, len(cores) or logical))

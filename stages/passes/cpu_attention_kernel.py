@@ -119,7 +119,7 @@ def build(q_shape, k_shape, v_shape, bias_shape, dtype: str, scale: float | None
                 for r in T.unroll(ROWS):
                     for i in T.serial(d):
                         q_all[task, r, i] = T.cast(q[bi, T.min(row0 + r, sq - 1), hi, i],
-                                             "float32") * qscale
+                                                   "float32") * qscale
                     for c0 in T.serial(dv // chunk):
                         for c1 in T.vectorized(chunk):
                             o_reg[r, c0 * chunk + c1] = T.float32(0)
@@ -132,8 +132,8 @@ def build(q_shape, k_shape, v_shape, bias_shape, dtype: str, scale: float | None
                     for i in T.serial(d):
                         for r in T.unroll(ROWS):
                             for j in T.vectorized(LANES):
-                                s_acc[r, j] = s_acc[r, j] + q_all[task, r, i] * kt[bi, hi, i,
-                                                                                 blk * LANES + j]
+                                s_acc[r, j] = s_acc[r, j] + q_all[task, r, i] * kt[
+                                    bi, hi, i, blk * LANES + j]
                     for r in T.unroll(ROWS):
                         for j in T.vectorized(LANES):
                             s_all[task, r, j] = where_key_counts(
@@ -155,19 +155,23 @@ def build(q_shape, k_shape, v_shape, bias_shape, dtype: str, scale: float | None
                             total[r] = total[r] + s_all[task, r, j]
                         for c0 in T.serial(dv // chunk):
                             for c1 in T.vectorized(chunk):
-                                o_reg[r, c0 * chunk + c1] = o_reg[r, c0 * chunk + c1] * alpha[r]
+                                o_reg[r, c0 * chunk + c1] = (o_reg[r, c0 * chunk + c1]
+                                                             * alpha[r])
                         m[r] = m_new[r]
                     for c0 in T.serial(dv // chunk):
                         for j in T.serial(LANES):
                             for r in T.unroll(ROWS):
                                 for c1 in T.vectorized(chunk):
-                                    o_reg[r, c0 * chunk + c1] = o_reg[r, c0 * chunk + c1] + s_all[task, r, j] * T.cast(
-                                        v[bi, T.min(blk * LANES + j, sk - 1), hi, c0 * chunk + c1], "float32")
+                                    o_reg[r, c0 * chunk + c1] = (
+                                        o_reg[r, c0 * chunk + c1] + s_all[task, r, j] * T.cast(
+                                            v[bi, T.min(blk * LANES + j, sk - 1), hi,
+                                              c0 * chunk + c1], "float32"))
                 for r in T.unroll(ROWS):
                     if row0 + r < sq:
                         for c0 in T.serial(dv // chunk):
                             for c1 in T.vectorized(chunk):
-                                out[bi, row0 + r, hi, c0 * chunk + c1] = T.cast(o_reg[r, c0 * chunk + c1] / total[r], dtype)
+                                out[bi, row0 + r, hi, c0 * chunk + c1] = T.cast(
+                                    o_reg[r, c0 * chunk + c1] / total[r], dtype)
 
     # NOTE: re-parsed from its own text, as attention_kernel.py does: the parsed function's
     # source spans name this file by its absolute path, which would differ between checkouts

@@ -10,10 +10,11 @@ size (issue 20). Two rules:
   write; tiles run in parallel. `lanes` runs along the output's last axis (vectorized); `rows`
   along the spatial axis that the reads indexed by the lanes' axis do not use (a convolution's
   output channels, a matmul's rows), so each loaded vector serves `rows` outputs and each
-  broadcast scalar `lanes`. Tiles along the lanes' axis are taken in cache blocks
-  (BLOCK_TILES), each block's strip of the lane-indexed operand reused by every row tile. A read that is strided along the lanes' axis (a matmul whose
-  weight is [out, in]: `NT_matmul`) makes the lanes run along the reduction instead, through
-  rfactor: partial sums per lane, added up once per output.
+  broadcast scalar `lanes`. Tiles are taken in cache blocks (BLOCK_TILES along the lanes,
+  ROW_BLOCK_TILES along the rows), each block's operand strips reused by all its tiles. A read
+  that is strided along the lanes' axis (a weight read transposed in place; SD's CPU build has
+  none since transpose_matmul became GPU-only) makes the lanes run along the reduction
+  instead, through rfactor: partial sums per lane, added up once per output.
 - `Spatial`: every other kernel: each top-level loop nest's spatial loops fused and run in
   parallel, and the innermost loop of an injective nest vectorized when its extent allows.
 
@@ -52,8 +53,7 @@ def _extents(infos) -> list[int] | None:
 def tile_lanes(target) -> int:
     """The lanes of a tile: two vector registers of the target's instruction set (4 lanes
     each where it names none: SSE2, NEON)."""
-    mcpu = str(target.attrs.get("mcpu", "")) if "mcpu" in target.attrs else ""
-    return 2 * REGISTER_LANES.get(mcpu, 4)
+    return 2 * REGISTER_LANES.get(str(target.attrs.get("mcpu", "")), 4)
 
 
 def _largest_divisor(n: int, candidates) -> int:
