@@ -3,11 +3,14 @@ convolutions and matmuls accumulate output tiles in registers and give the same 
 loops. That whole components stay right is verify's
 job (the build below passed it); speed is bench/tune_bench.py's."""
 
+import json
+
 import numpy as np
 import pytest
 import tvm
 
 from conftest import llvm_target
+from stages.runtime import transposed_params
 
 COMPONENTS = ("unet", "vae_decoder", "vae_encoder")
 
@@ -41,6 +44,24 @@ def test_linear_layers_are_tiled_matmuls(built):
     assert not [n for n in scheduled if "NT_matmul" in n], sorted(scheduled)
     tiled = [n for n, f in scheduled.items() if "_local = T.sblock_alloc_buffer(" in f.script()]
     assert len(tiled) >= 4, sorted(scheduled)
+
+
+def test_linear_weights_are_stored_transposed(built):
+    """A weight read only as permute_dims(W) is a param of the transposed shape (emit writes
+    W.T; the build's verify checks the numbers): no kernel copies a weight per call."""
+    ws, _ = built
+    for component in ("text_encoder", "unet"):
+        plan = json.loads((ws / "build" / "tiny" / "llvm" / component / "plan"
+                           / "plan.json").read_text())
+        names = plan["param_names"]
+        stored = [n for n in names if n.endswith(transposed_params.SUFFIX)]
+        assert len(stored) >= 4, component
+        assert not {transposed_params.original(n)[0] for n in stored} & set(names), component
+        main = _module(ws, component, "passes")["main"]
+        params = {p.name for p in main.params}
+        assert not [b for blk in main.body.blocks for b in blk.bindings
+                    if "permute_dims" in str(getattr(b.value, "op", ""))
+                    and b.value.args[0].name in params], component
 
 
 def _run(func, inputs):
