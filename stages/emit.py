@@ -5,7 +5,7 @@ bytes in the dtype `main` takes, `shard_mb` per shard): the format the page down
 shard. The build's LoRAs (stages/lora.py) are added to the float32 weights here, before the
 cast, as diffusers' fuse_lora adds them; a weight `main` takes as int8 (stages/passes/
 int8_weights.py) is quantized here, after them (stages/runtime/quantize.py), and one `main` takes
-transposed (stages/passes/transposed_weights.py) is transposed here. The runner adds
+as panels (stages/passes/weight_panels.py) is cut into them here. The runner adds
 manifest.json with the sha256 of every file, which is what loaders check the shards against.
 Nothing here compiles (stages/compile.py does): new weights of the same architecture rebuild
 this stage and what reads it, no kernel.
@@ -80,7 +80,7 @@ def write_params(params_file: Path, names: list[str], dtypes: list[str], out_dir
     from safetensors import safe_open
     from tvm.contrib import tvmjs
 
-    from stages.runtime import lora, quantize, transposed_params
+    from stages.runtime import lora, quantize, weight_panels
 
     factors = {}
     if lora_file is not None:
@@ -93,7 +93,7 @@ def write_params(params_file: Path, names: list[str], dtypes: list[str], out_dir
         sources = [quantize.source(name) for name in names]
         scale_dtypes = quantize.int8_weights(names, dtypes)
         missing = [name for name, (src, _) in zip(names, sources)
-                   if transposed_params.original(src)[0] not in order]
+                   if weight_panels.original(src)[0] not in order]
         if missing:
             raise ValueError(f"emit: main takes {missing[:3]}, which import did not write")
         if len(names) != len(dtypes):
@@ -105,9 +105,9 @@ def write_params(params_file: Path, names: list[str], dtypes: list[str], out_dir
                              f"take as params")
 
         def weight(name):
-            name, transposed = transposed_params.original(name)
-            if transposed:
-                return weight(name).T
+            name, lanes = weight_panels.original(name)
+            if lanes is not None:
+                return weight_panels.panels(weight(name), lanes)
             value = f.get_tensor(name)
             key = weights.get(name)
             if key in changed:

@@ -10,7 +10,8 @@ import pytest
 import tvm
 
 from conftest import llvm_target
-from stages.runtime import transposed_params
+from stages.passes import cpu_rule
+from stages.runtime import weight_panels
 
 COMPONENTS = ("unet", "vae_decoder", "vae_encoder")
 
@@ -46,22 +47,34 @@ def test_linear_layers_are_tiled_matmuls(built):
     assert len(tiled) >= 4, sorted(scheduled)
 
 
-def test_linear_weights_are_stored_transposed(built):
-    """A weight read only as permute_dims(W) is a param of the transposed shape (emit writes
-    W.T; the build's verify checks the numbers): no kernel copies a weight per call."""
+def test_linear_weights_are_stored_as_panels(built):
+    """A weight read only as permute_dims(W) by matmuls is a param of W.T in panels one vector
+    register wide (emit writes them; the build's verify checks the numbers): no kernel copies a
+    weight per call, and each matmul tile runs its lanes along one panel."""
     ws, _ = built
+    lanes = cpu_rule.register_lanes(llvm_target())
     for component in ("text_encoder", "unet"):
         plan = json.loads((ws / "build" / "tiny" / "llvm" / component / "plan"
                            / "plan.json").read_text())
         names = plan["param_names"]
-        stored = [n for n in names if n.endswith(transposed_params.SUFFIX)]
+        stored = {n: weight_panels.original(n) for n in names}
+        stored = {n: o for n, o in stored.items() if o[1] is not None}
         assert len(stored) >= 4, component
-        assert not {transposed_params.original(n)[0] for n in stored} & set(names), component
+        assert not {w for w, _ in stored.values()} & set(names), component
+        # one register wide; where n is no multiple of that, one panel of all n columns
+        assert all(width == lanes or width % lanes for _, width in stored.values()), stored
         main = _module(ws, component, "passes")["main"]
         params = {p.name for p in main.params}
         assert not [b for blk in main.body.blocks for b in blk.bindings
                     if "permute_dims" in str(getattr(b.value, "op", ""))
                     and b.value.args[0].name in params], component
+        scheduled = _module(ws, component, "schedule")
+        readers = {str(gv.name_hint): scheduled[gv].script()
+                   for gv in scheduled.get_global_vars() if gv.name_hint != "main"
+                   and any("_panels" in p.name for p in scheduled[gv].params)}
+        assert readers and all("matmul_panels" in k for k in readers), sorted(readers)
+        for script in readers.values():   # read by matmuls alone, tiles one panel wide
+            assert f"T.vectorized(T.int64({lanes}))" in script
 
 
 def _run(func, inputs):

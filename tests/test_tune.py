@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from conftest import doit, doit_argv, report
+from conftest import doit, doit_argv, llvm_target, report
 
 MARK = "WEBSD_TEST_RUN"   # in a run's environment, so its descendants can be found by it
 
@@ -45,6 +45,8 @@ def test_tuning_the_unet_rebuilds_only_the_unet_and_is_resumable(workspace):
     # a record is [workload, [trace, run_secs, ...]]; failed candidates carry 1e10 s
     seconds = [min(json.loads(r)[1][1]) for r in records]
     assert records and min(seconds) < 1.0, seconds
+    assert "default schedule" in proc.stderr and "runner timeout 30 s" in proc.stderr
+    assert defaults_recorded(db) == 1   # the default competes: the build takes the faster
 
     doit(workspace, "build")
     built = report(workspace)["built"]
@@ -58,6 +60,34 @@ def test_tuning_the_unet_rebuilds_only_the_unet_and_is_resumable(workspace):
     assert "1 already tuned, 0 to tune" in again.stderr
     assert (db / "database_tuning_record.json").read_text().splitlines() == records
     assert not (workspace / "configs/tuning/tiny/llvm/text_encoder").exists()
+
+
+def defaults_recorded(db) -> int:
+    """How many records of a tuning database replay to their kernel's default CPU schedule
+    (stages/passes/cpu_default_schedule.py), compared as scheduled modules, not as traces."""
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    from stages.passes import cpu_default_schedule
+
+    database = ms.database.JSONDatabase(
+        path_workload=str(db / "database_workload.json"),
+        path_tuning_record=str(db / "database_tuning_record.json"), allow_missing=False)
+    target = llvm_target()
+    found = 0
+    for record in database.get_all_tuning_records():
+        mod = record.workload.mod
+        with target:
+            default = cpu_default_schedule.schedule_of(mod["main"], target)
+        replayed = tvm.s_tir.Schedule(mod)
+        record.trace.apply_to_schedule(replayed, remove_postproc=False)
+        if default is not None:
+            try:
+                tvm.ir.assert_structural_equal(replayed.mod, default.mod)
+                found += 1
+            except ValueError:
+                pass
+    return found
 
 
 @pytest.mark.long

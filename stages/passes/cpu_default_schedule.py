@@ -7,10 +7,29 @@ written with their own loops, as attention) are left alone.
 """
 
 
-def make(target):
+def rules():
+    """The rules in the order they are tried; the first that schedules a kernel wins."""
     from tvm.s_tir import dlight as dl
 
     from stages.passes import cpu_rule
 
     tiled, spatial = cpu_rule.make_rules()
-    return dl.ApplyDefaultSchedule(tiled, dl.cpu.GEMV(), dl.cpu.Reduction(), spatial)
+    return [tiled, dl.cpu.GEMV(), dl.cpu.Reduction(), spatial]
+
+
+def make(target):
+    from tvm.s_tir import dlight as dl
+
+    return dl.ApplyDefaultSchedule(*rules())
+
+
+def schedule_of(func, target):
+    """The traced schedule the build gives this PrimFunc on this target, or None where no rule
+    applies: what `doit tune` measures as the default that a record must beat."""
+    for rule in rules():
+        sch = rule.apply(func, target, False)
+        if isinstance(sch, list):
+            sch = sch[0] if sch else None
+        if sch is not None:
+            return sch
+    return None

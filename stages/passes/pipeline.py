@@ -57,9 +57,9 @@ PASSES = (
     # kernel, which then reads it in the tiled rule's layout (cpu_rule.py); read in place, every
     # output is one long dot product over a weight that misses the caches (docs/cpu.md)
     Step("transpose_matmul", targets=GPU),
-    # and there the weights are stored transposed, so no call copies them (after
+    # and there the weights are stored as W.T in panels, so no call copies them (after
     # cancel_transposes: a transpose pair on a weight is no transpose)
-    Step("transposed_weights", targets=("llvm",)),
+    Step("weight_panels", targets=("llvm",)),
     Step("wgsl_literals", targets=("webgpu",)),
     # NOTE: before legalize, which would lower GroupNorm to float32 sums of a million values
     Step("group_norm_float64", targets=("llvm",)),
