@@ -170,6 +170,13 @@ def section_cpu() -> list[str]:
                        f"{t['speedup_tuned_vs_torch']:.2f}x |")
         out.append("")
         out += [f"- {note}" for note in data.get("notes", [])] + ([""] if data.get("notes") else [])
+    build = load("build_sd-v1-5_llvm.json")
+    if build:
+        rel = ", ".join(f"{c} {r:.1e}" for c, r in build["verify_rel_l2"].items())
+        out += [f"`{build['command']}` at {build['commit']}: **{build['wall_s'] / 60:.1f} min** "
+                f"({build['stages']}, peak RSS {build['peak_rss_gib']} GiB), verify passed for "
+                f"all four components (rel-L2 vs torch: {rel}; limit {build['verify_limit']:g}); "
+                f"{build['machine']}.", ""]
     out += cpu_default_schedule()
     return out
 

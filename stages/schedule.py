@@ -4,9 +4,10 @@ First, when configs/tuning/<model>/<target>/<component>/ holds a MetaSchedule da
 records are applied (MetaScheduleApplyDatabase); the database files are inputs of this stage,
 so new records rebuild this component alone. Records are kept per target: a record made for one
 target never reaches another. Then pipeline.SCHEDULE runs: default schedules for the kernels
-without a record on GPU targets, and the target's limit checks. A CPU build without records
-keeps the default loops, which LLVM compiles as they are. Tuning itself is
-`doit tune:<component>`, never this stage.
+without a record (dlight rules: gpu_default_schedule.py, cpu_default_schedule.py), and the
+target's limit checks. Tuning itself is `doit tune:<component>`, never this stage; on llvm it
+records each tuned kernel's default schedule too, so the record applied here is never slower
+than the default.
 """
 
 from __future__ import annotations

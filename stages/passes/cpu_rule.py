@@ -25,11 +25,21 @@ pool (TVM_NUM_THREADS, else every core).
 
 from __future__ import annotations
 
+import math
+
 ROWS = 8          # outputs per tile along the reuse axis
 LANES = 16        # float32 lanes of an injective nest's vectors and of rfactor's partial sums
 MIN_PARALLEL = 2  # a parallel loop shorter than this is left serial
 BLOCK_TILES = 4   # tiles along the lanes' axis per cache block
 ROW_BLOCK_TILES = 8  # tiles along the rows' axis per cache block
+# a tile one panel wide (weight_panels.py: one register of lanes) holds up to PANEL_ROWS rows:
+# 11 accumulators, the panel's vector and the broadcast fit AVX2's 16 registers; and its cache
+# block's operands (its rows of the left operand, BLOCK_TILES panels, float32 over the whole
+# reduction) stay within PANEL_BLOCK_BYTES, half an L2. On AVX2, 154 x 768 -> 768: 7 rows 114
+# GFLOP/s, 11 rows 158-163.
+PANEL_ROWS = 11
+PANEL_BLOCK_BYTES = 512 * 1024
+L1_WAYS = 8
 # float32 lanes of one vector register per instruction set the llvm target names (its mcpu:
 # stages/engine/host_cpu.py); a tile is ROWS x two registers: 16 accumulators, the most that
 # AVX-512's 32 and AVX2's 16 registers hold beside the operands. Measured on full-size SD
@@ -175,8 +185,17 @@ def make_rules():
             row_axis = next((i for i in range(spatial - 2, -1, -1)
                              if ext[i] > 1 and all(names[i] not in r for r in lane_reads)), None)
             # any divisor up to ROWS: CLIP's 77 tokens take 7 rows (only 1 of 8, 4 or 2)
-            rows = (_largest_divisor(ext[row_axis], range(ROWS, 1, -1))
+            most = PANEL_ROWS if panels else ROWS
+            row_bytes = 4 * math.prod(ext[spatial:])
+            if panels and row_bytes % 4096 == 0:
+                # rows a multiple of 4 KiB apart fall in one L1 set: 7 of them and the panel
+                # fill its 8 ways (154 x 3072 -> 768: 11 rows 51-68 GFLOP/s, 7 rows 110)
+                most = L1_WAYS - 1
+            rows = (_largest_divisor(ext[row_axis], range(most, 1, -1))
                     if row_axis is not None else 1)
+            row_block = ROW_BLOCK_TILES
+            if panels and rows > 1:
+                row_block = max(1, (PANEL_BLOCK_BYTES // row_bytes - BLOCK_TILES * lanes) // rows)
 
             loops = sch.get_loops(main.block_rv)
             s_loops, r_loops = loops[:spatial], loops[spatial:]
@@ -199,7 +218,7 @@ def make_rules():
                 return sch.split(loop, [None, size]) if 1 < size < count else (None, loop)
 
             jb, jt = blocked(outer[spatial - 1], ext[spatial - 1] // lanes, BLOCK_TILES)
-            rb, rt = (blocked(outer[row_axis], ext[row_axis] // rows, ROW_BLOCK_TILES)
+            rb, rt = (blocked(outer[row_axis], ext[row_axis] // rows, row_block)
                       if rows > 1 else (None, None))
             others = [loop for i, loop in enumerate(outer[:spatial - 1]) if i != row_axis]
             outer = [b for b in (jb, rb) if b is not None] + others + [jt] + (
