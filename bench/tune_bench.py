@@ -72,6 +72,7 @@ def main() -> None:
 
     from stages.engine import config
     from stages.runtime import components
+    from stages.schedule import tuning_dir
     from stages.runtime.component import Component
 
     torch.set_num_threads(args.threads)
@@ -127,7 +128,7 @@ def main() -> None:
                 del compiled   # full size: one copy of the UNet's params at a time
 
         for c in rows:   # kernels with a measured record (a failed one reads 1e10 s)
-            db = ws / "configs" / "tuning" / args.model / "llvm" / c / "database_tuning_record.json"
+            db = tuning_dir(ws, cfg, c) / "database_tuning_record.json"
             lines = db.read_text().splitlines() if db.is_file() else []
             rows[c]["tuned_kernels"] = len({json.loads(line)[0] for line in lines
                                             if max(json.loads(line)[1][1] or [1e10]) < 1e9})

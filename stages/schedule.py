@@ -1,6 +1,6 @@
 """schedule: give every PrimFunc its schedule for the target.
 
-First, when configs/tuning/<model>/<target>/<component>/ holds a MetaSchedule database, its
+First, when configs/tuning/<model>/<target>[/<mcpu>]/<component>/ holds a MetaSchedule database, its
 records are applied (MetaScheduleApplyDatabase); the database files are inputs of this stage,
 so new records rebuild this component alone. Records are kept per target: a record made for one
 target never reaches another. Then pipeline.SCHEDULE runs: default schedules for the kernels
@@ -21,9 +21,13 @@ from stages.engine.rule import Rule, Spec
 
 
 def tuning_dir(root: Path, cfg, component: str) -> Path:
-    """configs/tuning/<model>/<target>/<component>/: the records this stage applies and
-    `doit tune` (stages/passes/tune.py) writes."""
-    return root / "configs" / "tuning" / cfg.model_name / cfg.target_name / component
+    """configs/tuning/<model>/<target>[/<mcpu>]/<component>/: the records this stage applies
+    and `doit tune` (stages/passes/tune.py) writes. A target that names its instruction set
+    (llvm's mcpu, stages/engine/host_cpu.py) keeps records per set: a schedule measured with
+    AVX2's 16-lane tiles never reaches an AVX-512 machine, whose own default is 32 lanes."""
+    base = root / "configs" / "tuning" / cfg.model_name / cfg.target_name
+    mcpu = cfg.target["target"]["tvm"].get("mcpu")
+    return (base / mcpu if mcpu else base) / component
 
 
 def spec(r: Rule) -> Spec:

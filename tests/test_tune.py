@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from conftest import doit, doit_argv, llvm_target, report
+from conftest import SUITE_VARS, doit, doit_argv, llvm_target, report
 
 MARK = "WEBSD_TEST_RUN"   # in a run's environment, so its descendants can be found by it
 
@@ -36,7 +36,7 @@ UNET_FROM_SCHEDULE = {f"{s}:unet" for s in ("schedule", "plan", "compile", "emit
 
 @pytest.mark.long
 def test_tuning_the_unet_rebuilds_only_the_unet_and_is_resumable(workspace):
-    db = workspace / "configs/tuning/tiny/llvm/unet"
+    db = tuning_dir(workspace, "unet")
     mark = uuid.uuid4().hex
     proc = doit(workspace, "tune:unet", "--trials", "8", "--top", "1", env={MARK: mark})
     assert "1 to tune" in proc.stderr
@@ -59,7 +59,15 @@ def test_tuning_the_unet_rebuilds_only_the_unet_and_is_resumable(workspace):
     again = doit(workspace, "tune:unet", "--trials", "8", "--top", "1")
     assert "1 already tuned, 0 to tune" in again.stderr
     assert (db / "database_tuning_record.json").read_text().splitlines() == records
-    assert not (workspace / "configs/tuning/tiny/llvm/text_encoder").exists()
+    assert not tuning_dir(workspace, "text_encoder").exists()
+
+
+def tuning_dir(workspace, component: str):
+    """Where the suite's tiny llvm build keeps a component's records (under its mcpu)."""
+    from stages import schedule
+    from stages.engine import config
+
+    return schedule.tuning_dir(workspace, config.load(**SUITE_VARS), component)
 
 
 def defaults_recorded(db) -> int:
@@ -162,7 +170,7 @@ def test_tuning_measures_through_an_rpc_tracker(workspace, tmp_path):
                                            f'rpc_key = "websd-test"\n')
         proc = doit(workspace, "tune:unet", "--trials", "8", "--top", "1", env={MARK: mark})
         assert "1 to tune" in proc.stderr
-        records = (workspace / "configs/tuning/tiny/llvm/unet/database_tuning_record.json")
+        records = tuning_dir(workspace, "unet") / "database_tuning_record.json"
         seconds = [min(json.loads(r)[1][1]) for r in records.read_text().splitlines()]
         assert seconds and min(seconds) < 1.0, seconds
         assert "load_module" in server_log.read_text()  # candidates ran on the RPC server

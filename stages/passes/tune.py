@@ -1,6 +1,6 @@
 """`doit tune:<component>`: MetaSchedule tuning into the per-target database that builds apply.
 
-The database lives in configs/tuning/<model>/<target>/<component>/ (MetaSchedule's
+The database lives in configs/tuning/<model>/<target>[/<mcpu>]/<component>/ (MetaSchedule's
 database_workload.json + database_tuning_record.json), committed with the repo so that CI and
 every clone reuse it; the `schedule` stage takes those files as inputs. Never run by `doit build`.
 
