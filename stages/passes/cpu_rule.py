@@ -177,9 +177,8 @@ def make_rules():
                       and isinstance(r.region[-1].min.b, tirx.IntImm)
                       and lane_var in used_vars(r.region[-1].min)]
             widest = min([widest, *panels])
-            lanes = _largest_divisor(ext[spatial - 1], sorted({widest, widest // 2, 8, 4} -
-                                                              {c for c in (16, 8) if c > widest},
-                                                              reverse=True))
+            lanes = _largest_divisor(ext[spatial - 1], sorted(
+                (c for c in {widest, widest // 2, 8, 4} if c <= widest), reverse=True))
             # the reuse axis: a spatial axis absent from the reads that use the lanes' axis
             lane_reads = [set().union(*r) for r in reads if r and lane_var in set().union(*r)]
             row_axis = next((i for i in range(spatial - 2, -1, -1)

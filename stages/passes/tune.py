@@ -9,9 +9,9 @@ schedule (stages/passes/cpu_default_schedule.py) is measured by the same runner 
 one more record, and the build applies the fastest record, MetaSchedule's or the default's (the
 SD v1.5 records tuned before the CPU schedule made the UNet 0.91x and the VAE decoder 0.79x the
 default build). That measurement also sets the kernel's runner timeout: a candidate may take
-SLOWEST_CANDIDATE times the default before it is cut off, so the VAE decoder's 512x512
-convolutions (2 s by default) are measured where a fixed 30 s cut off every candidate, and the
-other kernels keep the configured timeout.
+SLOWEST_CANDIDATE times the default before it is cut off, so the VAE decoder's two largest
+convolutions (4-6 s by default on AVX2) are measured where a fixed 30 s cut off every candidate,
+and the other kernels keep the configured timeout.
 
 Tuning is resumable: a kernel counts as tuned once its default's record is in (after its
 search); records are appended as they are measured, so Ctrl-C keeps them, and ends every worker
