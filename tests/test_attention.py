@@ -35,18 +35,20 @@ def _reference(q, k, v, bias, causal):
 
 
 @pytest.mark.parametrize("kernel", ["gpu-body", "cpu"])
-@pytest.mark.parametrize("dtype,bias_shape,causal,head_dim,max_rel", [
-    ("float32", (1, 1, 1, 1), False, 40, 1e-6),     # the UNet's and the VAE's: no mask
-    ("float32", (2, 1, 37, 77), True, 16, 1e-6),    # CLIP's: an additive mask and causal
-    ("float16", (1, 3, 37, 77), False, 12, 2e-3),   # a bias broadcast over the batch
+@pytest.mark.parametrize("dtype,bias_shape,causal,head_dim,keys,max_rel", [
+    ("float32", (1, 1, 1, 1), False, 40, 77, 1e-6),     # the UNet's and the VAE's: no mask
+    ("float32", (1, 1, 1, 1), False, 40, 300, 1e-6),    # keys in 3 of the CPU kernel's blocks
+    ("float32", (2, 1, 37, 77), True, 16, 77, 1e-6),    # CLIP's: an additive mask and causal
+    ("float32", (2, 1, 37, 300), True, 16, 300, 1e-6),  # causal over blocks: rows end in one
+    ("float16", (1, 3, 37, 77), False, 12, 77, 2e-3),   # a bias broadcast over the batch
 ])
-def test_kernel_matches_numpy(kernel, dtype, bias_shape, causal, head_dim, max_rel):
-    """77 keys (not a multiple of the keys per step or block), 37 queries (not a multiple of the
-    CPU kernel's rows), head dims in vectors of 8 (SD's 40), 16 and 4."""
+def test_kernel_matches_numpy(kernel, dtype, bias_shape, causal, head_dim, keys, max_rel):
+    """77 or 300 keys (not a multiple of the keys per step or block), 37 queries (not a multiple
+    of the CPU kernel's rows), head dims in vectors of 8 (SD's 40), 16 and 4."""
     rng = np.random.default_rng(0)
     q = rng.standard_normal((2, 37, 3, head_dim)).astype(dtype)
-    k = rng.standard_normal((2, 77, 3, head_dim)).astype(dtype)
-    v = rng.standard_normal((2, 77, 3, head_dim)).astype(dtype)
+    k = rng.standard_normal((2, keys, 3, head_dim)).astype(dtype)
+    v = rng.standard_normal((2, keys, 3, head_dim)).astype(dtype)
     bias = (rng.standard_normal(bias_shape) if bias_shape != (1, 1, 1, 1)
             else np.zeros(bias_shape)).astype(dtype)
     if kernel == "cpu":

@@ -41,11 +41,16 @@ PANEL_ROWS = 11
 PANEL_BLOCK_BYTES = 512 * 1024
 L1_WAYS = 8
 # float32 lanes of one vector register per instruction set the llvm target names (its mcpu:
-# stages/engine/host_cpu.py); a tile is ROWS x two registers: 16 accumulators, the most that
-# AVX-512's 32 and AVX2's 16 registers hold beside the operands. Measured on full-size SD
+# stages/engine/host_cpu.py); a tile is up to ROWS x two registers. Measured on full-size SD
 # kernels (Zen 4, 2 threads): 8 x 32 lanes ran a 320->2560 matmul in 91 ms and a 640->320
-# convolution in 260 ms on AVX-512 (4 x 16: 512 and 1318 ms), 8 x 16 was best on AVX2.
+# convolution in 260 ms on AVX-512 (4 x 16: 512 and 1318 ms).
 REGISTER_LANES = {"x86-64-v4": 16, "x86-64-v3": 8}
+# vector registers per instruction set (x86-64 before AVX-512 has 16). A tile's accumulators,
+# its operand vectors and the broadcast must all fit (tile_rows): AVX2's 16 take 6 rows of two
+# registers, not 8, whose 16 accumulators spilled the operands (Zen 2, 2 threads, 3x3
+# convolutions 8 -> 6 rows: 1x512x128x128 1168 -> 933 ms, 1x256x256x256 1207 -> 1021 ms,
+# 2x320x64x64 144 -> 118 ms, 2x640x32x32 160 -> 143 ms).
+REGISTERS = {"x86-64-v4": 32}
 MIN_RFACTOR_STEPS = 8  # vector steps per output a reduction needs to run along its lanes
 
 
@@ -69,6 +74,14 @@ def register_lanes(target) -> int:
 def tile_lanes(target) -> int:
     """The lanes of a tile: two vector registers."""
     return 2 * register_lanes(target)
+
+
+def tile_rows(target, lanes: int, most: int) -> int:
+    """The most rows (up to `most`) of a tile `lanes` wide whose accumulators fit the register
+    file beside one operand vector per register of lanes and the broadcast row value."""
+    vectors = max(1, lanes // register_lanes(target))
+    registers = REGISTERS.get(str(target.attrs.get("mcpu", "")), 16)
+    return max(1, min(most, (registers - vectors - 1) // vectors))
 
 
 def _largest_divisor(n: int, candidates) -> int:
@@ -184,7 +197,7 @@ def make_rules():
             row_axis = next((i for i in range(spatial - 2, -1, -1)
                              if ext[i] > 1 and all(names[i] not in r for r in lane_reads)), None)
             # any divisor up to ROWS: CLIP's 77 tokens take 7 rows (only 1 of 8, 4 or 2)
-            most = PANEL_ROWS if panels else ROWS
+            most = tile_rows(target, lanes, PANEL_ROWS if panels else ROWS)
             row_bytes = 4 * math.prod(ext[spatial:])
             if panels and row_bytes % 4096 == 0:
                 # rows a multiple of 4 KiB apart fall in one L1 set: 7 of them and the panel

@@ -15,12 +15,13 @@ def make(target):
     import tvm
     from tvm import relax
 
-    from stages.passes import attention_kernel, cpu_attention_kernel
+    from stages.passes import attention_kernel, cpu_attention_kernel, cpu_rule
     from stages.passes.pipeline import GPU
     from stages.passes.rewrite import call_pass
 
     gpu = target.kind.name in GPU
     max_threads = int(target.attrs["max_num_threads"]) if gpu else 1
+    lanes = 0 if gpu else cpu_rule.register_lanes(target)
 
     def fresh():
         kernels: dict[tuple, tvm.ir.GlobalVar] = {}
@@ -47,7 +48,7 @@ def make(target):
                                                   gpu, max_threads, bias_dtype=bias_dtype)
                 else:
                     func = cpu_attention_kernel.build(*shapes, dtype, scale, causal is not None,
-                                                      bias_dtype=bias_dtype)
+                                                      bias_dtype=bias_dtype, lanes=lanes)
                 kernels[key] = mutator.builder_.add_func(func, f"attention{len(kernels)}")
             return relax.call_tir(kernels[key], [q, k, v, bias], call.ty)
 
