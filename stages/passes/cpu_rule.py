@@ -32,6 +32,11 @@ LANES = 16        # float32 lanes of an injective nest's vectors and of rfactor'
 MIN_PARALLEL = 2  # a parallel loop shorter than this is left serial
 BLOCK_TILES = 4   # tiles along the lanes' axis per cache block
 ROW_BLOCK_TILES = 8  # tiles along the rows' axis per cache block
+# a convolution's cache block spans its whole output row of lanes (by ROW_BLOCK_TILES): its
+# input rows then stream in order across the block's tiles. Measured in one process each (Zen 2,
+# AVX2, 2 threads, 3x3, 4 x 16 tiles), 4 lane tiles -> the whole row: 1x128x512x512 889 -> 659
+# ms, 1x256x256x256 826 -> 665 ms; rows of 128 lanes or fewer within noise (5 %); the row
+# block 8 beat 2 on every SD shape (1x512x128x128 1042 vs 1386 ms).
 # a tile one panel wide (weight_panels.py: one register of lanes) holds up to PANEL_ROWS rows:
 # 11 accumulators, the panel's vector and the broadcast fit AVX2's 16 registers; and its cache
 # block's operands (its rows of the left operand, BLOCK_TILES panels, float32 over the whole
@@ -224,12 +229,17 @@ def make_rules():
             # the other axes before the next, so the lane-indexed strip (a convolution's input
             # rows, a matmul's weight columns) and the row block's broadcast operand (its
             # weights, its input rows) stay in L2 (a 512-channel VAE convolution read its whole
-            # 134 MB input once per 8 output channels otherwise)
+            # 134 MB input once per 8 output channels otherwise); a convolution's block spans
+            # its whole output row
             def blocked(loop, count, limit):
                 size = _largest_divisor(count, range(min(count, limit), 0, -1))
                 return sch.split(loop, [None, size]) if 1 < size < count else (None, loop)
 
-            jb, jt = blocked(outer[spatial - 1], ext[spatial - 1] // lanes, BLOCK_TILES)
+            # a windowed read (the lanes' index plus a reduction's: a convolution's input)
+            reduced = set(names[spatial:])
+            windowed = any(lane_var in idx and idx & reduced for r in reads for idx in r)
+            lane_block = ext[spatial - 1] // lanes if windowed else BLOCK_TILES
+            jb, jt = blocked(outer[spatial - 1], ext[spatial - 1] // lanes, lane_block)
             rb, rt = (blocked(outer[row_axis], ext[row_axis] // rows, row_block)
                       if rows > 1 else (None, None))
             others = [loop for i, loop in enumerate(outer[:spatial - 1]) if i != row_axis]
