@@ -15,8 +15,9 @@ size (issue 20). Two rules:
   that is strided along the lanes' axis (a weight read transposed in place; SD's CPU build has
   none since transpose_matmul became GPU-only) makes the lanes run along the reduction
   instead, through rfactor: partial sums per lane, added up once per output.
-- `Spatial`: every other kernel: each top-level loop nest's spatial loops fused and run in
-  parallel, and the innermost loop of an injective nest vectorized when its extent allows.
+- `Spatial`: every other kernel: injective blocks inlined into the injective blocks that read
+  them, each remaining loop nest's spatial loops fused and run in parallel, and the innermost
+  loop of an injective nest vectorized when its extent allows.
 
 The reduction order of each output is unchanged (the lanes are other outputs), except under
 rfactor, where it is `lanes` interleaved partial sums. What runs in parallel is TVM's thread
@@ -304,7 +305,22 @@ def make_rules():
             if found is None:
                 return None
             sch, infos = found
+            # an injective block is computed where an injective block reads it: one nest and
+            # one pass over memory, not one per op (the VAE's GroupNorm + SiLU: six); never
+            # into a reduction, which would compute it once per use
+            injective = {sch.get(b.block_rv).name_hint for b in infos if b.is_injective()}
+            kept = []
             for b in infos:
+                readers = sch.get_consumers(b.block_rv)
+                if b.is_injective() and readers and all(
+                        sch.get(r).name_hint in injective for r in readers):
+                    try:
+                        sch.compute_inline(b.block_rv)
+                        continue
+                    except Exception:  # noqa: BLE001 (it writes an output, or cannot be)
+                        pass
+                kept.append(b)
+            for b in kept:
                 kind = b.dom_kind()
                 if b.is_injective() and len(sch.get_loops(b.block_rv)) == len(kind):
                     spread(sch, b)

@@ -77,6 +77,8 @@ SCHEDULE = (
     # and on CPUs threads and vector lanes
     Step("gpu_default_schedule", targets=GPU),
     Step("cpu_default_schedule", targets=("llvm",)),
+    # and exp, sigmoid and erf as arithmetic in lanes, not a C library call per lane
+    Step("vector_math", targets=("llvm",)),
     # phase 6: every kernel within the target's threads and workgroup memory, or a build error
     Step("gpu_limits", targets=GPU),
 )
