@@ -54,8 +54,9 @@ REGISTER_LANES = {"x86-64-v4": 16, "x86-64-v3": 8}
 # vector registers per instruction set (x86-64 before AVX-512 has 16). A tile's accumulators,
 # its operand vectors and the broadcast must all fit (tile_rows): AVX2's 16 take 6 rows of two
 # registers, not 8, whose 16 accumulators spilled the operands (Zen 2, 2 threads, 3x3
-# convolutions 8 -> 6 rows: 1x512x128x128 1168 -> 933 ms, 1x256x256x256 1207 -> 1021 ms,
-# 2x320x64x64 144 -> 118 ms, 2x640x32x32 160 -> 143 ms).
+# convolutions, 8 rows -> a divisor up to 6: 4 rows for SD's 128-512 channels, 5 for 320-1280:
+# 1x512x128x128 1168 -> 933 ms, 1x256x256x256 1207 -> 1021 ms, 2x320x64x64 144 -> 118 ms,
+# 2x640x32x32 160 -> 143 ms).
 REGISTERS = {"x86-64-v4": 32}
 MIN_RFACTOR_STEPS = 8  # vector steps per output a reduction needs to run along its lanes
 
