@@ -115,3 +115,16 @@ def test_scheduled_kernels_compute_what_the_plain_loops_do(built, word):
         assert np.array_equal(want, got), name
         checked += 1
     assert checked >= 2, (word, sorted(plain))
+
+
+def test_tile_rows_fit_the_register_file():
+    """A tile's accumulators, an operand vector per register of lanes and the broadcast fit the
+    instruction set's registers: AVX2 (16) takes 6 rows of two registers, AVX-512 (32) the 8
+    rows it was measured best with, a one-register panel tile on AVX2 its 11."""
+    def target(mcpu=None):
+        return tvm.target.Target({"kind": "llvm", **({"mcpu": mcpu} if mcpu else {})})
+
+    assert cpu_rule.tile_rows(target("x86-64-v3"), 16, cpu_rule.ROWS) == 6
+    assert cpu_rule.tile_rows(target("x86-64-v4"), 32, cpu_rule.ROWS) == 8
+    assert cpu_rule.tile_rows(target("x86-64-v3"), 8, cpu_rule.PANEL_ROWS) == 11
+    assert cpu_rule.tile_rows(target(), 8, cpu_rule.ROWS) == 6   # SSE2: 4 lanes a register
