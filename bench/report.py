@@ -177,6 +177,13 @@ def section_cpu() -> list[str]:
                 f"({build['stages']}, peak RSS {build['peak_rss_gib']} GiB), verify passed for "
                 f"all four components (rel-L2 vs torch: {rel}; limit {build['verify_limit']:g}); "
                 f"{build['machine']}.", ""]
+    gen = load("generate_sd-v1-5_llvm.json")
+    if gen:
+        s = gen["seconds"]
+        out += [f"`{gen['command']}`: **{s['total_s'] / 60:.1f} min** ({s['denoise_s']:.0f} s for "
+                f"{gen['unet_calls']} UNet calls, {s['denoise_s'] / gen['unet_calls']:.1f} s each; "
+                f"VAE decoder {s['vae_decoder_s']:.1f} s, loading {s['load_s']:.0f} s); "
+                f"{gen['machine']}.", ""]
     out += cpu_default_schedule()
     return out
 
