@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -65,6 +66,9 @@ def main() -> None:
     ap.add_argument("--workspace", type=Path, default=None,
                     help="a checkout to build and tune in (default: a fresh one in a temp dir)")
     args = ap.parse_args()
+    # a plain `kill` ends the run through the finally blocks too: the workspace's records are
+    # moved aside while the default build runs and must come back (a killed run left them out)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.environ["TVM_NUM_THREADS"] = str(args.threads)  # before the TVM runtime starts
 
     import torch
