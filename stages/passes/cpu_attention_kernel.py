@@ -45,8 +45,9 @@ EXP2_POLY = (1.0, 0.6931470036506653, 0.2402298003435135, 0.05548352375626564,
 def exp2(x):
     """2**x for float32 x <= 0 (a score minus its row's max), in ops LLVM keeps in lanes; below
     2**-126 the result is 0's neighbour 2**-126 * P, which no sum of weights >= 1 notices."""
-    from tvm import tirx
     from tvm.script import tirx as T
+
+    from stages.passes.vector_math import pow2
 
     x = T.max(x, T.float32(-126.0))
     n = T.floor(x)
@@ -54,8 +55,7 @@ def exp2(x):
     p = T.float32(EXP2_POLY[-1])
     for c in EXP2_POLY[-2::-1]:
         p = p * f + T.float32(c)
-    bits = tirx.shift_left(T.cast(n, "int32") + 127, 23)
-    return p * T.reinterpret("float32", bits)
+    return p * pow2(n)
 
 
 def build(q_shape, k_shape, v_shape, bias_shape, dtype: str, scale: float | None,

@@ -72,10 +72,14 @@ def _extents(infos) -> list[int] | None:
     return out
 
 
+def _mcpu(target) -> str:
+    return str(target.attrs.get("mcpu", ""))
+
+
 def register_lanes(target) -> int:
     """float32 lanes of one vector register of the target's instruction set (4 where it names
     none: SSE2, NEON)."""
-    return REGISTER_LANES.get(str(target.attrs.get("mcpu", "")), 4)
+    return REGISTER_LANES.get(_mcpu(target), 4)
 
 
 def tile_lanes(target) -> int:
@@ -87,7 +91,7 @@ def tile_rows(target, lanes: int, most: int) -> int:
     """The most rows (up to `most`) of a tile `lanes` wide whose accumulators fit the register
     file beside one operand vector per register of lanes and the broadcast row value."""
     vectors = max(1, lanes // register_lanes(target))
-    registers = REGISTERS.get(str(target.attrs.get("mcpu", "")), 16)
+    registers = REGISTERS.get(_mcpu(target), 16)
     return max(1, min(most, (registers - vectors - 1) // vectors))
 
 

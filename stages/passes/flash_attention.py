@@ -21,7 +21,6 @@ def make(target):
 
     gpu = target.kind.name in GPU
     max_threads = int(target.attrs["max_num_threads"]) if gpu else 1
-    lanes = 0 if gpu else cpu_rule.register_lanes(target)
 
     def fresh():
         kernels: dict[tuple, tvm.ir.GlobalVar] = {}
@@ -48,7 +47,8 @@ def make(target):
                                                   gpu, max_threads, bias_dtype=bias_dtype)
                 else:
                     func = cpu_attention_kernel.build(*shapes, dtype, scale, causal is not None,
-                                                      bias_dtype=bias_dtype, lanes=lanes)
+                                                      bias_dtype=bias_dtype,
+                                                      lanes=cpu_rule.register_lanes(target))
                 kernels[key] = mutator.builder_.add_func(func, f"attention{len(kernels)}")
             return relax.call_tir(kernels[key], [q, k, v, bias], call.ty)
 
