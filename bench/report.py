@@ -137,11 +137,21 @@ def section_memory() -> list[str]:
     return out
 
 
+def tune_benches():
+    """(model, results) per model and x86-64 level measured (tune_bench_<model>_<mcpu>.json),
+    (model, None) for a model with none."""
+    for model in ("tiny", "sd-v1-5"):
+        files = sorted(RESULTS.glob(f"tune_bench_{model}_x86-64*.json"))
+        if not files:
+            yield model, None
+        for path in files:
+            yield model, json.loads(path.read_text())
+
+
 def section_cpu() -> list[str]:
     out = ["## Speed on CPU (compiled vs torch eager, same threads, median)", ""]
-    for model in ("tiny", "sd-v1-5"):
-        data = load(f"tune_bench_{model}.json")
-        if not data or "default_ms" not in next(iter(data["components"].values())):
+    for model, data in tune_benches():
+        if data is None:
             out += missing(f"python bench/tune_bench.py --model {model}")
             continue
         tuned = {c: t.get("tuned_kernels") for c, t in data["components"].items()}
@@ -160,7 +170,7 @@ def section_cpu() -> list[str]:
                 "| component | torch eager ms | default ms | tuned ms | default/tuned | "
                 "torch/tuned |", "|---|---|---|---|---|---|"]
         for c, t in data["components"].items():
-            if t.get("tuned_ms") is None:
+            if t.get("tuned_ms") is None or not t.get("tuned_kernels"):   # no records: one lib
                 out.append(f"| {c} | {t['torch_eager_ms']:.2f} | {t['default_ms']:.2f} | "
                            f"no records | - | default: "
                            f"{t['torch_eager_ms'] / t['default_ms']:.2f}x |")
@@ -170,15 +180,15 @@ def section_cpu() -> list[str]:
                        f"{t['speedup_tuned_vs_torch']:.2f}x |")
         out.append("")
         out += [f"- {note}" for note in data.get("notes", [])] + ([""] if data.get("notes") else [])
-    build = load("build_sd-v1-5_llvm.json")
-    if build:
+    for path in sorted(RESULTS.glob("build_sd-v1-5_llvm_x86-64*.json")):
+        build = json.loads(path.read_text())
         rel = ", ".join(f"{c} {r:.1e}" for c, r in build["verify_rel_l2"].items())
+        rss = f", peak RSS {build['peak_rss_gib']} GiB" if build.get("peak_rss_gib") else ""
         out += [f"`{build['command']}` at {build['commit']}: **{build['wall_s'] / 60:.1f} min** "
-                f"({build['stages']}, peak RSS {build['peak_rss_gib']} GiB), verify passed for "
-                f"all four components (rel-L2 vs torch: {rel}; limit {build['verify_limit']:g}); "
-                f"{build['machine']}.", ""]
-    gen = load("generate_sd-v1-5_llvm.json")
-    if gen:
+                f"({build['stages']}{rss}), verify passed for all four components (rel-L2 vs "
+                f"torch: {rel}; limit {build['verify_limit']:g}); {build['machine']}.", ""]
+    for path in sorted(RESULTS.glob("generate_sd-v1-5_llvm_x86-64*.json")):
+        gen = json.loads(path.read_text())
         s = gen["seconds"]
         out += [f"`{gen['command']}`: **{s['total_s'] / 60:.1f} min** ({s['denoise_s']:.0f} s for "
                 f"{gen['unet_calls']} UNet calls, {s['denoise_s'] / gen['unet_calls']:.1f} s each; "
@@ -193,19 +203,21 @@ def cpu_default_schedule() -> list[str]:
     loops, the default schedule for the plain llvm target (SSE2), and today's (the host's
     instruction set, the CPU attention kernel)."""
     steps = [load(f"tune_bench_tiny_{n}.json") for n in ("before_cpu_schedule", "cpu_schedule")]
-    now = load("tune_bench_tiny.json")
-    if not all(steps) or not now or "default_ms" not in now["components"]["unet"]:
+    now = [data for model, data in tune_benches() if model == "tiny" and data]
+    if not all(steps) or not now:
         return missing("python bench/tune_bench.py --trials 0, without and with "
                        "stages/passes/cpu_default_schedule.py")
-    out = [f"The default CPU schedule, step by step (docs/cpu.md), tiny, {now['threads']} "
-           f"threads, no tuning records, median of {now['repeat']}:", "",
-           "| component | torch eager ms | plain loops ms | default schedule, SSE2 ms | "
-           f"default schedule now ({now.get('target', {}).get('mcpu', 'llvm')}) ms "
-           "| torch/default |", "|---|---|---|---|---|---|"]
-    for c, t in now["components"].items():
+    out = [f"The default CPU schedule, step by step (docs/cpu.md), tiny, {now[0]['threads']} "
+           f"threads, no tuning records, median of {now[0]['repeat']} (torch eager on each "
+           "host beside its figure):", "",
+           "| component | plain loops ms | default schedule, SSE2 ms | " + " | ".join(
+               f"default schedule now, {d['target']['mcpu']} ms (torch ms)" for d in now)
+           + " |", "|---|---|---|" + "---|" * len(now)]
+    for c in now[0]["components"]:
         was = [s["components"][c]["untuned_ms"] for s in steps]
-        out.append(f"| {c} | {t['torch_eager_ms']:.2f} | {was[0]:.2f} | {was[1]:.2f} | "
-                   f"{t['default_ms']:.2f} | {t['torch_eager_ms'] / t['default_ms']:.2f}x |")
+        out.append(f"| {c} | {was[0]:.2f} | {was[1]:.2f} | " + " | ".join(
+            f"{d['components'][c]['default_ms']:.2f} ({d['components'][c]['torch_eager_ms']:.2f})"
+            for d in now) + " |")
     return out + [""]
 
 

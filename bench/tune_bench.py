@@ -5,11 +5,13 @@ tuning records moved aside, so that every kernel runs the default CPU schedule
 (stages/passes/cpu_default_schedule.py); the records put back, `doit tune:<component>` with the
 given budget for each component (--trials 0: none, the committed records only), and `doit emit`
 again (the params are the same bytes whatever the schedule). The variants of each component then
-run in this one process, on the same inputs, with the same number of threads
-(torch.set_num_threads and TVM_NUM_THREADS), after a warm-up; the figure is the median of
---repeat runs. torch runs first for every component: TVM's thread pool keeps spinning after a
-call and would steal the cores from torch. Prints a table and writes
-bench/results/tune_bench_<model>.json.
+run in this one process, on the same inputs, with the same number of threads (torch.set_num_threads
+and TVM_NUM_THREADS), after a warm-up; the default and tuned libraries in turn, and each figure is
+the median of --repeat runs. Only components with records for this host's instruction set have a
+tuned figure. torch runs first for every component: TVM's thread pool keeps spinning after a call
+and would steal the cores from torch. Prints a table and writes
+bench/results/tune_bench_<model>_<mcpu>.json (the llvm target's x86-64 level: AVX2 and AVX-512
+hosts are tabled apart).
 
     .venv/bin/python bench/tune_bench.py [--model tiny] [--trials 64] [--top 4] [--repeat 20]
     .venv/bin/python bench/tune_bench.py --model sd-v1-5 --trials 0 --repeat 3 \
@@ -45,14 +47,23 @@ def doit(ws: Path, *args: str) -> None:
 
 
 def median_ms(fn, repeat: int) -> float:
+    return medians_ms([fn], repeat)[0]
+
+
+def medians_ms(fns, repeat: int) -> list[float]:
+    """The median time of each of `fns`, run in turn, `repeat` rounds: a variant's figure and
+    its neighbour's share the host's slow and fast minutes (a shared 2-core host ran one
+    library 1.34x slower in one minute than in the next)."""
     if repeat > 1:   # NOTE: --repeat 1 (full size on CPU: minutes per call) skips the warm-up
-        fn()
-    times = []
+        for fn in fns:
+            fn()
+    times = [[] for _ in fns]
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+        for fn, t in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - start)
+    return [statistics.median(t) * 1e3 for t in times]
 
 
 def main() -> None:
@@ -101,7 +112,10 @@ def main() -> None:
             for c in COMPONENTS:
                 doit(ws, f"tune:{c}", f"model={args.model}", "target=llvm", "--trials",
                      str(args.trials), "--top", str(args.top))
-        tuned = records.is_dir()
+        # a component is tuned where this instruction set has records for it (the directory
+        # may hold only another level's: those do not apply to this build)
+        tuned = [c for c in COMPONENTS
+                 if (tuning_dir(ws, cfg, c) / "database_tuning_record.json").is_file()]
         if tuned:
             doit(ws, "emit", f"model={args.model}", "target=llvm")
 
@@ -120,16 +134,19 @@ def main() -> None:
 
             rows[c] = {"torch_eager_ms": median_ms(torch_run, args.repeat)}
             print(f"{c}: torch eager {rows[c]['torch_eager_ms']:.1f} ms", flush=True)
-        for c in COMPONENTS:
-            timings = rows[c]
-            for name, lib_dir in (("default_ms", default / c), ("tuned_ms", dist / c))[
-                    :2 if tuned else 1]:
-                compiled = Component(lib_dir / f"{c}.so", dist / c / "params",
-                                     dist / c / "manifest.json", device)
-                tvm_args = compiled.tensors(examples[c][n] for n in cfg.input_specs(c))
-                timings[name] = median_ms(lambda: compiled.call(*tvm_args), args.repeat)
-                print(f"{c}: {name} {timings[name]:.1f}", flush=True)
-                del compiled   # full size: one copy of the UNet's params at a time
+        for c in COMPONENTS:   # default and tuned libraries in turn, on the same inputs
+            variants = {"default_ms": default / c}
+            if c in tuned:
+                variants["tuned_ms"] = dist / c
+            compiled = [Component(lib_dir / f"{c}.so", dist / c / "params",
+                                  dist / c / "manifest.json", device)
+                        for lib_dir in variants.values()]
+            tvm_args = compiled[0].tensors(examples[c][n] for n in cfg.input_specs(c))
+            figures = medians_ms([lambda m=m: m.call(*tvm_args) for m in compiled], args.repeat)
+            for name, ms in zip(variants, figures):
+                rows[c][name] = ms
+                print(f"{c}: {name} {ms:.1f}", flush=True)
+            del compiled
 
         for c in rows:   # kernels with a measured record (a failed one reads 1e10 s)
             db = tuning_dir(ws, cfg, c) / "database_tuning_record.json"
@@ -149,7 +166,9 @@ def main() -> None:
         t["speedup_tuned_vs_torch"] = t["torch_eager_ms"] / t["tuned_ms"]
         print(f"{c:<14} {t['torch_eager_ms']:9.2f} {t['default_ms']:11.2f} {t['tuned_ms']:9.2f} "
               f"{t['speedup_tuned_vs_default']:13.2f}x {t['speedup_tuned_vs_torch']:11.2f}x")
-    out = ROOT / "bench" / "results" / f"tune_bench_{args.model}.json"
+    # one file per instruction set: hosts of one level compare, of two do not (AVX2 vs AVX-512)
+    level = cfg.target["target"]["tvm"].get("mcpu", "llvm")
+    out = ROOT / "bench" / "results" / f"tune_bench_{args.model}_{level}.json"
     out.write_text(json.dumps({
         "model": args.model, "threads": args.threads, "trials": args.trials, "top": args.top,
         "repeat": args.repeat, "machine": platform.machine(), "target": cfg.target["target"]["tvm"],
