@@ -141,7 +141,8 @@ def tune_benches():
     """(model, results) per model and x86-64 level measured (tune_bench_<model>_<mcpu>.json),
     (model, None) for a model with none."""
     for model in ("tiny", "sd-v1-5"):
-        files = sorted(RESULTS.glob(f"tune_bench_{model}_x86-64*.json"))
+        files = sorted([*RESULTS.glob(f"tune_bench_{model}_x86-64*.json"),   # by mcpu level,
+                        *RESULTS.glob(f"tune_bench_{model}_llvm.json")])   # or LLVM's default
         if not files:
             yield model, None
         for path in files:
