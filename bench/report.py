@@ -137,16 +137,22 @@ def section_memory() -> list[str]:
     return out
 
 
+def per_level(prefix: str) -> list[dict]:
+    """The CPU results `<prefix>_<mcpu>.json`, one per x86-64 level measured (or
+    `<prefix>_llvm.json`, a host without one): AVX2 and AVX-512 hosts are tabled apart."""
+    paths = [*RESULTS.glob(f"{prefix}_x86-64*.json"), *RESULTS.glob(f"{prefix}_llvm.json")]
+    return [json.loads(path.read_text()) for path in sorted(paths)]
+
+
 def tune_benches():
-    """(model, results) per model and x86-64 level measured (tune_bench_<model>_<mcpu>.json),
-    (model, None) for a model with none."""
+    """(model, results) per model and level measured (bench/tune_bench.py), (model, None) for a
+    model with none."""
     for model in ("tiny", "sd-v1-5"):
-        files = sorted([*RESULTS.glob(f"tune_bench_{model}_x86-64*.json"),   # by mcpu level,
-                        *RESULTS.glob(f"tune_bench_{model}_llvm.json")])   # or LLVM's default
-        if not files:
+        found = per_level(f"tune_bench_{model}")
+        if not found:
             yield model, None
-        for path in files:
-            yield model, json.loads(path.read_text())
+        for data in found:
+            yield model, data
 
 
 def section_cpu() -> list[str]:
@@ -181,15 +187,13 @@ def section_cpu() -> list[str]:
                        f"{t['speedup_tuned_vs_torch']:.2f}x |")
         out.append("")
         out += [f"- {note}" for note in data.get("notes", [])] + ([""] if data.get("notes") else [])
-    for path in sorted(RESULTS.glob("build_sd-v1-5_llvm_x86-64*.json")):
-        build = json.loads(path.read_text())
+    for build in per_level("build_sd-v1-5_llvm"):
         rel = ", ".join(f"{c} {r:.1e}" for c, r in build["verify_rel_l2"].items())
         rss = f", peak RSS {build['peak_rss_gib']} GiB" if build.get("peak_rss_gib") else ""
         out += [f"`{build['command']}` at {build['commit']}: **{build['wall_s'] / 60:.1f} min** "
                 f"({build['stages']}{rss}), verify passed for all four components (rel-L2 vs "
                 f"torch: {rel}; limit {build['verify_limit']:g}); {build['machine']}.", ""]
-    for path in sorted(RESULTS.glob("generate_sd-v1-5_llvm_x86-64*.json")):
-        gen = json.loads(path.read_text())
+    for gen in per_level("generate_sd-v1-5_llvm"):
         s = gen["seconds"]
         out += [f"`{gen['command']}`: **{s['total_s'] / 60:.1f} min** ({s['denoise_s']:.0f} s for "
                 f"{gen['unet_calls']} UNet calls, {s['denoise_s'] / gen['unet_calls']:.1f} s each; "

@@ -114,8 +114,9 @@ def main() -> None:
                      str(args.trials), "--top", str(args.top))
         # a component is tuned where this instruction set has records for it (the directory
         # may hold only another level's: those do not apply to this build)
-        tuned = [c for c in COMPONENTS
-                 if (tuning_dir(ws, cfg, c) / "database_tuning_record.json").is_file()]
+        record_files = {c: tuning_dir(ws, cfg, c) / "database_tuning_record.json"
+                        for c in COMPONENTS}
+        tuned = [c for c, db in record_files.items() if db.is_file()]
         if tuned:
             doit(ws, "emit", f"model={args.model}", "target=llvm")
 
@@ -149,7 +150,7 @@ def main() -> None:
             del compiled
 
         for c in rows:   # kernels with a measured record (a failed one reads 1e10 s)
-            db = tuning_dir(ws, cfg, c) / "database_tuning_record.json"
+            db = record_files[c]
             lines = db.read_text().splitlines() if db.is_file() else []
             rows[c]["tuned_kernels"] = len({json.loads(line)[0] for line in lines
                                             if max(json.loads(line)[1][1] or [1e10]) < 1e9})
